@@ -1,0 +1,36 @@
+# The project's own set-up: everything it needs is installed from here.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export VAD_HOME ?= $(CURDIR)/vad_home
+
+.PHONY: setup test test-fast bench demo ui clean
+
+setup: $(STAMP)
+
+# Re-install only when the dependency set changes; a no-op otherwise.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip check
+	@touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: setup
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+demo: setup
+	$(BIN)/python -m vad_pipeline.demo
+
+ui: setup
+	$(BIN)/python -m vad_pipeline.ui
+
+clean:
+	rm -rf $(VENV) vad_home .pytest_cache
