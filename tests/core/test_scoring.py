@@ -1,0 +1,165 @@
+"""Scoring: score formulas against direct computation, batch independence, streaming, row keys,
+clip aggregation on a hand-made table, bad input."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tests.core._synthetic import trained
+from vad_core.errors import VADInputError
+from vad_core.noise import row_noise
+from vad_core.sampling import get_sigmas_karras, sigma_range
+from vad_core.scoring import ScoreConfig, clip_scores, row_keys_for, score_rows, score_stream
+
+
+@pytest.fixture(scope="module")
+def model():
+    data, res = trained("tiny")
+    return data, res.denoiser
+
+
+def _direct_denoise(den, xs: torch.Tensor, sigma: float) -> torch.Tensor:
+    """D(x; sigma) through the per-row-sigma (training) code path: an independent route through F."""
+    with torch.no_grad():
+        return den.model(xs, torch.full((xs.shape[0],), sigma))
+
+
+def test_denoising_score_is_the_draw_averaged_one_step_error(model) -> None:
+    data, den = model
+    x, keys = data.features[:40], np.arange(100, 140, dtype=np.int64)
+    got = score_rows(den, x, ScoreConfig(sigma=1.5, n_draws=3, seed=11), row_keys=keys)
+    xs = torch.from_numpy((x - den.scaler.mean) / den.scaler.scale)
+    sigma = 1.5 * den.sigma_data
+    per_draw = []
+    for draw in range(3):
+        eps = torch.from_numpy(row_noise(11, keys, draw, x.shape[1]))
+        per_draw.append(((_direct_denoise(den, xs + sigma * eps, sigma) - xs) ** 2).mean(dim=1).double().numpy())
+    np.testing.assert_allclose(got, np.mean(per_draw, axis=0), rtol=1e-4)
+    # averaging draws reduces the spread of the score around its expectation
+    one = score_rows(den, x, ScoreConfig(sigma=1.5, n_draws=1, seed=11), row_keys=keys)
+    np.testing.assert_allclose(one, per_draw[0], rtol=1e-4)
+    many = np.mean([score_rows(den, x, ScoreConfig(sigma=1.5, n_draws=1, seed=s), row_keys=keys) for s in range(8)], axis=0)
+    eight = score_rows(den, x, ScoreConfig(sigma=1.5, n_draws=8, seed=0), row_keys=keys)
+    assert np.abs(eight - many).mean() < np.abs(one - many).mean()
+
+
+def test_reconstruction_from_the_last_step_is_one_denoising_step(model) -> None:
+    data, den = model
+    x = data.features[:30]
+    cfg = ScoreConfig(score_type="reconstruction", n_steps=10, start_step=9, sampler="euler", n_draws=1, seed=3)
+    got = score_rows(den, x, cfg)
+    # sigma_9 is the schedule's sigma_min; the Euler step from it to 0 lands on D(x_t; sigma_min)
+    sigmas = get_sigmas_karras(10, *sigma_range(den.train_config.P_mean, den.train_config.P_std))
+    s9 = float(sigmas[9])
+    assert s9 == pytest.approx(np.exp(-1.2 - 5 * 1.2), rel=1e-6)
+    xs = torch.from_numpy((x - den.scaler.mean) / den.scaler.scale)
+    eps = torch.from_numpy(row_noise(3, np.arange(30), 0, x.shape[1]))
+    expect = ((_direct_denoise(den, xs + s9 * eps, s9) - xs) ** 2).mean(dim=1).double().numpy()
+    np.testing.assert_allclose(got, expect, rtol=1e-4)
+    # with one step every sampler is that Euler step
+    for sampler in ("lms", "heun"):
+        np.testing.assert_allclose(score_rows(den, x, ScoreConfig(**{**cfg.to_dict(), "sampler": sampler})), got, rtol=1e-6)
+
+
+@pytest.mark.parametrize("score_type", ["denoising", "reconstruction"])
+def test_a_rows_score_does_not_depend_on_its_batch(model, score_type: str, tmp_path) -> None:
+    data, den = model
+    x = data.features[:300]
+    keys = row_keys_for(data.rows.iloc[:300])
+    base = ScoreConfig(score_type=score_type, start_step=6, n_draws=2)
+    ref = score_rows(den, x, base, row_keys=keys)
+    for batch_rows in (1, 7, 128):
+        got = score_rows(den, x, ScoreConfig(**{**base.to_dict(), "batch_rows": batch_rows}), row_keys=keys)
+        np.testing.assert_array_equal(got, ref)
+    perm = np.random.default_rng(1).permutation(300)
+    np.testing.assert_array_equal(score_rows(den, x[perm], base, row_keys=keys[perm]), ref[perm])
+    np.testing.assert_array_equal(score_rows(den, x[42:43], base, row_keys=keys[42:43]), ref[42:43])
+    # a memmap is read in slices and gives the same scores
+    mm = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float32, shape=x.shape)
+    mm[:] = x
+    mm.flush()
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    np.testing.assert_array_equal(score_rows(den, mm, ScoreConfig(**{**base.to_dict(), "batch_rows": 50}), row_keys=keys), ref)
+
+
+def test_score_stream_matches_score_rows_and_continues_default_keys(model) -> None:
+    data, den = model
+    x = data.features[:100]
+    cfg = ScoreConfig(n_draws=2)
+    ref = score_rows(den, x, cfg)  # default keys = row index
+    chunks = (x[s : s + 33] for s in range(0, 100, 33))
+    np.testing.assert_array_equal(np.concatenate(list(score_stream(den, chunks, cfg))), ref)
+    keys = row_keys_for(data.rows.iloc[:100])
+    keyed = score_rows(den, x, cfg, row_keys=keys)
+    parts = score_stream(den, [(x[:60], None, keys[:60]), (x[60:], None, keys[60:])], cfg)
+    np.testing.assert_array_equal(np.concatenate(list(parts)), keyed)
+
+
+def test_row_keys_are_a_stable_hash_of_video_clip_tile() -> None:
+    df = pd.DataFrame({"video_id": ["a", "a", "b", "a"], "clip": [0, 0, 0, 1], "tile": [0, 1, 0, 0]})
+    keys = row_keys_for(df)
+    assert keys.dtype == np.int64 and len(set(keys.tolist())) == 4
+    # independent of row order and of other rows
+    np.testing.assert_array_equal(row_keys_for(df.iloc[::-1]), keys[::-1])
+    np.testing.assert_array_equal(row_keys_for(df.iloc[[2]]), keys[[2]])
+    # the documented construction, computed here with Python integers
+    m64, g = (1 << 64) - 1, 0x9E3779B97F4A7C15
+
+    def mix(z: int) -> int:
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m64
+        return z ^ (z >> 31)
+
+    h = int.from_bytes(hashlib.blake2b(b"b", digest_size=8).digest(), "little")
+    k = mix((mix((h + 1 * g) & m64) + 1 * g) & m64)
+    assert int(keys[2]) == (k - (1 << 64) if k >= 1 << 63 else k)  # uint64 bits read as int64
+    with pytest.raises(VADInputError, match="clip"):
+        row_keys_for(df.drop(columns=["clip"]))
+
+
+def test_clip_scores_take_max_over_tiles_and_keep_the_argmax_tile() -> None:
+    rows = pd.DataFrame({
+        "video_id": ["v2", "v1", "v1", "v1", "v1", "v1", "v2"],
+        "clip": [0, 1, 1, 0, 0, 0, 0],
+        "start_frame": [0, 16, 16, 0, 0, 0, 0],
+        "end_frame": [16, 32, 32, 16, 16, 16, 16],
+        "tile": [1, 0, 1, 0, 1, 2, 0],
+        "score": [0.5, 2.0, 2.0, 0.1, 0.9, 0.3, 0.7],
+    })
+    out = clip_scores(rows)
+    expect = pd.DataFrame({
+        "video_id": ["v1", "v1", "v2"], "clip": [0, 1, 0], "start_frame": [0, 16, 0], "end_frame": [16, 32, 16],
+        "score": [0.9, 2.0, 0.7], "tile": [1, 0, 0],  # v1 clip 1: a tie goes to the lower tile
+    })
+    pd.testing.assert_frame_equal(out, expect)
+    with pytest.raises(VADInputError, match="not finite"):
+        clip_scores(rows.assign(score=[np.nan] + [1.0] * 6))
+    with pytest.raises(VADInputError, match="empty"):
+        clip_scores(rows.iloc[:0])
+    with pytest.raises(VADInputError, match="tile"):
+        clip_scores(rows.drop(columns=["tile"]))
+
+
+def test_bad_scoring_input_is_named(model) -> None:
+    data, den = model
+    x = data.features[:20].copy()
+    with pytest.raises(VADInputError, match=r"features: have 31 dimensions, but .*expects 32"):
+        score_rows(den, x[:, :31])
+    with pytest.raises(VADInputError, match="empty"):
+        score_rows(den, x[:0])
+    with pytest.raises(VADInputError, match="2-D"):
+        score_rows(den, x[0])
+    x[13, 2] = np.inf
+    with pytest.raises(VADInputError, match=r"features: non-finite values in 1 row\(s\) of rows 10:20 \(first bad row: 13\)"):
+        score_rows(den, x, ScoreConfig(batch_rows=10))
+    with pytest.raises(VADInputError, match=r"row_keys: expected shape \(20,\)"):
+        score_rows(den, data.features[:20], row_keys=np.arange(5))
+    with pytest.raises(VADInputError, match="chunk 1"):
+        list(score_stream(den, [data.features[:5], data.features[:5, :8]]))
+    for bad in ({"score_type": "mse"}, {"sampler": "ddim"}, {"start_step": 10}, {"n_draws": 0}, {"sigma": 0.0}):
+        with pytest.raises(VADInputError, match="ScoreConfig"):
+            ScoreConfig(**bad)

@@ -1,0 +1,51 @@
+"""Anomaly scorers behind one fit/score interface: the diffusion model and its baselines.
+
+    scorer = make_scorer("knn", k=5).fit(features, tiles)
+    scores = scorer.score(features, tiles)      # (N,) float64, higher = more anomalous
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from vad_core.baselines.base import AnomalyScorer, PerTileScorer, check_tiles
+from vad_core.baselines.diffusion import DiffusionScorer
+from vad_core.baselines.gcl import GCLAutoencoderScorer, GCLConfig, GCLScorer
+from vad_core.baselines.sklearn_scorers import IsolationForestScorer, KNNScorer, PCAScorer
+from vad_core.errors import VADInputError
+
+SCORERS: dict[str, type] = {
+    "knn": KNNScorer,
+    "pca": PCAScorer,
+    "iforest": IsolationForestScorer,
+    "gcl_ae": GCLAutoencoderScorer,
+    "gcl": GCLScorer,
+    "diffusion": DiffusionScorer,
+}
+
+
+def make_scorer(name: str, **kwargs: Any) -> AnomalyScorer:
+    """Build the scorer registered under `name` with its constructor arguments."""
+    try:
+        cls = SCORERS[name]
+    except KeyError:
+        raise VADInputError(f"scorer: unknown name {name!r} (known: {sorted(SCORERS)})") from None
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise VADInputError(f"scorer {name!r}: bad arguments ({exc})") from None
+
+
+__all__ = [
+    "AnomalyScorer",
+    "DiffusionScorer",
+    "GCLAutoencoderScorer",
+    "GCLConfig",
+    "GCLScorer",
+    "IsolationForestScorer",
+    "KNNScorer",
+    "PCAScorer",
+    "PerTileScorer",
+    "SCORERS",
+    "check_tiles",
+    "make_scorer",
+]

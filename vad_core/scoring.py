@@ -1,0 +1,246 @@
+"""Anomaly scores of feature rows from a trained denoiser, and clip scores from row scores.
+
+Two score types, both computed on the scaled features (the space the model was trained in):
+
+- "reconstruction" (the paper's): partial diffusion. With sigma_0 > ... > sigma_{N-1} > 0 the
+  N-step Karras schedule over `sigma_range(P_mean, P_std)` and a trailing 0, start at step t:
+  x_t = x + sigma_t eps, run the reverse sampler over sigma_t, ..., 0, score = mean over
+  dimensions of (x_hat - x)^2.
+- "denoising": the one-step denoising error mean_d (D(x + sigma eps; sigma) - x)^2 at
+  sigma = `config.sigma` * sigma_data (findings.md: far better on real footage).
+
+Both are averaged over `n_draws` noise draws. Each row's noise is a pure function of
+(seed, row key, draw) (`vad_core.noise`), and the denoiser has no batch statistics, so a row's
+score does not depend on the rows it is batched with. Rows are processed `batch_rows` at a time
+(a numpy memmap is read slice by slice), so memory stays bounded for any number of rows.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vad_core.errors import VADInputError, check_features
+from vad_core.noise import GOLDEN, mix64, row_noise
+from vad_core.sampling import get_sigmas_karras, sample_euler, sample_heun, sample_lms, sigma_range
+
+if TYPE_CHECKING:
+    from vad_core.training import TrainedDenoiser
+
+SCORE_TYPES = ("denoising", "reconstruction")
+SAMPLERS = ("lms", "euler", "heun")
+_PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """How to score rows. `P_mean`/`P_std` None: take the trained model's (its sampling range)."""
+
+    score_type: str = "denoising"
+    n_steps: int = 10
+    start_step: int = 9
+    sampler: str = "lms"
+    sigma: float = 2.0  # denoising score's noise level, in units of sigma_data
+    n_draws: int = 8
+    seed: int = 0
+    batch_rows: int = 16384
+    P_mean: float | None = None
+    P_std: float | None = None
+    lms_order: int = 4
+    precision: str = "fp32"  # "bf16": autocast the denoiser (CPU with AVX-512 bf16, or GPU)
+
+    def __post_init__(self) -> None:
+        if self.score_type not in SCORE_TYPES:
+            raise VADInputError(f"ScoreConfig.score_type must be one of {SCORE_TYPES}, got {self.score_type!r}")
+        if self.sampler not in SAMPLERS:
+            raise VADInputError(f"ScoreConfig.sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.precision not in _PRECISIONS:
+            raise VADInputError(f"ScoreConfig.precision must be one of {_PRECISIONS}, got {self.precision!r}")
+        if self.n_steps < 1 or not (0 <= self.start_step < self.n_steps):
+            raise VADInputError(
+                f"ScoreConfig: need n_steps >= 1 and 0 <= start_step < n_steps, got {self.n_steps}, {self.start_step}"
+            )
+        for name in ("n_draws", "batch_rows", "lms_order"):
+            if int(getattr(self, name)) < 1:
+                raise VADInputError(f"ScoreConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.sigma > 0:
+            raise VADInputError(f"ScoreConfig.sigma must be > 0 (units of sigma_data), got {self.sigma}")
+        if self.P_std is not None and not self.P_std > 0:
+            raise VADInputError(f"ScoreConfig.P_std must be > 0, got {self.P_std}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_rows(features: Any, denoiser: "TrainedDenoiser", name: str) -> Any:
+    """Shape checks without reading the data (a memmap stays on disk)."""
+    if not hasattr(features, "shape") or not hasattr(features, "__getitem__"):
+        features = np.asarray(features)
+    shape = tuple(features.shape)
+    if len(shape) != 2:
+        raise VADInputError(f"{name}: expected a 2-D array (rows, dims), got shape {shape}")
+    if shape[0] == 0:
+        raise VADInputError(f"{name}: is empty (0 rows)")
+    if shape[1] != denoiser.dim:
+        raise VADInputError(
+            f"{name}: have {shape[1]} dimensions, but {denoiser.describe()} expects {denoiser.dim}"
+        )
+    return features
+
+
+def _check_index(values: Any, n: int, name: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.shape != (n,):
+        raise VADInputError(f"{name}: expected shape ({n},) (one per feature row), got {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise VADInputError(f"{name}: must be integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64, copy=False)
+
+
+class _Scorer:
+    """Per-call state: device, schedule, sampler; `__call__` scores one batch of rows."""
+
+    def __init__(self, denoiser: "TrainedDenoiser", config: ScoreConfig) -> None:
+        self.denoiser, self.config = denoiser, config
+        self.device = denoiser.device
+        tc = denoiser.train_config
+        p_mean = tc.P_mean if config.P_mean is None else config.P_mean
+        p_std = tc.P_std if config.P_std is None else config.P_std
+        sigmas = get_sigmas_karras(config.n_steps, *sigma_range(p_mean, p_std), device=self.device)
+        self.sigmas = sigmas[config.start_step :]  # sigma_t, ..., sigma_{N-1}, 0
+        self.sampler = {"lms": partial(sample_lms, order=config.lms_order), "euler": sample_euler,
+                        "heun": sample_heun}[config.sampler]
+        self.sigma = config.sigma * denoiser.sigma_data
+
+    @torch.no_grad()
+    def __call__(self, x: np.ndarray, tiles: np.ndarray | None, keys: np.ndarray) -> np.ndarray:
+        """Scores `(B,)` float64 of raw rows `x (B, D)`."""
+        if x.shape[0] == 1:
+            # oneDNN takes a GEMV path for a single row whose rounding differs from its GEMM
+            # (measured: ~1e-8 relative); scoring the row twice keeps scores batch-independent.
+            pair = None if tiles is None else np.repeat(tiles, 2)
+            return self(np.repeat(x, 2, axis=0), pair, np.repeat(keys, 2))[:1]
+        d, cfg = self.denoiser, self.config
+        xs = torch.from_numpy(d.scaler.transform(x)).to(self.device)
+        t = None if tiles is None or d.n_tiles == 0 else torch.from_numpy(tiles).to(self.device)
+        acc = torch.zeros(x.shape[0], dtype=torch.float64, device=self.device)
+        buf = np.empty(x.shape, dtype=np.float32)
+        model = lambda z, s: d.denoise(z, s, t)  # noqa: E731
+        for draw in range(cfg.n_draws):
+            eps = torch.from_numpy(row_noise(cfg.seed, keys, draw, x.shape[1], out=buf)).to(self.device)
+            sigma = self.sigma if cfg.score_type == "denoising" else float(self.sigmas[0])
+            x_noisy = eps.mul_(sigma).add_(xs)  # in place: eps is this draw's scratch buffer
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                if cfg.score_type == "denoising":
+                    x_hat = model(x_noisy, self.sigma)
+                else:
+                    x_hat = self.sampler(model, x_noisy, self.sigmas)
+            # float32 row sums (D terms) are ample for an MSE; the draws accumulate in float64
+            acc += x_hat.float().sub_(xs).square_().sum(dim=1).double()
+        return (acc / (cfg.n_draws * x.shape[1])).cpu().numpy()
+
+
+def score_rows(
+    denoiser: "TrainedDenoiser",
+    features: np.ndarray,
+    config: ScoreConfig = ScoreConfig(),
+    tiles: np.ndarray | None = None,
+    row_keys: np.ndarray | None = None,
+    name: str = "features",
+) -> np.ndarray:
+    """Anomaly scores `(N,)` float64 of rows `(N, D)` (array or memmap), `batch_rows` at a time.
+
+    `tiles (N,)` feed the tile embedding when the model has one; `row_keys (N,)` int64 seed each
+    row's noise (default: the row index; use `row_keys_for` for keys stable across tables).
+    """
+    features = _check_rows(features, denoiser, name)
+    n = features.shape[0]
+    tiles_arr = None if tiles is None else _check_index(tiles, n, "tiles")
+    if denoiser.n_tiles > 0:
+        if tiles_arr is None:
+            raise VADInputError(f"tiles: required, {denoiser.describe()} has a tile embedding")
+        if tiles_arr.min() < 0 or tiles_arr.max() >= denoiser.n_tiles:
+            raise VADInputError(
+                f"tiles: indices must lie in [0, {denoiser.n_tiles}), got [{tiles_arr.min()}, {tiles_arr.max()}]"
+            )
+    keys = np.arange(n, dtype=np.int64) if row_keys is None else _check_index(row_keys, n, "row_keys")
+    scorer = _Scorer(denoiser, config)
+    out = np.empty(n, dtype=np.float64)
+    for s in range(0, n, config.batch_rows):
+        e = min(n, s + config.batch_rows)
+        chunk = features[s:e]
+        try:
+            x = check_features(chunk, name=f"{name} rows {s}:{e}")
+        except VADInputError:
+            bad = np.flatnonzero(~np.isfinite(np.asarray(chunk, dtype=np.float32)).all(axis=1))
+            if bad.size:  # name the row in the caller's numbering, not the slice's
+                raise VADInputError(
+                    f"{name}: non-finite values in {bad.size} row(s) of rows {s}:{e} (first bad row: {s + bad[0]})"
+                ) from None
+            raise
+        out[s:e] = scorer(x, None if tiles_arr is None else tiles_arr[s:e], keys[s:e])
+    return out
+
+
+def score_stream(
+    denoiser: "TrainedDenoiser", chunks: Iterable[Any], config: ScoreConfig = ScoreConfig()
+) -> Iterator[np.ndarray]:
+    """Score an iterable of chunks lazily, yielding `(n_i,)` float64 per chunk.
+
+    A chunk is a feature array `(n_i, D)` or a tuple `(features, tiles, row_keys)` (tiles and
+    row_keys may be None; default keys continue the running row index across chunks).
+    """
+    offset = 0
+    for i, chunk in enumerate(chunks):
+        feats, tiles, keys = (chunk, None, None) if not isinstance(chunk, tuple) else (tuple(chunk) + (None, None))[:3]
+        feats = _check_rows(feats, denoiser, f"chunk {i}")
+        n = feats.shape[0]
+        if keys is None:
+            keys = np.arange(offset, offset + n, dtype=np.int64)
+        yield score_rows(denoiser, feats, config, tiles=tiles, row_keys=keys, name=f"chunk {i}")
+        offset += n
+
+
+def row_keys_for(df: pd.DataFrame) -> np.ndarray:
+    """Stable `(N,)` int64 keys of (video_id, clip, tile): blake2b of the video id, mixed with clip and tile.
+
+    Independent of row order, process and Python's hash salt; a missing `tile` column counts as tile 0.
+    """
+    missing = [c for c in ("video_id", "clip") if c not in df.columns]
+    if missing:
+        raise VADInputError(f"row table: missing column(s) {missing} needed for row keys")
+    vids, inverse = np.unique(df["video_id"].astype(str).to_numpy(), return_inverse=True)
+    vid_hash = np.array(
+        [int.from_bytes(hashlib.blake2b(v.encode(), digest_size=8).digest(), "little") for v in vids], dtype=np.uint64
+    )
+    clip = df["clip"].to_numpy().astype(np.int64).astype(np.uint64)
+    tile = (df["tile"].to_numpy() if "tile" in df.columns else np.zeros(len(df))).astype(np.int64).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        k = mix64(vid_hash[inverse.reshape(-1)] + (clip + np.uint64(1)) * GOLDEN)
+        k = mix64(k + (tile + np.uint64(1)) * GOLDEN)
+    return k.view(np.int64)
+
+
+def clip_scores(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per clip: `video_id, clip, start_frame, end_frame, score` (max over tiles), `tile` (arg-max).
+
+    Ties go to the lowest tile index; the result is sorted by video_id, clip.
+    """
+    need = ["video_id", "clip", "start_frame", "end_frame", "tile", "score"]
+    missing = [c for c in need if c not in rows.columns]
+    if missing:
+        raise VADInputError(f"row scores: missing column(s) {missing}")
+    if len(rows) == 0:
+        raise VADInputError("row scores: table is empty (0 rows)")
+    score = pd.to_numeric(rows["score"], errors="coerce").to_numpy(dtype=np.float64)
+    if not np.all(np.isfinite(score)):
+        raise VADInputError(f"row scores: {int((~np.isfinite(score)).sum())} scores are missing or not finite")
+    table = rows[need].assign(score=score)
+    table = table.sort_values(["video_id", "clip", "score", "tile"], ascending=[True, True, False, True], kind="stable")
+    best = table.drop_duplicates(["video_id", "clip"], keep="first")
+    return best[["video_id", "clip", "start_frame", "end_frame", "score", "tile"]].reset_index(drop=True)
