@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export VAD_HOME ?= $(CURDIR)/vad_home
 
-.PHONY: setup test test-fast bench demo ui clean
+.PHONY: setup test test-fast bench demo demo-ped2 ui clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ bench: setup
 
 demo: setup
 	$(BIN)/python -m vad_pipeline.demo
+
+# The same end to end run on the UCSD Ped2 videos in ../shared (read in place).
+demo-ped2: setup
+	VAD_DATASET=ucsd_ped2 $(BIN)/python -m vad_pipeline.demo
 
 ui: setup
 	$(BIN)/python -m vad_pipeline.ui

@@ -1,0 +1,164 @@
+"""The new-footage sensor and the retraining schedule, evaluated against a real Dagster instance."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import pytest
+from dagster import (
+    DagsterInstance,
+    SensorResult,
+    SkipReason,
+    build_schedule_context,
+    build_sensor_context,
+    instance_for_test,
+)
+
+from vad_pipeline.jobs import FEATURES_JOB, FOOTAGE_JOB
+from vad_pipeline.partitions import VIDEO_PARTITIONS_NAME
+from vad_pipeline.resources import DatasetResource, VadStorage
+from vad_pipeline.schedules import build_retraining_schedule, retraining_decision
+from vad_pipeline.sensors import new_footage_sensor, plan_footage_update
+from vad_pipeline.state import combined_fingerprint, feature_table_fingerprints
+
+
+@pytest.fixture()
+def setup(tmp_path: Path):
+    footage = tmp_path / "data" / "footage"
+    footage.mkdir(parents=True)
+    spec = tmp_path / "data" / "spec.yaml"
+    spec.write_text("name: cams\nfootage_root: footage\n"
+                    "run_config: {clip_features: {batch_size: 4}, denoiser: {epochs: 2}}\n")
+    storage = VadStorage(home=str(tmp_path / "home"))
+    resources = {"storage": storage, "dataset": DatasetResource(spec=str(spec))}
+    return footage, storage, resources
+
+
+def _tick(instance: DagsterInstance, resources: dict, cursor: str | None):
+    """Evaluate the sensor once and apply its partition requests, as the daemon would."""
+    with build_sensor_context(instance=instance, cursor=cursor, resources=resources) as ctx:
+        result = new_footage_sensor(ctx)
+    if isinstance(result, SensorResult):
+        for req in result.dynamic_partitions_requests or []:
+            instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+    return result
+
+
+def _frame_folder(path: Path, n: int) -> None:
+    path.mkdir(parents=True)
+    for i in range(n):
+        (path / f"{i:03d}.jpg").write_bytes(b"\xff\xd8 not decoded by the sensor " + bytes([i]))
+
+
+def test_sensor_adds_partitions_for_new_files_and_is_idempotent(setup) -> None:
+    footage, _, resources = setup
+    (footage / "cam1.mp4").write_bytes(b"a" * 10)
+    _frame_folder(footage / "site" / "02", 3)
+    instance = DagsterInstance.ephemeral()
+
+    first = _tick(instance, resources, None)
+    assert isinstance(first, SensorResult)
+    assert sorted(instance.get_dynamic_partitions(VIDEO_PARTITIONS_NAME)) == ["cam1", "site/02"]
+    feature_runs = [r for r in first.run_requests if r.job_name == FEATURES_JOB]
+    assert sorted(r.partition_key for r in feature_runs) == ["cam1", "site/02"]
+    assert len({r.run_key for r in first.run_requests}) == 3
+    assert [r.job_name for r in first.run_requests].count(FOOTAGE_JOB) == 1
+    # Runs the sensor launches carry the spec's asset configs for their job.
+    assert feature_runs[0].run_config == {"ops": {"clip_features": {"config": {"batch_size": 4}}}}
+
+    second = _tick(instance, resources, first.cursor)
+    assert isinstance(second, SensorResult) and not second.run_requests
+    assert not second.dynamic_partitions_requests
+    assert "no new or changed footage: 2 videos known" in second.skip_reason.skip_message
+
+    # A new file appears: exactly one new partition and one feature run.
+    (footage / "cam3.mkv").write_bytes(b"c" * 5)
+    third = _tick(instance, resources, second.cursor)
+    assert [r.partition_key for r in third.run_requests if r.job_name == FEATURES_JOB] == ["cam3"]
+    assert len(instance.get_dynamic_partitions(VIDEO_PARTITIONS_NAME)) == 3
+
+
+def test_sensor_rerequests_changed_video_and_reports_removed(setup) -> None:
+    footage, _, resources = setup
+    (footage / "cam1.mp4").write_bytes(b"a" * 10)
+    (footage / "cam2.mp4").write_bytes(b"b" * 10)
+    instance = DagsterInstance.ephemeral()
+    first = _tick(instance, resources, None)
+
+    (footage / "cam1.mp4").write_bytes(b"a" * 11)  # rewritten: size (and mtime) change
+    (footage / "cam2.mp4").unlink()
+    second = _tick(instance, resources, first.cursor)
+    runs = [r for r in second.run_requests if r.job_name == FEATURES_JOB]
+    assert [r.partition_key for r in runs] == ["cam1"]
+    assert runs[0].run_key != [r for r in first.run_requests if r.partition_key == "cam1"][0].run_key
+    assert not second.dynamic_partitions_requests  # cam1 already had its partition
+    # The removed video keeps its partition; the next tick is quiet and says it is gone.
+    third = _tick(instance, resources, second.cursor)
+    assert not third.run_requests
+    assert "1 removed" in third.skip_reason.skip_message
+    assert sorted(instance.get_dynamic_partitions(VIDEO_PARTITIONS_NAME)) == ["cam1", "cam2"]
+
+
+def test_sensor_skips_when_footage_root_is_missing(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: none\nfootage_root: nowhere\n")
+    resources = {"storage": VadStorage(home=str(tmp_path)), "dataset": DatasetResource(spec=str(spec))}
+    result = _tick(DagsterInstance.ephemeral(), resources, None)
+    assert isinstance(result, SkipReason) and "does not exist" in result.skip_message
+
+
+def test_plan_treats_unextracted_partitions_as_changed() -> None:
+    plan = plan_footage_update({"a": "1", "b": "2", "c": "3"}, ["a", "b", "gone"], {},
+                               has_features=lambda vid: vid == "a")
+    assert plan.new == ("c",)
+    assert plan.changed == ("b",)  # partition exists, never extracted, no cursor entry
+    assert plan.removed == ("gone",)
+    assert plan.to_extract == ("c", "b")
+
+
+def test_retraining_decision() -> None:
+    assert retraining_decision(None, None) == (False, "no feature tables yet: nothing to train on")
+    assert retraining_decision("f" * 64, None) == (True, "no trained denoiser yet")
+    run, reason = retraining_decision("ab" * 32, "ab" * 32)
+    assert not run and reason.startswith("features unchanged") and "abababababab" in reason
+    run, reason = retraining_decision("cd" * 32, "ab" * 32)
+    assert run and "abababababab -> cdcdcdcdcdcd" in reason
+
+
+def test_schedule_skips_until_features_change(setup) -> None:
+    footage, storage, resources = setup
+    stack = contextlib.ExitStack()
+    with stack:
+        _schedule_scenario(stack, storage, resources)
+
+
+def _schedule_scenario(stack: contextlib.ExitStack, storage: VadStorage, resources: dict) -> None:
+    instance = stack.enter_context(instance_for_test())
+    instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, ["v1", "v2"])
+    schedule = build_retraining_schedule(cron="0 3 * * 1")
+    assert schedule.cron_schedule == "0 3 * * 1"
+
+    def evaluate():
+        with build_schedule_context(instance=instance, resources=resources) as ctx:
+            data = schedule.evaluate_tick(ctx)
+        return list(data.run_requests or []), data.skip_message
+
+    runs, skip = evaluate()
+    assert not runs and skip == "no feature tables yet: nothing to train on"
+
+    for vid in ("v1", "v2"):
+        path = storage.feature_path("cams", vid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(vid.encode() * 10)
+    runs, skip = evaluate()
+    assert len(runs) == 1 and skip is None  # never trained
+    assert runs[0].run_config == {"ops": {"denoiser": {"config": {"epochs": 2}}}}
+
+    fp = combined_fingerprint(feature_table_fingerprints(storage, "cams", ["v1", "v2"]))
+    storage.write_json({"features_fingerprint": fp}, storage.denoiser_info_path("cams"))
+    runs, skip = evaluate()
+    assert not runs and skip.startswith("features unchanged since the last trained denoiser")
+
+    storage.feature_path("cams", "v2").write_bytes(b"new features")
+    runs, skip = evaluate()
+    assert len(runs) == 1 and runs[0].run_key != f"retrain@{fp}"

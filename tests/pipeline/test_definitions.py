@@ -1,0 +1,135 @@
+"""The code location loads; configs map onto vad_core's; specs, storage and trackers behave."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey
+
+from vad_core.clips import ClipConfig
+from vad_core.errors import VADInputError
+from vad_core.scoring import ScoreConfig
+from vad_core.training import TrainConfig
+from vad_pipeline.assets.features import FeatureConfig
+from vad_pipeline.assets.scoring import ScoringConfig
+from vad_pipeline.assets.training import TrainingConfig
+from vad_pipeline.datasets import DATASETS_DIR, load_spec, parse_spec, spec_file
+from vad_pipeline.definitions import defs
+from vad_pipeline.resources import MLflowTracker, NoOpTracker, VadStorage, flatten_params
+
+ASSETS = {"video_manifest", "ground_truth", "clip_features", "feature_index", "denoiser", "segment_scores",
+          "frame_scores", "baseline_scores", "evaluation_report", "parameter_study"}
+
+
+def test_definitions_load_with_assets_checks_jobs_sensor_schedule() -> None:
+    repo = defs.get_repository_def()
+    assert {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()} == ASSETS
+    assert repo.asset_graph.get(AssetKey("clip_features")).partitions_def.name == "videos"
+    assert {j for j in repo.job_names if not j.startswith("__")} == {"footage_job", "features_job", "train_and_score_job",
+                                                                 "parameter_study_job"}
+    assert [s.name for s in repo.sensor_defs] == ["new_footage_sensor"]
+    assert [s.name for s in repo.schedule_defs] == ["retraining_schedule"]
+    assert repo.schedule_defs[0].cron_schedule == (os.environ.get("VAD_RETRAIN_CRON") or "0 3 * * 1")
+    checks = {k.name for k in repo.asset_graph.asset_check_keys}
+    assert {"features_finite_one_dim", "loss_finite_and_decreasing", "segment_scores_finite",
+            "frame_scores_finite", "report_has_aucs"} <= checks
+    # The training job holds everything downstream of the per-video features, blocking check included.
+    training = defs.resolve_job_def("train_and_score_job")
+    assert {"feature_index", "denoiser", "baseline_scores", "evaluation_report"} <= {n.name for n in training.graph.node_defs}
+
+
+def test_dagster_configs_default_to_vad_core_defaults() -> None:
+    assert FeatureConfig().to_core() == ClipConfig()
+    assert TrainingConfig().to_core() == TrainConfig()
+    assert ScoringConfig().to_core() == ScoreConfig()
+    cfg = TrainingConfig(hidden=[32, 16], tile_embedding=True, epochs=2).to_core(n_tiles=3, device="cpu")
+    assert (cfg.hidden, cfg.n_tiles, cfg.epochs, cfg.device) == ((32, 16), 3, 2, "cpu")
+    with pytest.raises(VADInputError, match="score_type"):
+        ScoringConfig(score_type="nope").to_core()
+
+
+def test_shipped_specs_resolve_relative_to_their_folder(tmp_path: Path) -> None:
+    ped2 = load_spec("ucsd_ped2", home=tmp_path)
+    assert ped2.footage_root == (DATASETS_DIR / "../../shared/data/ucsd_ped2").resolve()
+    assert ped2.annotations.path == ped2.footage_root / "ped2.mat"
+    assert ped2.is_evaluated("testing/frames/03") and not ped2.is_evaluated("training/frames/03")
+    assert ped2.is_train("training/frames/03") and ped2.is_train("testing/frames/03")
+    assert ped2.keeps("testing/frames/01", "frames") and not ped2.keeps("testing/frames/01", "file")
+    demo = load_spec("demo", home=tmp_path)
+    assert demo.footage_root == tmp_path / "demo" / "footage" and demo.generator == "synthetic"
+    assert demo.annotations.path == tmp_path / "demo" / "footage" / "ground_truth.csv"
+
+
+def test_vad_dataset_selects_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = tmp_path / "sub" / "mine.yaml"
+    spec.parent.mkdir()
+    spec.write_text("footage_root: ../videos\nevaluate: ['cam*']\n")
+    monkeypatch.setenv("VAD_DATASET", str(spec))
+    loaded = load_spec(home=tmp_path)
+    assert loaded.name == "mine" and loaded.footage_root == tmp_path / "videos"
+    assert loaded.is_evaluated("cam2") and not loaded.is_evaluated("other")
+    monkeypatch.setenv("VAD_DATASET", "ucsd_ped2")
+    assert spec_file() == DATASETS_DIR / "ucsd_ped2.yaml"
+
+
+@pytest.mark.parametrize("data, message", [
+    ({}, "missing required key 'footage_root'"),
+    ({"footage_root": "x", "layout": "tapes"}, "'layout' must be one of"),
+    ({"footage_root": "x", "evaluate": []}, "'evaluate' must be"),
+    ({"footage_root": "x", "annotations": {"format": "csv"}}, "'annotations' must be a path or a mapping"),
+    ({"footage_root": "x", "generator": "gan"}, "'generator' must be 'synthetic'"),
+    (["footage_root"], "must be a YAML mapping"),
+])
+def test_bad_specs_are_named_errors(tmp_path: Path, data, message: str) -> None:
+    with pytest.raises(VADInputError, match=message):
+        parse_spec(data, base=tmp_path, home=tmp_path, source="bad.yaml")
+
+
+def test_unknown_spec_name_lists_known(tmp_path: Path) -> None:
+    with pytest.raises(VADInputError, match=r"known: \['demo', 'ucsd_ped2'\]"):
+        load_spec("nope", home=tmp_path)
+
+
+def test_storage_writes_atomically_under_home(tmp_path: Path) -> None:
+    storage = VadStorage(home=str(tmp_path))
+    path = storage.write_json({"a": float("nan"), "b": [1, 2]}, storage.denoiser_info_path("ds"))
+    assert path == tmp_path / "ds" / "denoiser" / "denoiser.json"
+    assert storage.read_json(path) == {"a": None, "b": [1, 2]}
+    assert storage.feature_path("ds", "testing/frames/01") == tmp_path / "ds" / "features" / "testing" / "frames" / "01.parquet"
+    assert [p.name for p in path.parent.iterdir()] == ["denoiser.json"]  # no temp file left behind
+    assert storage.read_json(tmp_path / "missing.json") is None
+
+
+def test_flatten_params() -> None:
+    assert flatten_params({"train": {"lr": 0.0002, "hidden": (8, 4)}, "k": None}, prefix="x.") == {
+        "x.train.lr": "0.0002", "x.train.hidden": "[8, 4]", "x.k": "None"}
+
+
+def test_noop_tracker_records_nothing(tmp_path: Path) -> None:
+    tracker = NoOpTracker()
+    with tracker.start_run("r", tags={"a": 1}) as run:
+        run.log_params({"a": 1})
+        run.log_metrics({"m": 1.0})
+        run.log_artifact(tmp_path / "nothing")
+        assert run.register_model("m", "x") is None and run.run_id is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mlflow_tracker_default_store_under_vad_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("VAD_HOME", str(tmp_path))
+    assert MLflowTracker().resolved_uri() == f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert MLflowTracker().resolved_uri() == "http://127.0.0.1:5000"
+    assert MLflowTracker(tracking_uri="sqlite:///x.db").resolved_uri() == "sqlite:///x.db"
+
+
+def test_mlflow_run_marked_failed_on_error(tmp_path: Path) -> None:
+    tracker = MLflowTracker(tracking_uri=f"sqlite:///{tmp_path}/m.db", experiment="t")
+    with pytest.raises(RuntimeError):
+        with tracker.start_run("boom", tags={"dataset": "d"}) as run:
+            run.log_metrics({"ok": 1.0, "nan": float("nan"), "none": None})
+            raise RuntimeError("x")
+    got = tracker.client().get_run(run.run_id)
+    assert got.info.status == "FAILED" and got.data.metrics == {"ok": 1.0} and got.data.tags["dataset"] == "d"

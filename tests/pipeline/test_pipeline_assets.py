@@ -1,0 +1,238 @@
+"""Every asset materialized in-process on tiny generated footage (see conftest): tables, figures, MLflow."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import AssetKey
+from scipy.spatial.distance import cdist
+from sklearn.metrics import roc_auc_score
+
+from vad_core.clips import ClipConfig, tile_boxes
+from vad_core.footage import read_frames
+from vad_core.tables import read_feature_matrix, read_parquet
+from vad_core.testing_backbones import PixelStatsBackbone
+from vad_core.training import load_checkpoint
+from vad_pipeline.assets.training import model_name
+from vad_pipeline.partitions import VIDEO_PARTITIONS_NAME
+
+from tests.pipeline.conftest import RUN_CONFIG
+
+VIDEOS = ["test/01", "test/02", "train/01", "train/02"]
+N_FRAMES, CLIP = 48, 16
+
+
+def _table(path) -> pd.DataFrame:
+    return read_parquet(path)[0]
+
+
+def _meta(p, asset: str, key: str):
+    event = p.instance.get_latest_materialization_event(AssetKey(asset))
+    assert event is not None, f"{asset} was not materialized"
+    return event.asset_materialization.metadata[key].value
+
+
+def _mlflow_run(p, asset: str):
+    client = p.tracker.client()
+    exp = client.get_experiment_by_name(p.tracker.experiment)
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`dagster.asset_key` = '{asset}'")
+    assert len(runs) == 1, f"expected one MLflow run for {asset}, got {len(runs)}"
+    return client, runs[0]
+
+
+def _artifacts(client, run_id: str, path: str = "") -> set[str]:
+    out = set()
+    for f in client.list_artifacts(run_id, path):
+        out |= _artifacts(client, run_id, f.path) if f.is_dir else {f.path}
+    return out
+
+
+def test_manifest_and_ground_truth(tiny_pipeline) -> None:
+    p = tiny_pipeline
+    manifest = _table(p.storage.manifest_path("tiny"))
+    assert manifest["video_id"].tolist() == VIDEOS
+    assert (manifest["status"] == "ok").all() and (manifest["kind"] == "file").all()
+    assert manifest["n_frames"].tolist() == [N_FRAMES] * 4
+    assert manifest[["width", "height"]].drop_duplicates().values.tolist() == [[128, 96]]
+    assert _meta(p, "video_manifest", "videos_ok") == 4
+
+    truth = _table(p.storage.ground_truth_path("tiny"))
+    csv = pd.read_csv(p.spec.footage_root / "ground_truth.csv")
+    assert list(truth.columns) == ["video_id", "start_frame", "end_frame", "source"]
+    got = sorted(zip(truth["video_id"], truth["start_frame"], truth["end_frame"]))
+    assert got == sorted(zip(csv["video_id"], csv["start_frame"], csv["end_frame"]))
+    assert set(truth["video_id"]) <= {"test/01", "test/02"} and len(truth) >= 2
+
+
+def test_clip_features_one_partition_per_video(tiny_pipeline) -> None:
+    p = tiny_pipeline
+    assert sorted(p.instance.get_dynamic_partitions(VIDEO_PARTITIONS_NAME)) == VIDEOS
+    boxes = tile_boxes(128, 96, ClipConfig(short_side=96, tile_size=64))
+    backbone = PixelStatsBackbone(grid=2)
+    for vid in VIDEOS:
+        df, meta = read_parquet(p.storage.feature_path("tiny", vid))
+        assert list(df.columns) == ["video_id", "clip", "start_frame", "end_frame", "tile", "x", "y", "w", "h", "feature"]
+        assert len(df) == 3 * len(boxes) and df["clip"].nunique() == 3
+        assert df.groupby("clip")["start_frame"].first().tolist() == [0, 16, 32]
+        x = read_feature_matrix(p.storage.feature_path("tiny", vid))
+        assert x.shape == (len(df), 24) and np.isfinite(x).all()
+        # Independent recomputation of one row: decode the clip, cut the tile, embed it.
+        row = df[(df["clip"] == 1) & (df["tile"] == len(boxes) - 1)].iloc[0]
+        frames = read_frames(p.spec.footage_root / f"{vid}.mp4", "file", 16, 32)
+        tile = frames[:, row.y:row.y + row.h, row.x:row.x + row.w]
+        expected = backbone.embed(tile[None])[0]
+        np.testing.assert_allclose(np.asarray(row.feature), expected, atol=1e-5)
+    partitions = p.instance.get_materialized_partitions(AssetKey("clip_features"))
+    assert sorted(partitions) == VIDEOS
+
+
+def test_feature_index_fingerprint(tiny_pipeline) -> None:
+    p = tiny_pipeline
+    index = _table(p.storage.feature_index_path("tiny"))
+    assert index["video_id"].tolist() == VIDEOS
+    assert index["dim"].unique().tolist() == [24] and (index["n_nonfinite"] == 0).all()
+    assert index["train"].all() and index["evaluate"].tolist() == [True, True, False, False]
+    h = hashlib.sha256()
+    for vid in VIDEOS:
+        digest = hashlib.sha256(p.storage.feature_path("tiny", vid).read_bytes()).hexdigest()
+        h.update(f"{vid}\t{digest}\n".encode())
+    assert _meta(p, "feature_index", "features_fingerprint") == h.hexdigest()
+
+
+def test_denoiser_checkpoint_and_mlflow_run(tiny_pipeline) -> None:
+    p = tiny_pipeline
+    info = json.loads(p.storage.denoiser_info_path("tiny").read_text())
+    model = load_checkpoint(p.storage.denoiser_path("tiny"))
+    assert model.model_config.dim == 24 and model.model_config.hidden == (64, 32)
+    assert info["sigma_data"] == pytest.approx(model.sigma_data)
+    assert len(info["history"]) == RUN_CONFIG["denoiser"]["epochs"] == info["epochs_run"]
+    assert info["features_fingerprint"] == _meta(p, "feature_index", "features_fingerprint")
+    assert _meta(p, "denoiser", "sigma_data") == pytest.approx(model.sigma_data)
+    assert _meta(p, "denoiser", "final_train_loss") == pytest.approx(info["history"][-1]["train_loss"])
+
+    client, run = _mlflow_run(p, "denoiser")
+    assert run.info.run_id == info["mlflow_run_id"] and run.info.status == "FINISHED"
+    assert run.data.params["train.epochs"] == "3"
+    assert json.loads(run.data.params["train.hidden"]) == [64, 32]
+    assert run.data.params["dataset"] == "tiny" and run.data.params["feature_dim"] == "24"
+    assert run.data.metrics["sigma_data"] == pytest.approx(model.sigma_data)
+    losses = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)]
+    assert losses == pytest.approx([h["train_loss"] for h in info["history"]])
+    tags = run.data.tags
+    assert tags["dataset"] == "tiny" and tags["dagster.asset_key"] == "denoiser"
+    assert tags["dagster.run_id"] == p.summary.run_ids[-1] and tags["code_version"].startswith("0.1.0")
+    assert tags["data_fingerprint"] == model.fingerprint
+    assert {"denoiser/denoiser.pt", "denoiser/denoiser.json", "plots/loss_curve.png"} <= _artifacts(client, run.info.run_id)
+
+    version = client.get_model_version(model_name("tiny"), info["model_version"])
+    assert version.run_id == run.info.run_id and version.tags["dataset"] == "tiny"
+    assert float(version.tags["frame_auc"]) == pytest.approx(
+        json.loads((p.storage.report_dir("tiny") / "report.json").read_text())["scorers"]["diffusion"]["metrics"]["roc_auc"],
+        abs=1e-4)
+
+
+def test_segment_and_frame_scores(tiny_pipeline) -> None:
+    p = tiny_pipeline
+    clips = _table(p.storage.segment_scores_path("tiny"))
+    tiles = _table(p.storage.tile_scores_path("tiny"))
+    assert list(clips.columns) == ["video_id", "clip", "start_frame", "end_frame", "score", "tile", "batch",
+                                   "threshold", "anomalous"]
+    assert len(clips) == 4 * 3 and np.isfinite(clips["score"]).all()
+    best = tiles.loc[tiles.groupby(["video_id", "clip"])["score"].idxmax()].reset_index(drop=True)
+    np.testing.assert_array_equal(clips["score"].to_numpy(), best["score"].to_numpy())
+    np.testing.assert_array_equal(clips["tile"].to_numpy(), best["tile"].to_numpy())
+    s = clips["score"].to_numpy()
+    threshold = s.mean() + 1.0 * s.std()  # one batch (12 clips < 8192), population std
+    np.testing.assert_allclose(clips["threshold"].to_numpy(), threshold, rtol=1e-12)
+    np.testing.assert_array_equal(clips["anomalous"].to_numpy(), s > threshold)
+
+    frames = _table(p.storage.frame_scores_path("tiny"))
+    assert list(frames.columns) == ["video_id", "frame", "score", "anomalous", "label"]
+    assert len(frames) == 4 * N_FRAMES
+    by_clip = clips.set_index(["video_id", "clip"])["score"]
+    expected = [by_clip[(v, f // CLIP)] for v, f in zip(frames["video_id"], frames["frame"])]
+    np.testing.assert_array_equal(frames["score"].to_numpy(), expected)
+    truth = pd.read_csv(p.spec.footage_root / "ground_truth.csv")
+    for vid in VIDEOS:
+        labels = frames.loc[frames["video_id"] == vid, "label"]
+        if vid.startswith("train"):
+            assert labels.isna().all()
+        else:
+            want = np.zeros(N_FRAMES, np.int64)
+            for r in truth[truth["video_id"] == vid].itertuples():
+                want[r.start_frame:r.end_frame] = 1
+            np.testing.assert_array_equal(labels.to_numpy(np.int64), want)
+
+
+def test_baseline_scores_knn_matches_independent_computation(tiny_pipeline) -> None:
+    p = tiny_pipeline
+    table = _table(p.storage.baseline_scores_path("tiny"))
+    assert sorted(table["scorer"].unique()) == ["gcl", "gcl_ae", "iforest", "knn", "pca"]
+    assert table.groupby("scorer").size().tolist() == [12] * 5 and np.isfinite(table["score"]).all()
+    # kNN (k = 3) per tile position, leave-one-out, mean distance; clip score = max over tiles.
+    rows = pd.concat([_table(p.storage.feature_path("tiny", v)) for v in VIDEOS], ignore_index=True)
+    x = np.stack(rows["feature"].to_numpy()).astype(np.float64)
+    score = np.empty(len(rows))
+    for t in rows["tile"].unique():
+        idx = np.flatnonzero(rows["tile"].to_numpy() == t)
+        d = cdist(x[idx], x[idx])
+        np.fill_diagonal(d, np.inf)
+        score[idx] = np.sort(d, axis=1)[:, :3].mean(axis=1)
+    expected = rows.assign(score=score).groupby(["video_id", "clip"])["score"].max().to_numpy()
+    knn = table[table["scorer"] == "knn"].sort_values(["video_id", "clip"])
+    np.testing.assert_allclose(knn["score"].to_numpy(), expected, rtol=1e-5)
+
+
+def test_evaluation_report_and_mlflow(tiny_pipeline) -> None:
+    p = tiny_pipeline
+    report_dir = p.storage.report_dir("tiny")
+    report = json.loads((report_dir / "report.json").read_text())
+    markdown = (report_dir / "report.md").read_text()
+    frames = _table(p.storage.frame_scores_path("tiny"))
+    labelled = frames[frames["label"].notna()]
+    auc = roc_auc_score(labelled["label"].astype(int), labelled["score"])
+    assert report["scorers"]["diffusion"]["metrics"]["roc_auc"] == pytest.approx(auc)
+    assert report["n_labelled_frames"] == 2 * N_FRAMES and report["evaluated_videos"] == ["test/01", "test/02"]
+    assert set(report["scorers"]) == {"diffusion", "knn", "pca", "iforest", "gcl_ae", "gcl"}
+    for name, r in report["scorers"].items():
+        assert 0.0 <= r["metrics"]["roc_auc"] <= 1.0, name
+        assert f"| {name} | {r['metrics']['roc_auc']:.4f} |" in markdown
+    plots = {pth.split("/")[-1] for pth in report["plots"]}
+    assert {"roc.png", "scores_test__01.png", "scores_test__02.png", "top_clips.png"} <= plots
+    for pth in report["plots"]:
+        assert open(pth, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert len(report["top_clips"]) == 2
+    assert report["top_clips"][0]["score"] == pytest.approx(_table(p.storage.segment_scores_path("tiny"))["score"].max())
+    assert _meta(p, "evaluation_report", "frame_auc_diffusion") == pytest.approx(auc)
+    assert "# Evaluation report: tiny" in _meta(p, "evaluation_report", "preview")
+
+    client, run = _mlflow_run(p, "evaluation_report")
+    assert run.data.metrics["frame_auc.diffusion"] == pytest.approx(auc)
+    assert all(f"frame_auc.{n}" in run.data.metrics for n in report["scorers"])
+    assert run.data.params["report.smoothing_sigma"] == "4.0" and run.data.tags["dataset"] == "tiny"
+    assert {"report/report.json", "report/report.md", "report/plots/roc.png",
+            "report/plots/top_clips.png"} <= _artifacts(client, run.info.run_id)
+    # The denoiser's own run also carries its AUC, for comparing runs in the MLflow UI.
+    _, train_run = _mlflow_run(p, "denoiser")
+    assert client.get_run(train_run.info.run_id).data.metrics["frame_auc.diffusion"] == pytest.approx(auc)
+
+
+def test_asset_checks_ran(tiny_pipeline) -> None:
+    p = tiny_pipeline
+    from dagster import AssetCheckKey
+
+    results = {}
+    for asset, check in [("video_manifest", "manifest_has_videos"), ("feature_index", "features_finite_one_dim"),
+                         ("segment_scores", "segment_scores_finite"), ("frame_scores", "frame_scores_finite"),
+                         ("baseline_scores", "baseline_scores_finite"), ("evaluation_report", "report_has_aucs"),
+                         ("denoiser", "loss_finite_and_decreasing")]:
+        records = p.instance.event_log_storage.get_asset_check_execution_history(
+            AssetCheckKey(AssetKey(asset), check), limit=1)
+        assert records, f"check {check} never ran"
+        results[check] = records[0].event.dagster_event.event_specific_data.passed
+    assert all(v for k, v in results.items() if k != "loss_finite_and_decreasing")
+    assert math.isfinite(p.summary.overhead_per_partition_s)

@@ -1,0 +1,161 @@
+"""Label-free choices for the parameter study: what can be decided from unlabelled rows alone.
+
+In the unsupervised setting every row is an unlabelled training row, so a setting may only be
+chosen by a criterion computed from those rows (findings.md):
+
+- `reliability(a, b)`: test-retest reliability of a score across independent noise draws, the
+  Spearman rank correlation of two scorings of the same rows with different noise seeds. A
+  score that is mostly noise (a tiny sigma, a reconstruction started from pure noise) ranks rows
+  differently on every draw and gets a low value; it picks the score's noise level or start step.
+- held-out error: the mean one-step denoising error of rows held back from training (computed
+  by the study). Lower = the model generalizes to rows it has not seen instead of returning the
+  rows it was fitted on; comparable between models fitted on the same rows and scale. It picks
+  the noise distribution and the network.
+- memorization AUC (training.memorization_auc): models above a limit are excluded first (and
+  the least memorizing one is taken when all are above it).
+- `posterior_neighbours` / `choose_sigma`: how many rows the exact leave-one-out denoiser of the
+  unlabelled rows averages over at each sigma. The denoising score's sigma is chosen where that
+  is about the kNN baseline's k (5): at smaller sigma the ideal denoiser explains every row by
+  its nearest twin (a trained model returns the anomalies it saw), at larger sigma the score
+  degenerates to the distance to the mean. On Ped2 tiles (scaled, sigma_data = 1) the median
+  count was 1.0 / 1.1 / 8.7 / 345 at sigma 2 / 4 / 8 / 16, and sigma 8 scored best for every
+  model trained on noise levels that reach it (docs/results.md).
+- `otsu_k(scores, ks)`: the threshold multiplier k whose mu + k * std lies closest to Otsu's
+  threshold of the clip scores (the cut that best splits them in two groups by between-class
+  variance): the decision threshold from the score distribution itself.
+
+Test labels are never read here; choices made with them are the study's "oracle".
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from vad_core.errors import VADInputError
+
+
+def reliability(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman correlation of two scorings `(N,)` of the same rows; NaN when either is constant."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size < 3:
+        raise VADInputError(f"reliability: need two 1-D score arrays of equal length >= 3, got {a.shape}, {b.shape}")
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def otsu_threshold(scores: np.ndarray) -> float:
+    """Otsu's threshold of `(M,)` scores: the cut maximizing the between-class variance.
+
+    Candidate cuts lie midway between consecutive distinct sorted scores; a constant input
+    returns its value.
+    """
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    if s.ndim != 1 or s.size == 0 or not np.all(np.isfinite(s)):
+        raise VADInputError("otsu_threshold: need a non-empty 1-D array of finite scores")
+    if s[0] == s[-1]:
+        return float(s[0])
+    n = s.size
+    w0 = np.arange(1, n) / n  # share below the cut after i+1 rows
+    csum = np.cumsum(s)[:-1]
+    mu0 = csum / np.arange(1, n)
+    mu1 = (s.sum() - csum) / (n - np.arange(1, n))
+    between = w0 * (1.0 - w0) * (mu0 - mu1) ** 2
+    valid = s[1:] > s[:-1]  # a cut must separate distinct values
+    between[~valid] = -np.inf
+    i = int(np.argmax(between))
+    return float(0.5 * (s[i] + s[i + 1]))
+
+
+def otsu_k(scores: np.ndarray, ks: Sequence[float]) -> float:
+    """The k of `ks` whose mu + k * std (population std) is closest to Otsu's threshold of `scores`."""
+    if len(ks) == 0:
+        raise VADInputError("otsu_k: empty list of k values")
+    s = np.asarray(scores, dtype=np.float64)
+    sd = float(s.std())
+    if sd == 0:
+        return float(ks[0])
+    target = (otsu_threshold(s) - float(s.mean())) / sd
+    return float(min(ks, key=lambda k: (abs(k - target), k)))
+
+
+def posterior_neighbours(x: np.ndarray, sigmas: Sequence[float], tiles: np.ndarray | None = None,
+                         max_rows: int = 4096, seed: int = 0) -> np.ndarray:
+    """Median effective number of rows the exact leave-one-out denoiser averages over, per sigma.
+
+    For scaled rows `x (N, D)` (the denoiser's space) the ideal denoiser of the empirical data at
+    noise sigma is a softmax-weighted mean of the rows with weights w_j ~ exp(-|x - x_j|^2 / 2 sigma^2);
+    n_eff = 1 / sum_j w_j^2 (leave-one-out: a row never weighs itself; with `tiles`, only rows of
+    the same tile position count). n_eff ~ 1: the denoiser explains a row by its nearest twin, so
+    a trained model that saw an anomaly returns it (memorization); n_eff ~ N: the score is the
+    distance to the mean. In between it is a kNN-like density score. Returns `(len(sigmas),)`.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 3:
+        raise VADInputError(f"posterior_neighbours: need (N >= 3, D) rows, got {x.shape}")
+    rng = np.random.default_rng(seed)
+    idx = np.arange(x.shape[0]) if x.shape[0] <= max_rows else np.sort(rng.choice(x.shape[0], max_rows, replace=False))
+    x = x[idx]
+    sq = np.einsum("ij,ij->i", x, x)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0)
+    np.fill_diagonal(d2, np.inf)
+    if tiles is not None:
+        t = np.asarray(tiles)[idx]
+        d2[t[:, None] != t[None, :]] = np.inf
+    out = []
+    for sigma in sigmas:
+        logits = -d2 / (2.0 * float(sigma) ** 2)
+        logits -= logits.max(axis=1, keepdims=True)
+        w = np.exp(logits)
+        w /= w.sum(axis=1, keepdims=True)
+        out.append(float(np.median(1.0 / np.square(w).sum(axis=1))))
+    return np.asarray(out)
+
+
+def choose_sigma(neighbours: Sequence[float], sigmas: Sequence[float], target: float = 5.0) -> float:
+    """The sigma whose `posterior_neighbours` value is nearest `target` on a log scale (ties: smaller sigma).
+
+    target = 5 matches the kNN baseline's k: the score then compares a row with a handful of
+    neighbours, neither its nearest twin (a memorized anomaly) nor the whole data set.
+    """
+    if len(neighbours) != len(sigmas) or not len(sigmas):
+        raise VADInputError("choose_sigma: need one neighbour count per sigma")
+    gap = [abs(np.log(max(n, 1e-12)) - np.log(target)) for n in neighbours]
+    return float(sorted(zip(gap, sigmas))[0][1])
+
+
+def choose_model(models: pd.DataFrame, max_memorization_auc: float = 0.6) -> int:
+    """Index (label) of the chosen model: lowest `held_out_error` among the non-memorizing ones.
+
+    `models` has columns `held_out_error` and `memorization_auc` (one row per trained model, all
+    fitted on the same rows and scale). Memorization comes first: on Ped2 the models that
+    memorized most had the *lowest* held-out error and the worst anomaly scores (a memorized
+    anomaly scores as normal), so the held-out error only ranks models whose memorization AUC is
+    at most the limit; when none is, the least memorizing model is taken. Ties go to the first row.
+    """
+    need = {"held_out_error", "memorization_auc"}
+    if not need <= set(models.columns) or models.empty:
+        raise VADInputError(f"choose_model: need a non-empty table with columns {sorted(need)}")
+    mem = models["memorization_auc"].astype(float)
+    ok = models[mem <= max_memorization_auc]
+    if ok.empty:
+        return mem.idxmin() if mem.notna().any() else models.index[0]
+    err = ok["held_out_error"].astype(float)
+    return err.idxmin() if err.notna().any() else ok.index[0]
+
+
+def choose_variant(variants: pd.DataFrame) -> int:
+    """Index (label) of the scoring variant with the highest `reliability`; ties go to the first row."""
+    if "reliability" not in variants.columns or variants.empty:
+        raise VADInputError("choose_variant: need a non-empty table with a 'reliability' column")
+    rel = variants["reliability"].astype(float)
+    if rel.isna().all():
+        return variants.index[0]
+    return rel.idxmax()
+
+
+__all__ = ["choose_model", "choose_sigma", "choose_variant", "posterior_neighbours", "otsu_k", "otsu_threshold", "reliability"]

@@ -1,0 +1,184 @@
+"""Read a study's results table: selections, the Table-2 style comparison, heatmaps (PNG, Agg).
+
+Works on `StudyResult.table` (or the Parquet file it was written to), so a finished study can be
+re-rendered without retraining.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from vad_core.errors import VADInputError  # noqa: E402
+from vad_core.tables import atomic_write_bytes  # noqa: E402
+
+_SETTING_COLS = ["setting_id", "P_mean", "P_std", "hidden", "scaler", "seed", "variant", "k"]
+
+
+def method_label(method: str, score_type: str) -> str:
+    """`diffusion-film` + `denoising` -> `diffusion (FiLM), denoising`; baselines keep their name."""
+    if not method.startswith("diffusion"):
+        return method
+    emb = {"film": "FiLM", "concat": "concat [33]"}.get(method.split("-", 1)[1], method)
+    score = {"reconstruction": "partial-diffusion reconstruction (paper)", "denoising": "one-step denoising"}
+    return f"diffusion ({emb}), {score.get(score_type, score_type)}"
+
+
+def selections(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (features, method, score type, selection): the label-free, oracle and oracle-paper rows."""
+    out = []
+    for flag, name in (("label_free", "label-free"), ("oracle", "oracle (test labels)"),
+                       ("oracle_paper", "oracle paper protocol (test labels)")):
+        rows = table[table[flag]].assign(selection=name)
+        out.append(rows)
+    sel = pd.concat(out, ignore_index=True)
+    cols = ["features", "method", "score_type", "selection", "frame_auc", "frame_auc_smoothed", "paper_auc",
+            "frame_ap"] + [c for c in _SETTING_COLS if c in sel.columns]
+    return sel[cols].sort_values(["features", "method", "score_type", "selection"], kind="stable").reset_index(drop=True)
+
+
+def seed_spread(table: pd.DataFrame) -> pd.DataFrame:
+    """Frame AUC of the label-free scoring variant across seeds, per (features, method, score type).
+
+    Uses the label-free row's noise setting, width and variant for every seed trained there.
+    """
+    if "phase" not in table.columns:
+        return pd.DataFrame()
+    out = []
+    for _, lf in table[table["label_free"] & table["method"].str.startswith("diffusion")].iterrows():
+        same = table[(table["features"] == lf["features"]) & (table["method"] == lf["method"])
+                     & (table["score_type"] == lf["score_type"]) & (table["variant"] == lf["variant"])
+                     & (table["P_mean"] == lf["P_mean"]) & (table["P_std"] == lf["P_std"])
+                     & (table["hidden"] == lf["hidden"]) & (table["scaler"] == lf["scaler"])
+                     & (table["k"] == lf["k"])]
+        same = same.drop_duplicates("seed")
+        if len(same) > 1:
+            auc, sm = same["frame_auc"].to_numpy(), same["frame_auc_smoothed"].to_numpy()
+            out.append({"features": lf["features"], "method": lf["method"], "score_type": lf["score_type"],
+                        "variant": lf["variant"], "seeds": len(same), "frame_auc_mean": auc.mean(),
+                        "frame_auc_min": auc.min(), "frame_auc_max": auc.max(),
+                        "frame_auc_smoothed_mean": float(np.nanmean(sm)) if np.isfinite(sm).any() else np.nan,
+                        "paper_auc_mean": same["paper_auc"].mean()})
+    return pd.DataFrame(out)
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f}"
+
+
+def comparison_markdown(table: pd.DataFrame) -> str:
+    """The paper's Table 2 shape: method x features -> frame AUC (label-free, oracle) and paper-protocol AUC."""
+    sel = selections(table)
+    feats = list(dict.fromkeys(sel["features"]))
+    header = ["method"] + [f"{f}: {c}" for f in feats for c in
+                           ("frame AUC label-free (smoothed)", "frame AUC oracle", "paper-protocol AUC label-free k / oracle")]
+    rows = []
+    order = list(dict.fromkeys(zip(sel["method"], sel["score_type"])))
+    order.sort(key=lambda m: (not m[0].startswith("diffusion"), m[0], m[1]))
+    for method, score_type in order:
+        line = [method_label(method, score_type)]
+        for f in feats:
+            part = sel[(sel["features"] == f) & (sel["method"] == method) & (sel["score_type"] == score_type)]
+            get = lambda name, col: (part.loc[part["selection"] == name, col].iloc[0]  # noqa: E731
+                                     if (part["selection"] == name).any() else np.nan)
+            lf = get("label-free", "frame_auc")
+            line += [f"{_pct(lf)} ({_pct(get('label-free', 'frame_auc_smoothed'))})",
+                     _pct(get("oracle (test labels)", "frame_auc")),
+                     f"{_pct(get('label-free', 'paper_auc'))} / {_pct(get('oracle paper protocol (test labels)', 'paper_auc'))}"]
+        rows.append(line)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def heatmap(table: pd.DataFrame, path: str | os.PathLike, x: str, y: str, title: str,
+            value: str = "frame_auc", mark: tuple[float, float] | None = None) -> Path:
+    """A heatmap of `value` over two columns of `table` (max over any remaining rows per cell)."""
+    if table.empty:
+        raise VADInputError(f"heatmap {path}: no rows to plot")
+    grid = table.pivot_table(index=y, columns=x, values=value, aggfunc="max")
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * grid.shape[1], 1.0 + 0.55 * grid.shape[0]))
+    im = ax.imshow(grid.to_numpy(), cmap="viridis", aspect="auto", origin="lower")
+    ax.set_xticks(range(grid.shape[1]), [f"{c:g}" if isinstance(c, float) else str(c) for c in grid.columns])
+    ax.set_yticks(range(grid.shape[0]), [f"{c:g}" if isinstance(c, float) else str(c) for c in grid.index])
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    vals = grid.to_numpy()
+    for i in range(vals.shape[0]):
+        for j in range(vals.shape[1]):
+            if np.isfinite(vals[i, j]):
+                ax.text(j, i, f"{100 * vals[i, j]:.1f}", ha="center", va="center", fontsize=7,
+                        color="white" if vals[i, j] < np.nanmean(vals) else "black")
+    if mark is not None and mark[0] in grid.columns and mark[1] in grid.index:
+        ax.add_patch(plt.Rectangle((list(grid.columns).index(mark[0]) - 0.5, list(grid.index).index(mark[1]) - 0.5),
+                                   1, 1, fill=False, ec="red", lw=2))
+    fig.colorbar(im, ax=ax, label=value.replace("_", " "))
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def study_heatmaps(table: pd.DataFrame, out_dir: str | os.PathLike, features: str | None = None,
+                   methods: Sequence[str] | None = None) -> list[Path]:
+    """The study's heatmaps for one feature set, per diffusion method:
+
+    - reconstruction: frame AUC over (P_mean, P_std) at the best t, and over (t, P_mean) at the best P_std;
+    - denoising: frame AUC over (sigma, P_mean) at the best P_std.
+    "Best" = the oracle row (test labels); the label-free cell is outlined in red.
+    """
+    out_dir = Path(out_dir)
+    t = table[table["method"].str.startswith("diffusion")]
+    if "phase" in t.columns:
+        t = t[t["phase"] == "grid"]
+    features = features or str(t["features"].iloc[0])
+    t = t[t["features"] == features].drop_duplicates(["setting_id", "variant"])
+    tag = features.replace("/", "_")
+    paths: list[Path] = []
+    for method in methods or sorted(t["method"].unique()):
+        m = t[t["method"] == method]
+        full = table[(table["features"] == features) & (table["method"] == method)]
+        for st in m["score_type"].unique():
+            ms = m[m["score_type"] == st]
+            best = full[(full["score_type"] == st) & full["oracle"]]
+            free = full[(full["score_type"] == st) & full["label_free"]]
+            if best.empty:
+                continue
+            b = best.iloc[0]
+            lf = free.iloc[0] if not free.empty else None
+            name = method.split("-", 1)[1]
+            if st == "reconstruction":
+                at_t = ms[ms["start_step"] == b["start_step"]]
+                paths.append(heatmap(at_t, out_dir / f"{tag}_{name}_recon_noise.png", "P_std", "P_mean",
+                                     f"{features}, {name}, reconstruction, t = {int(b['start_step'])} (oracle best t)",
+                                     mark=None if lf is None or lf["start_step"] != b["start_step"]
+                                     else (lf["P_std"], lf["P_mean"])))
+                at_ps = ms[ms["P_std"] == b["P_std"]]
+                paths.append(heatmap(at_ps, out_dir / f"{tag}_{name}_recon_t.png", "start_step", "P_mean",
+                                     f"{features}, {name}, reconstruction, P_std = {b['P_std']:g} (oracle best)",
+                                     mark=None if lf is None or lf["P_std"] != b["P_std"]
+                                     else (lf["start_step"], lf["P_mean"])))
+            else:
+                at_ps = ms[ms["P_std"] == b["P_std"]]
+                paths.append(heatmap(at_ps, out_dir / f"{tag}_{name}_denoise_sigma.png", "sigma", "P_mean",
+                                     f"{features}, {name}, denoising, P_std = {b['P_std']:g} (oracle best)",
+                                     mark=None if lf is None or lf["P_std"] != b["P_std"]
+                                     else (lf["sigma"], lf["P_mean"])))
+    return paths
+
+
+__all__ = ["comparison_markdown", "heatmap", "method_label", "seed_spread", "selections", "study_heatmaps"]

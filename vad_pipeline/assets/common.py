@@ -1,0 +1,111 @@
+"""What every asset module shares: the dataset in use, feature loading, tags, Markdown tables."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from dagster import AssetExecutionContext, Config
+
+from vad_core.errors import VADInputError
+from vad_core.feature_table import COLUMNS as FEATURE_COLUMNS
+from vad_core.tables import read_feature_matrix, read_parquet
+from vad_pipeline.datasets import DatasetSpec
+from vad_pipeline.resources import DatasetResource, VadStorage, code_version
+
+KEY_COLUMNS = [c for c in FEATURE_COLUMNS if c != "feature"]
+
+
+def dataset_spec(storage: VadStorage, dataset: DatasetResource) -> DatasetSpec:
+    return dataset.load(home=storage.root())
+
+
+def core_config(config: Config, core_cls: type, **overrides: Any) -> Any:
+    """The frozen vad_core config holding the Dagster config's fields that `core_cls` knows.
+
+    Fields the Dagster config does not expose keep vad_core's defaults; list values become
+    tuples (frozen configs hold tuples); `overrides` win over both.
+    """
+    known = {f.name for f in dataclasses.fields(core_cls)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in config.model_dump().items() if k in known}
+    values.update(overrides)
+    return core_cls(**values)
+
+
+def run_tags(context: AssetExecutionContext, spec: DatasetSpec) -> dict[str, str]:
+    """The tags every MLflow run carries: Dagster run, asset, partition, dataset, code version."""
+    return {
+        "dagster.run_id": context.run.run_id,
+        "dagster.asset_key": context.asset_key.to_user_string(),
+        "dagster.partition": context.partition_key if context.has_partition_key else "",
+        "dataset": spec.name,
+        "code_version": code_version(),
+    }
+
+
+def load_feature_rows(storage: VadStorage, dataset: str, video_ids: Iterable[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """The key columns `(N, 9)` and the feature matrix `(N, D)` of the given videos' tables.
+
+    Rows come in the order of `video_ids`, then as stored. Videos must agree on D.
+    """
+    keys: list[pd.DataFrame] = []
+    mats: list[np.ndarray] = []
+    for vid in video_ids:
+        path = storage.feature_path(dataset, vid)
+        keys.append(pq.read_table(path, columns=KEY_COLUMNS).to_pandas())
+        mats.append(read_feature_matrix(path))
+    if not mats:
+        raise VADInputError(f"dataset {dataset!r}: no feature tables to load")
+    dims = {m.shape[1] for m in mats}
+    if len(dims) > 1:
+        raise VADInputError(f"dataset {dataset!r}: feature tables disagree on the dimension ({sorted(dims)})")
+    return pd.concat(keys, ignore_index=True), np.concatenate(mats, axis=0)
+
+
+def read_table(path: Any, what: str) -> pd.DataFrame:
+    """A Parquet table an upstream asset wrote; a clear error when it was never materialized."""
+    try:
+        return read_parquet(path)[0]
+    except VADInputError:
+        raise VADInputError(f"{what} table {path} is missing or unreadable: materialize {what} first") from None
+
+
+def finite_or_none(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def fmt(x: Any, digits: int = 4) -> str:
+    v = finite_or_none(x)
+    if v is None:
+        return "n/a" if x is None or isinstance(x, float) else str(x)
+    return f"{v:.{digits}f}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def counts_metadata(df: pd.DataFrame) -> Mapping[str, Any]:
+    from dagster import TableColumn, TableSchema
+
+    return {
+        "rows": len(df),
+        "dagster/row_count": len(df),
+        "dagster/column_schema": TableSchema(columns=[TableColumn(str(c), str(t)) for c, t in df.dtypes.items()]),
+    }
+
+
+__all__ = [
+    "KEY_COLUMNS", "core_config", "counts_metadata", "dataset_spec", "finite_or_none", "fmt",
+    "load_feature_rows", "markdown_table", "read_table", "run_tags",
+]

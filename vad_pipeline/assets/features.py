@@ -1,0 +1,132 @@
+"""Feature assets: one clip-features table per video partition, and the index over all of them."""
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
+
+from vad_core.clips import ClipConfig
+from vad_core.features import extract_features
+from vad_core.footage import VideoSource, discover_videos
+from vad_core.tables import read_feature_matrix, read_metadata
+from vad_pipeline.assets.common import core_config, counts_metadata, dataset_spec, read_table
+from vad_pipeline.partitions import VIDEO_PARTITIONS_NAME, video_partitions
+from vad_pipeline.resources import BackboneResource, DatasetResource, VadStorage
+from vad_pipeline.state import combined_fingerprint, file_sha256
+
+_CLIP = ClipConfig()
+
+
+class FeatureConfig(Config):
+    """How videos are cut and tiled (vad_core.clips.ClipConfig) and the embedding batch size."""
+
+    clip_len: int = _CLIP.clip_len
+    stride: int = _CLIP.stride
+    tiling: str = _CLIP.tiling
+    short_side: int = _CLIP.short_side
+    tile_size: int = _CLIP.tile_size
+    min_overlap: float = _CLIP.min_overlap
+    max_crop: int = _CLIP.max_crop
+    batch_size: int = 8
+
+    def to_core(self) -> ClipConfig:
+        return core_config(self, ClipConfig)
+
+
+def _video(storage: VadStorage, dataset: str, root: Path, video_id: str) -> dict | VideoSource:
+    """The video of a partition: its manifest row when the manifest lists it (no re-probe for an
+    unchanged video), else the source found on disk (a video the sensor saw before the manifest)."""
+    path = storage.manifest_path(dataset)
+    if path.is_file():
+        manifest = read_table(path, "video_manifest")
+        row = manifest[manifest["video_id"] == video_id]
+        if len(row):
+            return {k: (None if pd.isna(v) else v) for k, v in row.iloc[0].to_dict().items()}
+    for source in discover_videos(root):
+        if source.video_id == video_id:
+            return source
+    raise Failure(description=f"video {video_id!r} is not under {root} any more (removed?)")
+
+
+@asset(partitions_def=video_partitions, group_name="features", deps=["video_manifest"],
+       description="The clip-features table of one video: one row per (clip, tile), design.md schema.")
+def clip_features(context: AssetExecutionContext, config: FeatureConfig, storage: VadStorage,
+                  dataset: DatasetResource, backbone: BackboneResource) -> MaterializeResult:
+    spec = dataset_spec(storage, dataset)
+    video_id = context.partition_key
+    video = _video(storage, spec.name, spec.footage_root, video_id)
+    embedder = backbone.load()
+    out_path = storage.feature_path(spec.name, video_id)
+
+    def progress(event: dict) -> None:
+        if event.get("event") in ("video_start", "video_done"):
+            context.log.info(f"{video_id}: {event}")
+
+    result = extract_features(video, embedder, config.to_core(), out_path, device=backbone.resolved_device(),
+                              batch_size=config.batch_size, callback=progress)
+    if not result.ok:
+        raise Failure(description=f"feature extraction failed for {video_id}: {result.error}")
+    return MaterializeResult(metadata={
+        "rows": result.n_rows,
+        "dagster/row_count": result.n_rows,
+        "clips": result.n_clips,
+        "tiles_per_clip": result.n_tiles,
+        "feature_dim": result.dim,
+        "skipped_up_to_date": result.skipped,
+        "work_seconds": float(result.seconds),
+        "backbone": embedder.name,
+        "weights_sha256": embedder.weights_sha256,
+        "path": MetadataValue.path(str(out_path)),
+    })
+
+
+def index_features(storage: VadStorage, dataset: str, video_ids: list[str],
+                   train: Callable[[str], bool], evaluate: Callable[[str], bool]) -> pd.DataFrame:
+    """One row per video that has a feature table: counts, dimension, non-finite values, sha256."""
+    rows = []
+    for vid in sorted(video_ids):
+        path = storage.feature_path(dataset, vid)
+        if not path.is_file():
+            continue
+        meta = read_metadata(path)
+        x = read_feature_matrix(path)
+        tiles = pq.read_table(path, columns=["clip", "tile"]).to_pandas()
+        rows.append({
+            "video_id": vid, "path": str(path), "n_rows": int(x.shape[0]), "n_clips": int(tiles["clip"].nunique()),
+            "n_tiles": int(tiles["tile"].nunique()), "dim": int(x.shape[1]),
+            "n_nonfinite": int((~np.isfinite(x)).sum()), "backbone": meta.get("backbone", ""),
+            "table_sha256": file_sha256(path), "train": bool(train(vid)), "evaluate": bool(evaluate(vid)),
+        })
+    columns = ["video_id", "path", "n_rows", "n_clips", "n_tiles", "dim", "n_nonfinite", "backbone",
+               "table_sha256", "train", "evaluate"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+@asset(group_name="features", deps=["clip_features"],
+       description="Index of every video partition's feature table: rows, dimension, non-finite count, "
+       "sha256, train/evaluate flags; its fingerprint is what the retraining schedule compares.")
+def feature_index(context: AssetExecutionContext, storage: VadStorage, dataset: DatasetResource) -> MaterializeResult:
+    spec = dataset_spec(storage, dataset)
+    partitions = [v for v in context.instance.get_dynamic_partitions(VIDEO_PARTITIONS_NAME) if spec.includes(v)]
+    df = index_features(storage, spec.name, partitions, spec.is_train, spec.is_evaluated)
+    fingerprint = combined_fingerprint(dict(zip(df["video_id"], df["table_sha256"])))
+    missing = sorted(set(partitions) - set(df["video_id"]))
+    if missing:
+        context.log.warning(f"{len(missing)} video partitions have no feature table yet: {missing[:10]}")
+    path = storage.write_table(df, storage.feature_index_path(spec.name),
+                               {"dataset": spec.name, "features_fingerprint": fingerprint or ""})
+    dims = sorted(df["dim"].unique().tolist())
+    return MaterializeResult(metadata={
+        **counts_metadata(df),
+        "path": MetadataValue.path(str(path)),
+        "videos": len(df),
+        "videos_missing_features": len(missing),
+        "feature_rows": int(df["n_rows"].sum()),
+        "train_rows": int(df.loc[df["train"], "n_rows"].sum()),
+        "feature_dim": int(dims[0]) if len(dims) == 1 else str(dims),
+        "nonfinite_values": int(df["n_nonfinite"].sum()),
+        "features_fingerprint": fingerprint or "",
+    })

@@ -1,0 +1,190 @@
+"""Scoring assets: diffusion segment scores, their frame expansion, and the baselines' scores.
+
+Every scorer (the denoiser and each baseline) scores the same (clip, tile) rows; a clip's score
+is the maximum over its tiles (the arg-max tile localizes), and each batch of clips, in video
+and time order, is thresholded at mean + k * std of its scores.
+"""
+
+import time
+
+import numpy as np
+import pandas as pd
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+
+from vad_core.baselines import make_scorer
+from vad_core.metrics import clips_to_frames, frame_labels
+from vad_core.scoring import ScoreConfig, clip_scores, row_keys_for, score_rows
+from vad_core.thresholds import batch_decisions
+from vad_core.training import load_checkpoint
+from vad_pipeline.assets.common import (
+    KEY_COLUMNS, core_config, counts_metadata, dataset_spec, load_feature_rows, read_table, run_tags,
+)
+from vad_pipeline.resources import BackboneResource, DatasetResource, ExperimentTracker, VadStorage
+
+_SCORE = ScoreConfig()
+BASELINES = ("knn", "pca", "iforest", "gcl_ae", "gcl")
+
+
+class ThresholdConfig(Config):
+    """Batch threshold mu_b + k * std_b over batches of `threshold_batch_size` clips (method.md)."""
+
+    threshold_k: float = 1.0
+    threshold_batch_size: int = 8192
+
+
+class ScoringConfig(ThresholdConfig):
+    """vad_core.scoring.ScoreConfig's fields plus the batch threshold."""
+
+    score_type: str = _SCORE.score_type
+    n_steps: int = _SCORE.n_steps
+    start_step: int = _SCORE.start_step
+    sampler: str = _SCORE.sampler
+    sigma: float = _SCORE.sigma
+    n_draws: int = _SCORE.n_draws
+    seed: int = _SCORE.seed
+    batch_rows: int = _SCORE.batch_rows
+    precision: str = _SCORE.precision
+
+    def to_core(self) -> ScoreConfig:
+        return core_config(self, ScoreConfig)
+
+
+def decide_clips(clips: pd.DataFrame, k: float, batch_size: int) -> pd.DataFrame:
+    """Add `batch`, `threshold`, `anomalous` to clip scores ordered by video and clip."""
+    clips = clips.sort_values(["video_id", "clip"], kind="stable").reset_index(drop=True)
+    dec = batch_decisions(clips["score"].to_numpy(np.float64), k=k, batch_size=batch_size)
+    return clips.assign(batch=dec.batch, threshold=dec.threshold, anomalous=dec.anomalous.astype(bool))
+
+
+def score_summary(clips: pd.DataFrame) -> dict[str, float]:
+    s = clips["score"].to_numpy(np.float64)
+    return {"clips": len(clips), "anomalous_clips": int(clips["anomalous"].sum()),
+            "anomalous_share": float(clips["anomalous"].mean()), "score_mean": float(s.mean()),
+            "score_std": float(s.std()), "score_max": float(s.max())}
+
+
+@asset(group_name="scoring", deps=["denoiser", "feature_index"],
+       description="Per-clip diffusion scores (max over tiles of each row's score), the arg-max tile, "
+       "the batch threshold and the decision; per-tile scores in a companion table.")
+def segment_scores(context: AssetExecutionContext, config: ScoringConfig, storage: VadStorage,
+                   dataset: DatasetResource, backbone: BackboneResource) -> MaterializeResult:
+    spec = dataset_spec(storage, dataset)
+    index = read_table(storage.feature_index_path(spec.name), "feature_index")
+    keys, x = load_feature_rows(storage, spec.name, index["video_id"].tolist())
+    model = load_checkpoint(storage.denoiser_path(spec.name), device=backbone.resolved_device())
+    score_config = config.to_core()
+    start = time.perf_counter()
+    tiles = keys["tile"].to_numpy(np.int64) if model.model_config.n_tiles else None
+    rows = keys.assign(score=score_rows(model, x, score_config, tiles=tiles, row_keys=row_keys_for(keys)))
+    seconds = time.perf_counter() - start
+    clips = decide_clips(clip_scores(rows), config.threshold_k, config.threshold_batch_size)
+    meta = {"dataset": spec.name, "scorer": "diffusion", "score_config": str(score_config.to_dict()),
+            "threshold_k": str(config.threshold_k), "threshold_batch_size": str(config.threshold_batch_size),
+            "denoiser_fingerprint": model.fingerprint}
+    storage.write_table(rows[KEY_COLUMNS + ["score"]], storage.tile_scores_path(spec.name), meta)
+    path = storage.write_table(clips, storage.segment_scores_path(spec.name), meta)
+    return MaterializeResult(metadata={
+        **counts_metadata(clips), **score_summary(clips),
+        "tile_rows": len(rows), "rows_per_second": len(rows) / max(seconds, 1e-9), "score_seconds": seconds,
+        "path": MetadataValue.path(str(path)),
+        "tile_scores_path": MetadataValue.path(str(storage.tile_scores_path(spec.name))),
+    })
+
+
+def frame_table(clips: pd.DataFrame, manifest: pd.DataFrame, truth: pd.DataFrame, evaluated: set[str]) -> pd.DataFrame:
+    """Clip scores -> frames (video_id, frame, score, anomalous, label); label null off the evaluated videos."""
+    ok = manifest[manifest["status"] == "ok"]
+    n_frames = {str(v): int(n) for v, n in zip(ok["video_id"], ok["n_frames"])}
+    frames = clips_to_frames(clips, n_frames)
+    labels = pd.array(np.full(len(frames), pd.NA), dtype="Int8")
+    on = frames["video_id"].isin(evaluated).to_numpy()
+    if on.any():
+        labels[on] = frame_labels(frames[on], truth)
+    return frames.assign(label=labels)
+
+
+@asset(group_name="scoring", deps=["segment_scores", "video_manifest", "ground_truth"],
+       description="Diffusion clip scores expanded to frames (a frame takes the maximum of the clips "
+       "covering it), with 0/1 labels on the evaluated videos.")
+def frame_scores(context: AssetExecutionContext, storage: VadStorage, dataset: DatasetResource) -> MaterializeResult:
+    spec = dataset_spec(storage, dataset)
+    clips = read_table(storage.segment_scores_path(spec.name), "segment_scores")
+    manifest = read_table(storage.manifest_path(spec.name), "video_manifest")
+    truth = read_table(storage.ground_truth_path(spec.name), "ground_truth")
+    evaluated = {v for v in clips["video_id"].unique() if spec.is_evaluated(v)}
+    frames = frame_table(clips, manifest, truth, evaluated)
+    path = storage.write_table(frames, storage.frame_scores_path(spec.name), {"dataset": spec.name})
+    labelled = frames["label"].notna()
+    return MaterializeResult(metadata={
+        **counts_metadata(frames),
+        "path": MetadataValue.path(str(path)),
+        "videos": int(frames["video_id"].nunique()),
+        "labelled_frames": int(labelled.sum()),
+        "anomalous_label_frames": int(frames.loc[labelled, "label"].sum()),
+        "flagged_frames": int(frames["anomalous"].sum()),
+    })
+
+
+class BaselinesConfig(ThresholdConfig):
+    """Which baselines to fit on the train videos' features, and their main settings.
+
+    Each fits one model per tile position when `per_tile` (method.md: every tile scored against
+    the same tile position of the other clips). `gcl_epochs` = generator pre-training and
+    cooperative epochs, `gcl_d_epochs` = discriminator pre-training; widths keep vad_core's defaults.
+    """
+
+    scorers: list[str] = list(BASELINES)
+    per_tile: bool = True
+    knn_k: int = 5
+    pca_components: int = 16
+    iforest_estimators: int = 200
+    gcl_epochs: int = 30
+    gcl_d_epochs: int = 40
+    seed: int = 0
+
+
+def _scorer_kwargs(name: str, config: BaselinesConfig) -> dict:
+    return {"knn": {"k": config.knn_k}, "pca": {"n_components": config.pca_components},
+            "iforest": {"n_estimators": config.iforest_estimators, "seed": config.seed},
+            "gcl_ae": {"ae_epochs": config.gcl_epochs, "seed": config.seed},
+            "gcl": {"ae_epochs": config.gcl_epochs, "d_epochs": config.gcl_d_epochs, "epochs": config.gcl_epochs,
+                    "seed": config.seed}}.get(name, {})
+
+
+@asset(group_name="scoring", deps=["feature_index"],
+       description="Clip scores of the baselines (kNN, PCA, IsolationForest, GCL autoencoder, GCL) on the "
+       "same features, thresholded like the diffusion scores; long format with a `scorer` column.")
+def baseline_scores(context: AssetExecutionContext, config: BaselinesConfig, storage: VadStorage,
+                    dataset: DatasetResource, tracker: ExperimentTracker) -> MaterializeResult:
+    spec = dataset_spec(storage, dataset)
+    index = read_table(storage.feature_index_path(spec.name), "feature_index")
+    keys, x = load_feature_rows(storage, spec.name, index["video_id"].tolist())
+    train_mask = keys["video_id"].isin(set(index.loc[index["train"], "video_id"])).to_numpy()
+    tiles = keys["tile"].to_numpy(np.int64) if config.per_tile else None
+    parts, summary = [], {}
+    with tracker.start_run(run_name=f"{spec.name}/baselines", tags=run_tags(context, spec)) as run:
+        for name in config.scorers:
+            kwargs = _scorer_kwargs(name, config)
+            start = time.perf_counter()
+            scorer = make_scorer(name, **kwargs).fit(x[train_mask], None if tiles is None else tiles[train_mask])
+            scores = scorer.score(x, tiles)
+            seconds = time.perf_counter() - start
+            clips = decide_clips(clip_scores(keys.assign(score=scores)), config.threshold_k, config.threshold_batch_size)
+            parts.append(clips.assign(scorer=name))
+            summary[name] = {"seconds": seconds, **score_summary(clips)}
+            run.log_params({name: kwargs} if kwargs else {name: {"defaults": True}})
+            run.log_metrics({f"{name}.fit_score_seconds": seconds})
+            context.log.info(f"{name}: fitted and scored {len(x)} rows in {seconds:.1f}s")
+        run.log_params({"dataset": spec.name, "per_tile": config.per_tile, "threshold_k": config.threshold_k,
+                        "threshold_batch_size": config.threshold_batch_size})
+    table = pd.concat(parts, ignore_index=True)
+    table = table[["scorer"] + [c for c in table.columns if c != "scorer"]]
+    path = storage.write_table(table, storage.baseline_scores_path(spec.name),
+                               {"dataset": spec.name, "scorers": ",".join(config.scorers)})
+    return MaterializeResult(metadata={
+        **counts_metadata(table),
+        "path": MetadataValue.path(str(path)),
+        "scorers": ", ".join(config.scorers),
+        **{f"{name}_seconds": s["seconds"] for name, s in summary.items()},
+        "mlflow_run_id": run.run_id or "",
+    })

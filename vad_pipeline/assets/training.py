@@ -1,0 +1,124 @@
+"""The denoiser asset: train the EDM denoiser on the unlabelled clip features of the train videos."""
+
+import time
+from typing import Optional
+
+import numpy as np
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+
+from vad_core.training import TrainConfig, fit, save_checkpoint
+from vad_pipeline.assets.common import (
+    core_config, dataset_spec, finite_or_none, load_feature_rows, read_table, run_tags,
+)
+from vad_pipeline.plots import plot_loss_curve
+from vad_pipeline.resources import BackboneResource, DatasetResource, ExperimentTracker, VadStorage
+from vad_pipeline.state import combined_fingerprint
+
+_TRAIN = TrainConfig()
+
+
+class TrainingConfig(Config):
+    """vad_core.training.TrainConfig's user-facing fields (the rest keep vad_core's defaults).
+
+    `tile_embedding` gives the denoiser a learned tile-position embedding (n_tiles from the data);
+    `device` None uses the backbone resource's device (CUDA, then MPS, then CPU).
+    """
+
+    epochs: int = _TRAIN.epochs
+    batch_size: int = _TRAIN.batch_size
+    min_steps_per_epoch: int = _TRAIN.min_steps_per_epoch
+    lr: float = _TRAIN.lr
+    weight_decay: float = _TRAIN.weight_decay
+    P_mean: float = _TRAIN.P_mean
+    P_std: float = _TRAIN.P_std
+    val_fraction: float = _TRAIN.val_fraction
+    patience: int = _TRAIN.patience
+    seed: int = _TRAIN.seed
+    precision: str = _TRAIN.precision
+    scaler: str = _TRAIN.scaler
+    hidden: list[int] = list(_TRAIN.hidden)
+    embedding: str = _TRAIN.embedding
+    fourier_features: int = _TRAIN.fourier_features
+    tile_embedding: bool = False
+    device: Optional[str] = None
+
+    def to_core(self, n_tiles: int = 0, device: str | None = None) -> TrainConfig:
+        return core_config(self, TrainConfig, n_tiles=n_tiles if self.tile_embedding else 0,
+                           device=self.device or device)
+
+
+def model_name(dataset: str) -> str:
+    """The MLflow registered-model name of a dataset's denoiser."""
+    return f"vad-denoiser-{dataset}"
+
+
+@asset(group_name="training", deps=["feature_index"],
+       description="The EDM denoiser trained on every train video's clip features (no labels): "
+       "checkpoint with EMA weights, feature scaler, sigma_data, config and data fingerprint.")
+def denoiser(context: AssetExecutionContext, config: TrainingConfig, storage: VadStorage,
+             dataset: DatasetResource, backbone: BackboneResource, tracker: ExperimentTracker) -> MaterializeResult:
+    spec = dataset_spec(storage, dataset)
+    index = read_table(storage.feature_index_path(spec.name), "feature_index")
+    train_ids = index.loc[index["train"], "video_id"].tolist()
+    keys, x = load_feature_rows(storage, spec.name, train_ids)
+    tiles = keys["tile"].to_numpy(np.int64)
+    train_config = config.to_core(n_tiles=int(tiles.max()) + 1, device=backbone.resolved_device())
+    features_fp = combined_fingerprint(dict(zip(index["video_id"], index["table_sha256"])))
+    context.log.info(f"training on {x.shape[0]} rows x {x.shape[1]} dims from {len(train_ids)} videos")
+
+    def progress(event: dict) -> None:
+        if event.get("event") == "epoch" and (event["epoch"] % 5 == 0 or event["epoch"] == 1):
+            context.log.info(f"epoch {event['epoch']}/{event['epochs']}: train {event['train_loss']:.4f} "
+                             f"val {event.get('val_loss')} ({event['elapsed_s']:.1f}s)")
+
+    ckpt_path = storage.denoiser_path(spec.name)
+    with tracker.start_run(run_name=f"{spec.name}/denoiser", tags=run_tags(context, spec)) as run:
+        run.log_params({"dataset": spec.name, "backbone": str(index["backbone"].iloc[0]), "train": train_config.to_dict(),
+                        "train_videos": len(train_ids), "rows": int(x.shape[0]), "feature_dim": int(x.shape[1])})
+        start = time.perf_counter()
+        result = fit(x, train_config, callback=progress, tiles=tiles if train_config.n_tiles else None)
+        seconds = time.perf_counter() - start
+        save_checkpoint(result, ckpt_path)
+        history = result.history
+        train_losses = [h["train_loss"] for h in history]
+        val_losses = [h["val_loss"] for h in history if h.get("val_loss") is not None]
+        loss_png = plot_loss_curve(history, ckpt_path.parent / "loss_curve.png", best_epoch=result.best_epoch)
+        figures = {
+            "sigma_data": float(result.sigma_data),
+            "final_train_loss": float(train_losses[-1]),
+            "best_val_loss": float(min(val_losses)) if val_losses else None,
+            "memorization_auc": finite_or_none(result.memorization_auc),
+            "epochs_run": len(history),
+            "best_epoch": int(result.best_epoch),
+            "train_seconds": seconds,
+        }
+        run.log_series("train_loss", train_losses)
+        run.log_series("val_loss", val_losses)
+        run.log_metrics({k: v for k, v in figures.items() if isinstance(v, (int, float))})
+        run.set_tags({"data_fingerprint": result.fingerprint, "features_fingerprint": features_fp})
+        run.log_artifact(ckpt_path, "denoiser")
+        run.log_artifact(loss_png, "plots")
+        version = run.register_model(model_name(spec.name), "denoiser", tags={
+            "dataset": spec.name, "data_fingerprint": result.fingerprint,
+            "sigma_data": f"{result.sigma_data:.6g}", "dagster_run_id": context.run.run_id})
+        info = {
+            "dataset": spec.name, "checkpoint": str(ckpt_path), "features_fingerprint": features_fp,
+            "data_fingerprint": result.fingerprint, "train_config": train_config.to_dict(),
+            "n_train": result.n_train, "n_val": result.n_val, "train_videos": train_ids,
+            "history": history, **figures,
+            "mlflow_run_id": run.run_id, "model_name": model_name(spec.name), "model_version": version,
+            "dagster_run_id": context.run.run_id,
+        }
+        storage.write_json(info, storage.denoiser_info_path(spec.name))
+        run.log_artifact(storage.denoiser_info_path(spec.name), "denoiser")
+    return MaterializeResult(metadata={
+        "checkpoint": MetadataValue.path(str(ckpt_path)),
+        "loss_curve": MetadataValue.path(str(loss_png)),
+        "rows": int(x.shape[0]),
+        "feature_dim": int(x.shape[1]),
+        **{k: v for k, v in figures.items() if v is not None},
+        "data_fingerprint": result.fingerprint,
+        "features_fingerprint": features_fp or "",
+        "mlflow_run_id": run.run_id or "",
+        "model_version": version or "",
+    })

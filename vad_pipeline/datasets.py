@@ -1,0 +1,233 @@
+"""Dataset specs: a small YAML file naming the footage, its annotations and what is evaluated.
+
+A spec looks like this (every relative path resolves against the spec's own folder, and
+`${VAD_HOME}` expands to the storage root):
+
+    name: ucsd_ped2
+    footage_root: ../../shared/data/ucsd_ped2
+    layout: frames                      # hint: "files", "frames" or "auto"
+    include: ["training/frames/*", "testing/frames/*"]   # video-id globs (default: all)
+    annotations:
+      path: ../../shared/data/ucsd_ped2/ped2.mat
+      format: ped2_mat                  # passed to vad_core.ground_truth.read_ground_truth
+      video_ids: "testing/frames/{}"    # ids for formats that number videos (list, mapping or template)
+    train: all                          # video-id globs the models are fitted on (no labels)
+    evaluate: ["testing/frames/*"]      # video-id globs that get frame labels and AUCs
+    generator: synthetic                # optional: vad_core.synthetic fills an empty root
+    seed: 0
+    generator_options: {n_train: 6}     # optional: further generate_demo_footage arguments
+    run_config:                         # optional: asset configs the demo runner, the sensor
+      denoiser: {epochs: 30}            # and the schedule launch with ({asset: {field: value}})
+
+`VAD_DATASET` selects a spec: a path to a YAML file, or the name of one in `datasets/`.
+"""
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from vad_core.errors import VADInputError
+
+DATASETS_DIR = Path(__file__).resolve().parents[1] / "datasets"
+DEFAULT_DATASET = "demo"
+LAYOUTS = ("auto", "files", "frames")
+
+
+def default_home() -> Path:
+    """The storage root: `VAD_HOME`, else `./vad_home`, made absolute."""
+    return Path(os.environ.get("VAD_HOME") or "vad_home").expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class AnnotationSpec:
+    """Where the ground truth lives and how `read_ground_truth` should parse it."""
+
+    path: Path
+    format: str | None = None
+    video_ids: str | tuple[str, ...] | dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        ids = list(self.video_ids) if isinstance(self.video_ids, tuple) else self.video_ids
+        return {"path": str(self.path), "format": self.format, "video_ids": ids}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A resolved dataset spec: absolute paths, glob lists (`("*",)` = every video)."""
+
+    name: str
+    footage_root: Path
+    spec_path: Path | None = None
+    layout: str = "auto"
+    include: tuple[str, ...] = ("*",)
+    annotations: AnnotationSpec | None = None
+    train: tuple[str, ...] = ("*",)
+    evaluate: tuple[str, ...] = ("*",)
+    generator: str | None = None
+    seed: int = 0
+    generator_options: dict[str, Any] = field(default_factory=dict)
+    run_config: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["footage_root"] = str(self.footage_root)
+        d["spec_path"] = str(self.spec_path) if self.spec_path else None
+        d["annotations"] = self.annotations.to_dict() if self.annotations else None
+        return d
+
+    def includes(self, video_id: str) -> bool:
+        """Whether the spec keeps `video_id` at all (the `include` globs)."""
+        return _matches(video_id, self.include)
+
+    def keeps(self, video_id: str, kind: str) -> bool:
+        """Whether a discovered video belongs to the dataset: `include` globs and the layout hint
+        (`files` keeps video files only, `frames` frame folders only)."""
+        layout_ok = self.layout == "auto" or (self.layout == "files") == (kind == "file")
+        return layout_ok and self.includes(video_id)
+
+    def is_train(self, video_id: str) -> bool:
+        return _matches(video_id, self.train)
+
+    def is_evaluated(self, video_id: str) -> bool:
+        return _matches(video_id, self.evaluate)
+
+
+def _matches(video_id: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(video_id, p) for p in patterns)
+
+
+def _globs(value: Any, key: str, source: Path | str) -> tuple[str, ...]:
+    if value is None or value == "all":
+        return ("*",)
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise VADInputError(f"{source}: '{key}' must be 'all', a video-id glob or a non-empty list of globs, got {value!r}")
+
+
+def _resolve_path(value: Any, key: str, base: Path, home: Path, source: Path | str) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        raise VADInputError(f"{source}: '{key}' must be a non-empty path string, got {value!r}")
+    text = value.replace("${VAD_HOME}", str(home)).replace("$VAD_HOME", str(home))
+    path = Path(os.path.expandvars(os.path.expanduser(text)))
+    return (path if path.is_absolute() else base / path).resolve()
+
+
+def parse_spec(data: Any, base: Path, home: Path | None = None, source: Path | str = "<spec>") -> DatasetSpec:
+    """Build a `DatasetSpec` from parsed YAML; relative paths resolve against `base`."""
+    home = home or default_home()
+    if not isinstance(data, dict):
+        raise VADInputError(f"{source}: a dataset spec must be a YAML mapping, got {type(data).__name__}")
+    known = {"name", "footage_root", "layout", "include", "annotations", "train", "evaluate", "generator", "seed",
+             "generator_options", "run_config"}
+    if "footage_root" not in data:
+        raise VADInputError(f"{source}: missing required key 'footage_root'")
+    name = data.get("name") or (Path(source).stem if isinstance(source, (str, Path)) else "dataset")
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+        raise VADInputError(f"{source}: 'name' must be letters, digits, '-' or '_', got {name!r}")
+    layout = data.get("layout", "auto")
+    if layout not in LAYOUTS:
+        raise VADInputError(f"{source}: 'layout' must be one of {LAYOUTS}, got {layout!r}")
+    annotations = None
+    ann = data.get("annotations")
+    if ann is not None:
+        if isinstance(ann, str):
+            ann = {"path": ann}
+        if not isinstance(ann, dict) or "path" not in ann:
+            raise VADInputError(f"{source}: 'annotations' must be a path or a mapping with 'path', got {ann!r}")
+        ids = ann.get("video_ids")
+        ok = (ids is None or isinstance(ids, str)
+              or (isinstance(ids, list) and all(isinstance(v, str) for v in ids))
+              or (isinstance(ids, dict) and all(isinstance(v, str) for v in ids.values())))
+        if not ok:
+            raise VADInputError(f"{source}: 'annotations.video_ids' must be a template string, a list of "
+                                f"strings or a mapping of ids, got {ids!r}")
+        if isinstance(ids, list):
+            ids = tuple(ids)
+        elif isinstance(ids, dict):
+            ids = {str(k): v for k, v in ids.items()}
+        annotations = AnnotationSpec(
+            path=_resolve_path(ann["path"], "annotations.path", base, home, source),
+            format=ann.get("format"),
+            video_ids=ids or None,
+        )
+    generator = data.get("generator")
+    if generator not in (None, "synthetic"):
+        raise VADInputError(f"{source}: 'generator' must be 'synthetic' or absent, got {generator!r}")
+    seed = data.get("seed", 0)
+    if not isinstance(seed, int):
+        raise VADInputError(f"{source}: 'seed' must be an integer, got {seed!r}")
+    run_config = data.get("run_config") or {}
+    if not isinstance(run_config, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in run_config.items()):
+        raise VADInputError(f"{source}: 'run_config' must map asset names to mappings of config fields, got {run_config!r}")
+    options = data.get("generator_options") or {}
+    if not isinstance(options, dict):
+        raise VADInputError(f"{source}: 'generator_options' must be a mapping, got {options!r}")
+    return DatasetSpec(
+        name=name,
+        footage_root=_resolve_path(data["footage_root"], "footage_root", base, home, source),
+        spec_path=Path(source).resolve() if isinstance(source, Path) else None,
+        layout=layout,
+        include=_globs(data.get("include"), "include", source),
+        annotations=annotations,
+        train=_globs(data.get("train"), "train", source),
+        evaluate=_globs(data.get("evaluate"), "evaluate", source),
+        generator=generator,
+        seed=seed,
+        generator_options=dict(options),
+        run_config={k: dict(v) for k, v in run_config.items()},
+        extra={k: v for k, v in data.items() if k not in known},
+    )
+
+
+def spec_file(selector: str | os.PathLike | None = None) -> Path:
+    """The YAML file a selector names: a path, or a spec name in `datasets/`.
+
+    `None` reads `VAD_DATASET`, then falls back to the demo spec.
+    """
+    selector = selector if selector not in (None, "") else (os.environ.get("VAD_DATASET") or DEFAULT_DATASET)
+    text = str(selector)
+    candidate = Path(text).expanduser()
+    if candidate.suffix in (".yaml", ".yml") or os.sep in text or "/" in text:
+        if not candidate.is_file():
+            raise VADInputError(f"dataset spec {text!r}: file not found")
+        return candidate.resolve()
+    named = DATASETS_DIR / f"{text}.yaml"
+    if not named.is_file():
+        known = sorted(p.stem for p in DATASETS_DIR.glob("*.yaml"))
+        raise VADInputError(f"dataset {text!r}: no spec {named} (known: {known}); give a path to a YAML spec")
+    return named
+
+
+def load_spec(selector: str | os.PathLike | None = None, home: Path | None = None) -> DatasetSpec:
+    """Load and resolve a dataset spec (see `spec_file` for how the selector is read)."""
+    path = spec_file(selector)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise VADInputError(f"dataset spec {path}: not valid YAML ({exc})") from None
+    return parse_spec(data, base=path.parent, home=home, source=path)
+
+
+def ensure_footage(spec: DatasetSpec) -> bool:
+    """Generate a spec's footage when it has a generator and its root holds no video yet.
+
+    Returns True when footage was generated. Specs without a generator are left alone.
+    """
+    if spec.generator != "synthetic":
+        return False
+    from vad_core.footage import discover_videos
+
+    if spec.footage_root.is_dir() and discover_videos(spec.footage_root):
+        return False
+    from vad_core.synthetic import generate_demo_footage
+
+    generate_demo_footage(spec.footage_root, seed=spec.seed, **spec.generator_options)
+    return True

@@ -1,0 +1,43 @@
+"""The Dagster code location: assets, checks, jobs, the sensor, the schedule and the resources.
+
+Loaded by `dagster dev -w workspace.yaml` and by the demo runner. Resources read their
+settings from the environment when used: VAD_HOME, VAD_DATASET, VAD_BACKBONE, VAD_DEVICE,
+MLFLOW_TRACKING_URI.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from dagster import Definitions
+
+from vad_pipeline.assets import ALL_ASSETS
+from vad_pipeline.assets.study import study_assets, study_jobs
+from vad_pipeline.checks import ALL_CHECKS
+from vad_pipeline.jobs import features_job, footage_job, training_job
+from vad_pipeline.resources import BackboneResource, DatasetResource, MLflowTracker, VadStorage
+from vad_pipeline.schedules import retraining_schedule
+from vad_pipeline.sensors import new_footage_sensor
+
+
+def default_resources() -> dict:
+    return {
+        "storage": VadStorage(),
+        "dataset": DatasetResource(),
+        "backbone": BackboneResource(),
+        "tracker": MLflowTracker(),
+    }
+
+
+def make_definitions(resources: Mapping[str, Any] | None = None) -> Definitions:
+    """The code location; `resources` replace the defaults by key (tests, the demo runner)."""
+    return Definitions(
+        assets=[*ALL_ASSETS, *study_assets],
+        asset_checks=ALL_CHECKS,
+        jobs=[footage_job, features_job, training_job, *study_jobs],
+        sensors=[new_footage_sensor],
+        schedules=[retraining_schedule],
+        resources={**default_resources(), **(resources or {})},
+    )
+
+
+defs = make_definitions()

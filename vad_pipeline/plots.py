@@ -1,0 +1,103 @@
+"""Report plots (PNG, written atomically): loss curve, per-video score curves, ROC, top clips.
+
+Matplotlib with the Agg backend: no display needed, safe in Dagster's worker processes.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.patches as mpatches  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from vad_core.tables import atomic_write_bytes  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def plot_loss_curve(history: Sequence[Mapping[str, float | None]], path: str | os.PathLike,
+                    best_epoch: int | None = None) -> Path:
+    """Training and validation loss per epoch; the kept (best) epoch marked."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["train_loss"] for h in history], label="train loss")
+    val = [h.get("val_loss") for h in history]
+    if any(v is not None for v in val):
+        ax.plot(epochs, [np.nan if v is None else v for v in val], label="validation loss (held-back rows)")
+    if best_epoch:
+        ax.axvline(best_epoch, color="grey", ls=":", label=f"kept epoch {best_epoch}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("EDM loss")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.set_title("denoiser training")
+    return _save(fig, path)
+
+
+def plot_score_curve(frame: np.ndarray, score: np.ndarray, anomalous: np.ndarray,
+                     gt_intervals: Sequence[tuple[int, int]], thresholds: Sequence[float],
+                     path: str | os.PathLike, title: str) -> Path:
+    """One video's frame scores `(F,)` with ground-truth spans shaded and threshold crossings marked.
+
+    A crossing is a frame where the decision turns from normal to anomalous.
+    """
+    fig, ax = plt.subplots(figsize=(8, 3))
+    for i, (s, e) in enumerate(gt_intervals):
+        ax.axvspan(s - 0.5, e - 0.5, color="tab:red", alpha=0.15, lw=0, label="ground truth" if i == 0 else None)
+    ax.plot(frame, score, color="tab:blue", lw=1.2, label="score")
+    for i, t in enumerate(sorted(set(float(t) for t in thresholds))):
+        ax.axhline(t, color="tab:orange", ls="--", lw=1, label="batch threshold" if i == 0 else None)
+    flags = np.asarray(anomalous, dtype=bool)
+    onsets = np.flatnonzero(flags & ~np.concatenate([[False], flags[:-1]]))
+    if onsets.size:
+        ax.scatter(np.asarray(frame)[onsets], np.asarray(score)[onsets], color="tab:orange", marker="v",
+                   zorder=3, label="threshold crossing")
+    ax.set_xlabel("frame")
+    ax.set_ylabel("anomaly score")
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], path: str | os.PathLike) -> Path:
+    """ROC curves of several scorers: `{name: (labels (F,), scores (F,), auc)}`."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, (labels, scores, auc) in curves.items():
+        fpr, tpr, _ = roc_curve(labels, scores)
+        ax.plot(fpr, tpr, lw=1.5, label=f"{name} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("frame-level ROC")
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_top_clips(items: Sequence[tuple[np.ndarray, tuple[int, int, int, int], str]],
+                   path: str | os.PathLike) -> Path:
+    """A grid of frames `(H, W, 3)` uint8, each with its arg-max tile box `(x, y, w, h)` drawn."""
+    n = max(len(items), 1)
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (image, (x, y, w, h), title) in zip(axes.ravel(), items):
+        ax.imshow(image)
+        ax.add_patch(mpatches.Rectangle((x - 0.5, y - 0.5), w, h, fill=False, ec="red", lw=2))
+        ax.set_title(title, fontsize=8)
+    fig.suptitle("top-scoring clips: middle frame, arg-max tile in red", y=1.0)
+    return _save(fig, path)

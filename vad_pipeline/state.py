@@ -1,0 +1,70 @@
+"""What the automation compares: fingerprints of the footage on disk and of the feature tables.
+
+Kept apart from the sensor and the schedule so both the assets and the automation use one
+definition of "changed".
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from vad_pipeline.resources import VadStorage
+
+_CHUNK = 1 << 20
+
+
+def stat_fingerprint(path: str | os.PathLike) -> str:
+    """A cheap fingerprint of a video file or frame folder from names, sizes and mtimes.
+
+    A sensor ticks every few seconds, so it must not read the footage; any rewrite of a file
+    changes its size or mtime. Raises `OSError` when the path vanished mid-scan.
+    """
+    path = Path(path)
+    h = hashlib.sha256()
+    if path.is_dir():
+        with os.scandir(path) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                if entry.is_file():
+                    st = entry.stat()
+                    h.update(f"{entry.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    else:
+        st = path.stat()
+        h.update(f"{path.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def feature_table_fingerprints(storage: VadStorage, dataset: str, video_ids: Iterable[str]) -> dict[str, str]:
+    """`{video_id: sha256 of its feature table}` for the videos whose table exists."""
+    out: dict[str, str] = {}
+    for vid in sorted(set(video_ids)):
+        path = storage.feature_path(dataset, vid)
+        if path.is_file():
+            out[vid] = file_sha256(path)
+    return out
+
+
+def combined_fingerprint(per_video: Mapping[str, str]) -> str | None:
+    """One fingerprint for a set of tables (order-free); None for no tables at all."""
+    if not per_video:
+        return None
+    h = hashlib.sha256()
+    for vid in sorted(per_video):
+        h.update(f"{vid}\t{per_video[vid]}\n".encode())
+    return h.hexdigest()
+
+
+def last_trained_fingerprint(storage: VadStorage, dataset: str) -> str | None:
+    """The features fingerprint the current denoiser was trained on (None: never trained)."""
+    info = storage.read_json(storage.denoiser_info_path(dataset))
+    return info.get("features_fingerprint") if isinstance(info, dict) else None
