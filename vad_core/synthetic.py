@@ -34,7 +34,7 @@ from vad_core.ground_truth import mask_to_intervals
 from vad_core.synthetic_drawing import (
     WALK_BOTTOM, WALK_TOP, Agent, Canvas, agent_boxes, draw_agent, render_background, rgb,
 )
-from vad_core.tables import atomic_write_bytes
+from vad_core.tables import umask_mode, atomic_write_bytes
 
 GENERATOR_VERSION = 1
 ANOMALY_KINDS = ("cyclist", "cart", "lawn", "loiter", "runner")
@@ -243,6 +243,7 @@ def write_mp4(frames: Iterator[np.ndarray], path: str | os.PathLike, fps: int, c
                 video_frame.time_base = Fraction(1, fps)
                 container.mux(stream.encode(video_frame))
             container.mux(stream.encode())
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

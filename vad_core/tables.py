@@ -15,6 +15,13 @@ import pyarrow.parquet as pq
 from vad_core.errors import VADInputError
 
 
+def umask_mode() -> int:
+    """The mode a plainly created file gets (0666 less the umask); mkstemp alone gives 0600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` via a temp file in the same folder and `os.replace`."""
     path = Path(path)
@@ -25,6 +32,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -63,6 +71,7 @@ def write_table_atomic(table: pa.Table, path: str | os.PathLike, metadata: Mappi
     os.close(fd)
     try:
         pq.write_table(table, tmp)
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
