@@ -35,6 +35,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from vad_core.errors import VADInputError
+from vad_core.preprocessing import FeatureScaler
 
 
 def reliability(a: np.ndarray, b: np.ndarray) -> float:
@@ -159,3 +160,21 @@ def choose_variant(variants: pd.DataFrame) -> int:
 
 
 __all__ = ["choose_model", "choose_sigma", "choose_variant", "posterior_neighbours", "otsu_k", "otsu_threshold", "reliability"]
+
+
+SIGMA_CANDIDATES: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+
+
+def label_free_sigma(scaler: FeatureScaler, sigma_data: float, features: np.ndarray,
+                     tiles: np.ndarray | None = None, candidates: Sequence[float] = SIGMA_CANDIDATES,
+                     target: float = 5.0, seed: int = 0) -> tuple[float, dict[str, float]]:
+    """The denoising score's sigma (units of sigma_data) chosen from unlabelled rows alone.
+
+    `features (N, D)` are raw rows; they are put in the denoiser's space with its own `scaler`
+    and measured in units of `sigma_data`, then `choose_sigma(posterior_neighbours(...))` picks
+    the candidate where the ideal leave-one-out denoiser averages over about `target` rows.
+    Returns the chosen sigma and `{"sigma=8": n_eff, ...}` for logging.
+    """
+    x = np.asarray(scaler.transform(np.asarray(features, dtype=np.float32)), dtype=np.float64)
+    counts = posterior_neighbours(x / float(sigma_data), candidates, tiles=tiles, seed=seed)
+    return choose_sigma(counts, candidates, target), {f"sigma={s:g}": float(c) for s, c in zip(candidates, counts)}

@@ -1,6 +1,7 @@
 """The code location loads; configs map onto vad_core's; specs, storage and trackers behave."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -39,10 +40,16 @@ def test_definitions_load_with_assets_checks_jobs_sensor_schedule() -> None:
     assert {"feature_index", "denoiser", "baseline_scores", "evaluation_report"} <= {n.name for n in training.graph.node_defs}
 
 
-def test_dagster_configs_default_to_vad_core_defaults() -> None:
+def test_dagster_configs_map_to_vad_core_configs() -> None:
     assert FeatureConfig().to_core() == ClipConfig()
-    assert TrainingConfig().to_core() == TrainConfig()
-    assert ScoringConfig().to_core() == ScoreConfig()
+    # The pipeline's training defaults are the Ped2 study's, everything else vad_core's.
+    study = dict(hidden=(64, 32, 16), P_mean=0.0, P_std=0.6, lr=1e-3, epochs=30, min_steps_per_epoch=20, patience=5)
+    assert TrainingConfig().to_core(n_tiles=3) == dataclasses.replace(TrainConfig(), n_tiles=3, **study)
+    assert TrainingConfig(tile_embedding=False).to_core(n_tiles=3).n_tiles == 0
+    # sigma None: chosen label-free at scoring time; until then vad_core's value stands in.
+    assert ScoringConfig().to_core() == dataclasses.replace(ScoreConfig(), n_draws=16)
+    assert ScoringConfig().to_core(sigma=8.0).sigma == 8.0
+    assert ScoringConfig(sigma=3.0).to_core(sigma=8.0).sigma == 3.0
     cfg = TrainingConfig(hidden=[32, 16], tile_embedding=True, epochs=2).to_core(n_tiles=3, device="cpu")
     assert (cfg.hidden, cfg.n_tiles, cfg.epochs, cfg.device) == ((32, 16), 3, 2, "cpu")
     with pytest.raises(VADInputError, match="score_type"):

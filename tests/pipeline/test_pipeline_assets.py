@@ -6,6 +6,10 @@ import json
 import math
 
 import numpy as np
+from vad_core.selection import label_free_sigma
+from vad_core.tables import read_metadata
+from vad_core.training import load_checkpoint
+from vad_pipeline.assets.common import load_feature_rows
 import pandas as pd
 import pytest
 from dagster import AssetKey
@@ -149,6 +153,12 @@ def test_segment_and_frame_scores(tiny_pipeline) -> None:
     threshold = s.mean() + 1.0 * s.std()  # one batch (12 clips < 8192), population std
     np.testing.assert_allclose(clips["threshold"].to_numpy(), threshold, rtol=1e-12)
     np.testing.assert_array_equal(clips["anomalous"].to_numpy(), s > threshold)
+    meta = read_metadata(p.storage.segment_scores_path("tiny"))
+    assert meta["sigma_choice"] == "label-free"  # the default: chosen from the unlabelled rows
+    model = load_checkpoint(p.storage.denoiser_path("tiny"))
+    keys, x = load_feature_rows(p.storage, "tiny", VIDEOS)
+    sigma, _ = label_free_sigma(model.scaler, model.sigma_data, x, tiles=keys["tile"].to_numpy())
+    assert float(meta["sigma"]) == sigma
 
     frames = _table(p.storage.frame_scores_path("tiny"))
     assert list(frames.columns) == ["video_id", "frame", "score", "anomalous", "label"]

@@ -6,6 +6,7 @@ and time order, is thresholded at mean + k * std of its scores.
 """
 
 import time
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from vad_core.baselines import make_scorer
 from vad_core.metrics import clips_to_frames, frame_labels
 from vad_core.scoring import ScoreConfig, clip_scores, row_keys_for, score_rows
+from vad_core.selection import label_free_sigma
 from vad_core.thresholds import batch_decisions
 from vad_core.training import load_checkpoint
 from vad_pipeline.assets.common import (
@@ -33,20 +35,28 @@ class ThresholdConfig(Config):
 
 
 class ScoringConfig(ThresholdConfig):
-    """vad_core.scoring.ScoreConfig's fields plus the batch threshold."""
+    """vad_core.scoring.ScoreConfig's fields plus the batch threshold.
+
+    `sigma` None (the default) chooses the denoising score's noise level from the unlabelled
+    rows alone (vad_core.selection.label_free_sigma: where the ideal leave-one-out denoiser
+    averages over about `target_neighbours` rows); the Ped2 study (docs/results.md) found the
+    noise level decides the score's quality and this rule picked the right one from the data.
+    """
 
     score_type: str = _SCORE.score_type
     n_steps: int = _SCORE.n_steps
     start_step: int = _SCORE.start_step
     sampler: str = _SCORE.sampler
-    sigma: float = _SCORE.sigma
-    n_draws: int = _SCORE.n_draws
+    sigma: Optional[float] = None
+    target_neighbours: float = 5.0
+    n_draws: int = 16
     seed: int = _SCORE.seed
     batch_rows: int = _SCORE.batch_rows
     precision: str = _SCORE.precision
 
-    def to_core(self) -> ScoreConfig:
-        return core_config(self, ScoreConfig)
+    def to_core(self, sigma: float | None = None) -> ScoreConfig:
+        chosen = self.sigma if self.sigma is not None else sigma
+        return core_config(self, ScoreConfig, sigma=chosen if chosen is not None else _SCORE.sigma)
 
 
 def decide_clips(clips: pd.DataFrame, k: float, batch_size: int) -> pd.DataFrame:
@@ -72,19 +82,30 @@ def segment_scores(context: AssetExecutionContext, config: ScoringConfig, storag
     index = read_table(storage.feature_index_path(spec.name), "feature_index")
     keys, x = load_feature_rows(storage, spec.name, index["video_id"].tolist())
     model = load_checkpoint(storage.denoiser_path(spec.name), device=backbone.resolved_device())
-    score_config = config.to_core()
+    all_tiles = keys["tile"].to_numpy(np.int64)
+    sigma_choice: dict[str, float] = {}
+    if config.sigma is None and config.score_type == "denoising":
+        chosen, sigma_choice = label_free_sigma(model.scaler, model.sigma_data, x, tiles=all_tiles,
+                                                target=config.target_neighbours)
+        context.log.info(f"label-free sigma: {chosen:g} sigma_data (median neighbour counts {sigma_choice})")
+        score_config = config.to_core(sigma=chosen)
+    else:
+        score_config = config.to_core()
     start = time.perf_counter()
-    tiles = keys["tile"].to_numpy(np.int64) if model.model_config.n_tiles else None
+    tiles = all_tiles if model.model_config.n_tiles else None
     rows = keys.assign(score=score_rows(model, x, score_config, tiles=tiles, row_keys=row_keys_for(keys)))
     seconds = time.perf_counter() - start
     clips = decide_clips(clip_scores(rows), config.threshold_k, config.threshold_batch_size)
     meta = {"dataset": spec.name, "scorer": "diffusion", "score_config": str(score_config.to_dict()),
             "threshold_k": str(config.threshold_k), "threshold_batch_size": str(config.threshold_batch_size),
-            "denoiser_fingerprint": model.fingerprint}
+            "denoiser_fingerprint": model.fingerprint, "sigma": str(score_config.sigma),
+            "sigma_choice": "label-free" if sigma_choice else "configured"}
     storage.write_table(rows[KEY_COLUMNS + ["score"]], storage.tile_scores_path(spec.name), meta)
     path = storage.write_table(clips, storage.segment_scores_path(spec.name), meta)
     return MaterializeResult(metadata={
         **counts_metadata(clips), **score_summary(clips),
+        "sigma": float(score_config.sigma), "sigma_choice": meta["sigma_choice"],
+        **{f"neighbours_{k}": v for k, v in sigma_choice.items()},
         "tile_rows": len(rows), "rows_per_second": len(rows) / max(seconds, 1e-9), "score_seconds": seconds,
         "path": MetadataValue.path(str(path)),
         "tile_scores_path": MetadataValue.path(str(storage.tile_scores_path(spec.name))),
