@@ -4,7 +4,9 @@ For each feature dimension D (N = 8192 rows, the paper-size MLP):
 - training samples/s for a full step (edm_loss, backward, AdamW lr 2e-4 wd 1e-4, EMA update),
   beside the fraction of torch.mm's rate on the step's own GEMMs (forward, grad-weight and
   grad-input of every Linear; autograd skips the grad-input of layers fed by tensors without
-  grad, so those are not counted);
+  grad, so those are not counted). As in `training.fit`, the step and its reference run with
+  freed large blocks kept in the heap (`vad_core._malloc`, glibc only), so neither side pays
+  page faults for fresh 32 MiB activations; `malloc_tuning` in the JSON says whether it applied;
 - scoring rows/s for a 10-step LMS reconstruction from t = 0 and for the one-step denoising
   score, beside the fraction of the faster of torch.mm and oneDNN's linear on the forward GEMMs;
 - the same under bf16 autocast (CPU: this CPU's bf16 GEMM; CUDA: the default there), and on a
@@ -29,10 +31,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from vad_core._malloc import reuse_large_allocations  # noqa: E402
 from vad_core.devices import resolve_device  # noqa: E402
 from vad_core.diffusion import EDMPrecond, edm_loss  # noqa: E402
 from vad_core.model import DenoiserConfig, MLPDenoiser  # noqa: E402
 from vad_core.sampling import get_sigmas_karras, sample_lms, sigma_range  # noqa: E402
+from vad_core.training import TrainConfig, ema_update  # noqa: E402
 
 P_MEAN, P_STD = -1.2, 1.2
 
@@ -125,9 +129,11 @@ def bench_dim(dim: int, rows: int, repeats: int, device: torch.device, bf16: boo
     res: dict = {"dim": dim, "rows": rows, "precision": "bf16-autocast" if bf16 else "float32"}
 
     # -- training ------------------------------------------------------------------------
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=1e-4, fused=device.type in ("cpu", "cuda"))
+    # The optimiser and EMA exactly as `training.fit` builds and applies them.
+    cfg = TrainConfig()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
+                            weight_decay=cfg.weight_decay, fused=device.type in ("cpu", "cuda"))
     ema = copy.deepcopy(model).requires_grad_(False)
-    params, ema_params = list(model.parameters()), list(ema.parameters())
 
     def train_step() -> None:
         with amp:
@@ -135,18 +141,19 @@ def bench_dim(dim: int, rows: int, repeats: int, device: torch.device, bf16: boo
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(ema_params, params, 1 - 0.999)
+        ema_update(model, ema, 0.999)
 
     gemm_dtype = torch.bfloat16 if bf16 else torch.float32
     train_shapes = [(m.in_features, m.out_features, g) for m, g in linears(inner)]
     ref_fns, train_flops = gemm_reference(train_shapes, rows, device, gemm_dtype, training=True)
-    t = best_of({"step": train_step, **ref_fns}, repeats, device)
+    with reuse_large_allocations(device.type == "cpu") as tuned:
+        t = best_of({"step": train_step, **ref_fns}, repeats, device)
+    res["malloc_tuning"] = tuned
     res["train_samples_per_s"] = rows / t["step"]
     res["train_gflops"] = train_flops / t["step"] / 1e9
     res["train_ref_torch_mm_gflops"] = train_flops / t["torch_mm"] / 1e9
     res["train_fraction_of_torch_mm"] = t["torch_mm"] / t["step"]
-    del opt, ema, ema_params
+    del opt, ema
 
     # -- scoring -------------------------------------------------------------------------
     model.eval().requires_grad_(False)

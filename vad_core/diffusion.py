@@ -9,7 +9,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vad_core.errors import VADInputError, check_features
@@ -111,4 +110,31 @@ def edm_loss(
     x_noisy = torch.addcmul(x, noise, sigma)
     f = denoiser.inner(x_noisy * c_in, c_noise.reshape(-1), tile)
     target = torch.addcmul(x / c_out, x_noisy, -c_skip / c_out)  # (x - c_skip x_noisy) / c_out in two passes
-    return F.mse_loss(f.to(x.dtype), target, reduction="none").mean(dim=1)
+    return row_mse(f.to(x.dtype), target)
+
+
+class _RowMSE(torch.autograd.Function):
+    """Per-row mean squared error `(N, D), (N, D) -> (N,)`, one full-size pass each way.
+
+    `F.mse_loss(reduction="none").mean(1)` writes the squared errors, then in backward fills and
+    divides the expanded row gradient and runs mse_loss_backward: five full-size passes against
+    two here (difference, then its scaled copy).
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, f: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        diff = f - target
+        ctx.save_for_backward(diff)
+        return torch.linalg.vector_norm(diff, dim=1).square_().div_(diff.shape[1])
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        (diff,) = ctx.saved_tensors
+        d_f = diff * (grad * (2.0 / diff.shape[1]))[:, None]
+        need_f, need_target = ctx.needs_input_grad
+        return (d_f if need_f else None, -d_f if need_target else None)
+
+
+def row_mse(f: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """mean over dims of `(f - target)^2`: `(N, D), (N, D) -> (N,)`."""
+    return _RowMSE.apply(f, target)

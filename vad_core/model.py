@@ -191,11 +191,42 @@ class MLPDenoiser(nn.Module):
                 h = F.silu(self._norm(layer(h)))
             return self.out(h)
         for layer, (gain, shift) in zip(self.layers, self.film_params(feats)):
-            h = F.silu(torch.addcmul(shift, self._norm(layer(h)), gain))
+            h = film_silu(self._norm(layer(h)), gain, shift)
         return self.out(h)
 
     def _norm(self, h: torch.Tensor) -> torch.Tensor:
         return F.layer_norm(h, h.shape[-1:]) if self.config.norm == "layer" else h
+
+
+class _FiLMSiLU(torch.autograd.Function):
+    """silu(gain * z + shift) for `(N, W)` tensors, with a hand-written backward.
+
+    Autograd's own addcmul backward scales `gain` and `z` by `value` before multiplying (two
+    extra full-size passes per layer); here backward is three passes: silu', then one product
+    each for dz and dgain (dshift is silu' itself). Same saved tensors as the composed ops.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, z: torch.Tensor, gain: torch.Tensor,
+                shift: torch.Tensor) -> torch.Tensor:
+        pre = torch.addcmul(shift, z, gain)
+        ctx.save_for_backward(z, gain, pre)
+        return F.silu(pre)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+                 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        z, gain, pre = ctx.saved_tensors
+        d_pre = torch.ops.aten.silu_backward(grad, pre)
+        need_z, need_gain, need_shift = ctx.needs_input_grad
+        return (d_pre * gain if need_z else None, d_pre * z if need_gain else None, d_pre if need_shift else None)
+
+
+def film_silu(z: torch.Tensor, gain: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """FiLM then SiLU: `silu(gain * z + shift)`, all `(N, W)`; a fused backward when autograd records."""
+    if torch.is_grad_enabled() and (z.requires_grad or gain.requires_grad or shift.requires_grad):
+        return _FiLMSiLU.apply(z, gain, shift)
+    return F.silu(torch.addcmul(shift, z, gain), inplace=True)
 
 
 def _use_onednn(x: torch.Tensor, dtype: torch.dtype) -> bool:

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from vad_core._malloc import reuse_large_allocations
 from vad_core.devices import resolve_device
 from vad_core.diffusion import EDMPrecond, edm_loss, measure_sigma_data
 from vad_core.errors import VADInputError, check_features
@@ -261,6 +262,18 @@ def fit(
     tiles: np.ndarray | None = None,
 ) -> TrainResult:
     """Train on unlabelled rows `(N, D)` (tiles `(N,)` if `config.n_tiles > 0`); see the module docstring."""
+    # On CPU, keep freed activations in the heap for the next step instead of unmapping and
+    # page-faulting them in again (vad_core/_malloc.py); restored and trimmed on return.
+    with reuse_large_allocations(resolve_device(config.device).type == "cpu"):
+        return _fit(features, config, callback, tiles)
+
+
+def _fit(
+    features: np.ndarray,
+    config: TrainConfig,
+    callback: Callable[[dict[str, Any]], Any] | None,
+    tiles: np.ndarray | None,
+) -> TrainResult:
     x = check_features(features, name="features")
     n, dim = x.shape
     tile_arr = _check_tiles(tiles, n, config.n_tiles)
@@ -281,8 +294,10 @@ def fit(
         torch.manual_seed(config.seed)
         model = EDMPrecond(MLPDenoiser(model_config), sigma_data).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
+    # The fused kernel updates a whole tensor per call; torch's CPU default is a per-tensor loop
+    # of ~10 elementwise ops each, whose many small parallel regions cost more than the update.
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas, eps=config.eps,
-                            weight_decay=config.weight_decay)
+                            weight_decay=config.weight_decay, fused=device.type in ("cpu", "cuda"))
     noise_gen = torch.Generator(device=device).manual_seed(config.seed)
     order_gen = torch.Generator().manual_seed(config.seed + 1)
 
