@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VAD_SHARED", REPO.parent / "shared"))
@@ -25,3 +26,13 @@ def ped2_dir(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def i3d_reference_path(shared_dir: Path) -> Path:
     return shared_dir / "reference" / "i3d" / "i3d_reference.npz"
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread: its networks are tiny, and a second thread only adds
+    synchronisation on a shared 2-core machine. Restores the previous count afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

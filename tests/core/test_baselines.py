@@ -41,13 +41,7 @@ def planted_features(seed: int = 0, n: int = 1000, dim: int = 64, latent: int = 
     return (x + 5.0).astype(np.float32), labels
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The networks here are tiny: one thread avoids oversubscribing a shared 2-core CI machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

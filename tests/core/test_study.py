@@ -7,7 +7,6 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from sklearn.metrics import roc_auc_score
 
 from vad_core.baselines import make_scorer
@@ -58,13 +57,7 @@ CONFIG = StudyConfig(P_means=(-1.2, 0.0), P_stds=(1.0,), embeddings=("film", "co
                      baseline_kwargs=(("pca", (("n_components", 4),)),))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny matrices: a second thread only adds synchronisation on a loaded CPU.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @lru_cache(maxsize=1)
