@@ -20,7 +20,6 @@ import json
 from fractions import Fraction
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -34,7 +33,7 @@ from vad_core.ground_truth import mask_to_intervals
 from vad_core.synthetic_drawing import (
     WALK_BOTTOM, WALK_TOP, Agent, Canvas, agent_boxes, draw_agent, render_background, rgb,
 )
-from vad_core.tables import umask_mode, atomic_write_bytes
+from vad_core.tables import atomic_path, atomic_write_bytes
 
 GENERATOR_VERSION = 1
 ANOMALY_KINDS = ("cyclist", "cart", "lawn", "loiter", "runner")
@@ -217,37 +216,27 @@ def anomaly_mask(cfg: DemoConfig, agents: list[Agent]) -> np.ndarray:
 
 def write_mp4(frames: Iterator[np.ndarray], path: str | os.PathLike, fps: int, crf: int = 18) -> None:
     """Encode RGB frames to H.264 (yuv420p) mp4 at `path`, atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4.tmp", dir=path.parent)
-    os.close(fd)
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    try:
-        with av.open(tmp, "w", format="mp4") as container:
-            stream = container.add_stream(codec, rate=fps)
-            stream.pix_fmt = "yuv420p"
-            # The demo promises the same bytes for the same seed. Under CPU load x264's output
-            # varied between runs until threads, the lookahead and macroblock-tree rate control
-            # were all turned off (measured: 18/18 identical runs with 3 concurrent encoders).
-            stream.codec_context.thread_count = 1
-            if codec == "libx264":
-                stream.options = {"crf": str(crf), "preset": "veryfast",
-                                  "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0:mbtree=0:rc-lookahead=0"}
-            else:
-                stream.bit_rate = 2_000_000
-            for i, frame in enumerate(frames):
-                if i == 0:
-                    stream.height, stream.width = frame.shape[:2]
-                video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
-                video_frame.pts = i  # explicit timestamps: left unset, x264's output varied between runs
-                video_frame.time_base = Fraction(1, fps)
-                container.mux(stream.encode(video_frame))
-            container.mux(stream.encode())
-        os.chmod(tmp, umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, av.open(str(tmp), "w", format="mp4") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.pix_fmt = "yuv420p"
+        # The demo promises the same bytes for the same seed. Under CPU load x264's output
+        # varied between runs until threads, the lookahead and macroblock-tree rate control
+        # were all turned off (measured: 18/18 identical runs with 3 concurrent encoders).
+        stream.codec_context.thread_count = 1
+        if codec == "libx264":
+            stream.options = {"crf": str(crf), "preset": "veryfast",
+                              "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0:mbtree=0:rc-lookahead=0"}
+        else:
+            stream.bit_rate = 2_000_000
+        for i, frame in enumerate(frames):
+            if i == 0:
+                stream.height, stream.width = frame.shape[:2]
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            video_frame.pts = i  # explicit timestamps: left unset, x264's output varied between runs
+            video_frame.time_base = Fraction(1, fps)
+            container.mux(stream.encode(video_frame))
+        container.mux(stream.encode())
 
 
 def _video_plan(cfg: DemoConfig) -> list[tuple[str, int, str | None]]:

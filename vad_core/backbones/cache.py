@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 import filelock
 import torch
+
+from vad_core.tables import atomic_path
 
 CACHE_ENV = "VAD_CACHE"
 LOCK_TIMEOUT_S = 1800.0  # a first download + conversion on a slow link can take minutes
@@ -46,21 +47,6 @@ def locked(path: Path) -> Iterator[None]:
     lock = filelock.FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_S)
     with lock:
         yield
-
-
-@contextmanager
-def atomic_path(dest: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `dest`; on success it is renamed onto `dest`, else removed."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; cached weights are meant to be shared
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def save_torch_atomic(obj: Any, dest: Path) -> str:
