@@ -27,7 +27,7 @@ from vad_core.diffusion import EDMPrecond  # noqa: E402
 from vad_core.model import DenoiserConfig, MLPDenoiser  # noqa: E402
 from vad_core.preprocessing import FeatureScaler  # noqa: E402
 from vad_core.scoring import ScoreConfig, score_stream  # noqa: E402
-from vad_core.tables import features_to_arrow  # noqa: E402
+from vad_core.io.tables import features_to_arrow  # noqa: E402
 from vad_core.training import TrainConfig, TrainedDenoiser  # noqa: E402
 
 

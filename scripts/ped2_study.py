@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from vad_core.ground_truth import read_ground_truth  # noqa: E402
 from vad_core.study import STUDY_TRAIN, StudyConfig, load_study_data, run_study  # noqa: E402
 from vad_core.study_report import comparison_markdown, seed_spread, selections, study_heatmaps  # noqa: E402
-from vad_core.tables import write_parquet_atomic  # noqa: E402
+from vad_core.io.tables import write_parquet_atomic  # noqa: E402
 
 GT = REPO.parent / "shared" / "data" / "ucsd_ped2" / "ped2.mat"
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     out, docs = Path(args.out), Path(args.docs)
     if args.render_only:
-        from vad_core.tables import read_parquet
+        from vad_core.io.tables import read_parquet
 
         table, meta = read_parquet(out / "study_results.parquet")
         models, _ = read_parquet(out / "study_models.parquet")
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_results_md(table, models, figures, seconds: float, path: Path, quick: bool) -> None:
-    from vad_core.tables import atomic_write_bytes
+    from vad_core.io.tables import atomic_write_bytes
 
     sel = selections(table)
     spread = seed_spread(table)

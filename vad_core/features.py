@@ -28,7 +28,7 @@ import torch
 from vad_core.clips import ClipBatch, ClipConfig, clip_starts, iter_clips, prefetch, tile_layout
 from vad_core.devices import resolve_device
 from vad_core.errors import VADInputError
-from vad_core.feature_table import (
+from vad_core.io.feature_tables import (
     FeatureResult,
     build_feature_table,
     feature_path,

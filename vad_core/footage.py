@@ -27,6 +27,7 @@ import pandas as pd
 from PIL import Image
 
 from vad_core.errors import VADInputError
+from vad_core.io.hashing import update_from_file
 
 VIDEO_EXTENSIONS = frozenset({
     ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".asf", ".flv",
@@ -42,7 +43,6 @@ MANIFEST_DTYPES: dict[str, str] = {
 }
 MANIFEST_COLUMNS = tuple(MANIFEST_DTYPES)
 _INDEXED_FORMATS = ("mov", "mp4")
-_HASH_CHUNK = 1 << 22
 _DIGITS = re.compile(r"(\d+)(?!.*\d)")
 
 Kind = Literal["file", "frames"]
@@ -141,12 +141,6 @@ def discover_videos(root: str | os.PathLike) -> list[VideoSource]:
     return sorted(sources, key=lambda s: s.video_id)
 
 
-def _sha256_file(path: Path, h: "hashlib._Hash") -> None:
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            h.update(chunk)
-
-
 def fingerprint_source(path: str | os.PathLike, kind: Kind) -> str:
     """sha256 of the video's content: the whole file, or every frame's name, size and bytes.
 
@@ -157,11 +151,11 @@ def fingerprint_source(path: str | os.PathLike, kind: Kind) -> str:
     h = hashlib.sha256()
     if kind == "file":
         h.update(f"file|{path.stat().st_size}|".encode())
-        _sha256_file(path, h)
+        update_from_file(h, path)
     else:
         for frame in list_frames(path):
             h.update(f"{frame.name}|{frame.stat().st_size}|".encode())
-            _sha256_file(frame, h)
+            update_from_file(h, frame)
     return h.hexdigest()
 
 

@@ -22,7 +22,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from vad_core.errors import VADInputError
-from vad_core.feature_table import (
+from vad_core.io.hashing import update_from_file
+from vad_core.io.feature_tables import (
     FeatureResult,
     build_feature_table,
     feature_path,
@@ -54,11 +55,10 @@ def _group_files(folder: Path, suffixes: Sequence[str]) -> dict[str, list[tuple[
 
 
 def _file_sha256(paths: Sequence[Path]) -> str:
+    """One sha256 over the bytes of every file, in order (a video's crop files hash together)."""
     h = hashlib.sha256()
     for path in paths:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        update_from_file(h, path)
     return h.hexdigest()
 
 

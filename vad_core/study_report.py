@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from vad_core.errors import VADInputError  # noqa: E402
-from vad_core.tables import atomic_write_bytes  # noqa: E402
+from vad_core.io.tables import atomic_write_bytes  # noqa: E402
 
 _SETTING_COLS = ["setting_id", "P_mean", "P_std", "hidden", "scaler", "seed", "variant", "k"]
 

@@ -15,7 +15,6 @@ Drawing lives in `vad_core.synthetic_drawing`; each frame adds seeded sensor noi
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from fractions import Fraction
 import math
@@ -33,7 +32,8 @@ from vad_core.ground_truth import mask_to_intervals
 from vad_core.synthetic_drawing import (
     WALK_BOTTOM, WALK_TOP, Agent, Canvas, agent_boxes, draw_agent, render_background, rgb,
 )
-from vad_core.tables import atomic_path, atomic_write_bytes
+from vad_core.io.hashing import sha256_file
+from vad_core.io.tables import atomic_path, atomic_write_bytes
 
 GENERATOR_VERSION = 1
 ANOMALY_KINDS = ("cyclist", "cart", "lawn", "loiter", "runner")
@@ -247,10 +247,6 @@ def _video_plan(cfg: DemoConfig) -> list[tuple[str, int, str | None]]:
     return plan
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _up_to_date(root: Path, params: dict[str, object]) -> bool:
     try:
         saved = json.loads((root / _PARAMS_FILE).read_text())
@@ -258,7 +254,7 @@ def _up_to_date(root: Path, params: dict[str, object]) -> bool:
         return False
     if saved.get("params") != params:
         return False
-    return all((root / rel).is_file() and _sha256(root / rel) == digest for rel, digest in saved["files"].items())
+    return all((root / rel).is_file() and sha256_file(root / rel) == digest for rel, digest in saved["files"].items())
 
 
 def generate_demo_footage(root: str | os.PathLike, seed: int = 0, n_train: int = 6, n_test: int = 4,
@@ -290,6 +286,6 @@ def generate_demo_footage(root: str | os.PathLike, seed: int = 0, n_train: int =
         for s, e in mask_to_intervals(anomaly_mask(cfg, agents)):
             lines.append(f"{vid},{s},{e},{kind}")
     atomic_write_bytes(gt_csv, ("\n".join(lines) + "\n").encode())
-    files = {p.relative_to(root).as_posix(): _sha256(p) for p in (*videos, gt_csv)}
+    files = {p.relative_to(root).as_posix(): sha256_file(p) for p in (*videos, gt_csv)}
     atomic_write_bytes(root / _PARAMS_FILE, json.dumps({"params": params, "files": files}, indent=1).encode())
     return result

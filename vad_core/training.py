@@ -35,7 +35,8 @@ from vad_core.diffusion import EDMPrecond, edm_loss, measure_sigma_data
 from vad_core.errors import VADInputError, check_features
 from vad_core.model import DenoiserConfig, MLPDenoiser
 from vad_core.preprocessing import MODES, FeatureScaler
-from vad_core.tables import atomic_write_bytes, fingerprint_array
+from vad_core.io.hashing import fingerprint_array
+from vad_core.io.tables import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "vad_core.denoiser/1"
 _PRECISIONS = ("auto", "fp32", "bf16")

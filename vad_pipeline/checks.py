@@ -12,7 +12,7 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
 
 from vad_core.errors import VADInputError
-from vad_core.tables import read_parquet
+from vad_core.io.tables import read_parquet
 from vad_pipeline.assets.common import dataset_spec
 from vad_pipeline.resources import DatasetResource, VadStorage
 

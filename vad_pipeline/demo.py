@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 
 from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
 
-from vad_core.tables import read_parquet
+from vad_core.io.tables import read_parquet
 from vad_pipeline.datasets import DatasetSpec, default_home, ensure_footage, load_spec
 from vad_pipeline.jobs import FEATURES_JOB, FOOTAGE_JOB, TRAINING_JOB, job_run_config
 from vad_pipeline.partitions import VIDEO_PARTITIONS_NAME

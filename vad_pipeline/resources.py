@@ -20,8 +20,8 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 import pandas as pd
 from dagster import ConfigurableResource
 
-from vad_core.feature_table import feature_path
-from vad_core.tables import atomic_write_bytes, write_parquet_atomic
+from vad_core.io.feature_tables import feature_path
+from vad_core.io.tables import atomic_write_bytes, write_parquet_atomic
 from vad_pipeline.datasets import DatasetSpec, default_home, load_spec
 
 PACKAGE = "vad-diffusion"

@@ -10,9 +10,8 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from vad_core.io.hashing import sha256_file
 from vad_pipeline.resources import VadStorage
-
-_CHUNK = 1 << 20
 
 
 def stat_fingerprint(path: str | os.PathLike) -> str:
@@ -35,22 +34,13 @@ def stat_fingerprint(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def feature_table_fingerprints(storage: VadStorage, dataset: str, video_ids: Iterable[str]) -> dict[str, str]:
     """`{video_id: sha256 of its feature table}` for the videos whose table exists."""
     out: dict[str, str] = {}
     for vid in sorted(set(video_ids)):
         path = storage.feature_path(dataset, vid)
         if path.is_file():
-            out[vid] = file_sha256(path)
+            out[vid] = sha256_file(path)
     return out
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vad_core.backbones import Backbone, load_backbone
-from vad_core.backbones.cache import sha256_file
+from vad_core.io.hashing import sha256_file
 from vad_core.backbones.common import as_clips, resize_clips
 from vad_core.backbones.r3d import KINETICS_MEAN, KINETICS_STD, R3D18
 from vad_core.backbones.resnext import ResNeXt3D

@@ -13,10 +13,10 @@ from PIL import Image
 
 from vad_core.clips import ClipConfig, clip_starts, tile_boxes
 from vad_core.errors import VADInputError
-from vad_core.feature_table import FEATURE_FORMAT_VERSION, FORMAT_KEY, feature_path, read_clip_features, results_frame
+from vad_core.io.feature_tables import FEATURE_FORMAT_VERSION, FORMAT_KEY, feature_path, read_clip_features, results_frame
 from vad_core.features import extract_all, extract_features
 from vad_core.footage import VideoSource, build_manifest, probe_video
-from vad_core.tables import feature_matrix
+from vad_core.io.tables import feature_matrix
 from vad_core.testing_backbones import PixelStatsBackbone
 
 # 96x48 frames, 32-px tiles: scale 1 (short side 48 = short_side), one row of tiles centred at

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from vad_core.backbones.cache import cache_dir, read_json, sha256_file
+from vad_core.backbones.cache import cache_dir, read_json
+from vad_core.io.hashing import sha256_file
 from vad_core.backbones.i3d import I3DBackbone, load_i3d, max_pool_same, same_pads
 from vad_core.backbones.i3d_weights import (
     CKPT_SHA256,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from vad_core.errors import VADInputError
-from vad_core.feature_table import feature_path, read_clip_features
+from vad_core.io.feature_tables import feature_path, read_clip_features
 from vad_core.precomputed import import_precomputed, load_feature_array, video_id_from_name
-from vad_core.tables import feature_matrix
+from vad_core.io.tables import feature_matrix
 
 
 def test_video_id_from_name() -> None:

@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 from tests.core._synthetic import SMALL, TINY, mixture, trained
 from vad_core.errors import VADInputError
 from vad_core.scoring import ScoreConfig, clip_scores, row_keys_for, score_rows
-from vad_core.tables import fingerprint_array
+from vad_core.io.hashing import fingerprint_array
 from vad_core.training import (
     TrainConfig, _val_loss, ema_decay, ema_update, fit, load_checkpoint, lr_factor, save_checkpoint,
 )

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from dagster import AssetKey, instance_for_test
 
-from vad_core.feature_table import build_feature_table, write_feature_table
+from vad_core.io.feature_tables import build_feature_table, write_feature_table
 from vad_pipeline.definitions import make_definitions
 from vad_pipeline.jobs import TRAINING_JOB
 from vad_pipeline.partitions import VIDEO_PARTITIONS_NAME

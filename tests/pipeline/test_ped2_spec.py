@@ -5,7 +5,7 @@ from pathlib import Path
 
 from dagster import instance_for_test
 
-from vad_core.tables import read_parquet
+from vad_core.io.tables import read_parquet
 from vad_pipeline.definitions import make_definitions
 from vad_pipeline.jobs import FOOTAGE_JOB
 from vad_pipeline.resources import DatasetResource, NoOpTracker, VadStorage

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 from vad_core.selection import label_free_sigma
-from vad_core.tables import read_metadata
+from vad_core.io.tables import read_metadata
 from vad_core.training import load_checkpoint
 from vad_pipeline.assets.common import load_feature_rows
 import pandas as pd
@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from vad_core.clips import ClipConfig, tile_boxes
 from vad_core.footage import read_frames
-from vad_core.tables import read_feature_matrix, read_parquet
+from vad_core.io.tables import read_feature_matrix, read_parquet
 from vad_core.testing_backbones import PixelStatsBackbone
 from vad_core.training import load_checkpoint
 from vad_pipeline.assets.training import model_name

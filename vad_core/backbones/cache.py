@@ -8,7 +8,6 @@ being done twice.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from contextlib import contextmanager
@@ -18,7 +17,8 @@ from typing import Any, Iterator
 import filelock
 import torch
 
-from vad_core.tables import atomic_path
+from vad_core.io.hashing import sha256_file
+from vad_core.io.tables import atomic_path
 
 CACHE_ENV = "VAD_CACHE"
 LOCK_TIMEOUT_S = 1800.0  # a first download + conversion on a slow link can take minutes
@@ -30,15 +30,6 @@ def cache_dir(path: str | os.PathLike[str] | None = None) -> Path:
     root = root.expanduser()
     root.mkdir(parents=True, exist_ok=True)
     return root
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks (weights files are tens of MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @contextmanager

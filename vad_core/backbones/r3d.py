@@ -19,7 +19,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from vad_core.backbones.cache import sha256_file
+from vad_core.io.hashing import sha256_file
 from vad_core.backbones.common import ClipEmbedder
 from vad_core.errors import VADInputError
 

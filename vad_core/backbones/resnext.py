@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vad_core.backbones.cache import sha256_file
+from vad_core.io.hashing import sha256_file
 from vad_core.backbones.common import ClipEmbedder
 from vad_core.backbones.r3d import load_into, load_state_file, resolve_weights_file
 from vad_core.errors import VADInputError

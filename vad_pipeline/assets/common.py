@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, Config
 
 from vad_core.errors import VADInputError
-from vad_core.feature_table import COLUMNS as FEATURE_COLUMNS
-from vad_core.tables import read_feature_matrix, read_parquet
+from vad_core.io.feature_tables import COLUMNS as FEATURE_COLUMNS
+from vad_core.io.tables import read_feature_matrix, read_parquet
 from vad_pipeline.datasets import DatasetSpec
 from vad_pipeline.resources import DatasetResource, VadStorage, code_version
 

@@ -245,7 +245,7 @@ def evaluation_report(context: AssetExecutionContext, config: ReportConfig, stor
 
 
 def read_table_meta(path: Path) -> dict[str, str]:
-    from vad_core.tables import read_metadata
+    from vad_core.io.tables import read_metadata
 
     return read_metadata(path) if Path(path).is_file() else {}
 

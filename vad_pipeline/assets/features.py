@@ -11,11 +11,12 @@ from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, M
 from vad_core.clips import ClipConfig
 from vad_core.features import extract_features
 from vad_core.footage import VideoSource, discover_videos
-from vad_core.tables import read_feature_matrix, read_metadata
+from vad_core.io.tables import read_feature_matrix, read_metadata
 from vad_pipeline.assets.common import core_config, counts_metadata, dataset_spec, read_table
 from vad_pipeline.partitions import VIDEO_PARTITIONS_NAME, video_partitions
 from vad_pipeline.resources import BackboneResource, DatasetResource, VadStorage
-from vad_pipeline.state import combined_fingerprint, file_sha256
+from vad_core.io.hashing import sha256_file
+from vad_pipeline.state import combined_fingerprint
 
 _CLIP = ClipConfig()
 
@@ -98,7 +99,7 @@ def index_features(storage: VadStorage, dataset: str, video_ids: list[str],
             "video_id": vid, "path": str(path), "n_rows": int(x.shape[0]), "n_clips": int(tiles["clip"].nunique()),
             "n_tiles": int(tiles["tile"].nunique()), "dim": int(x.shape[1]),
             "n_nonfinite": int((~np.isfinite(x)).sum()), "backbone": meta.get("backbone", ""),
-            "table_sha256": file_sha256(path), "train": bool(train(vid)), "evaluate": bool(evaluate(vid)),
+            "table_sha256": sha256_file(path), "train": bool(train(vid)), "evaluate": bool(evaluate(vid)),
         })
     columns = ["video_id", "path", "n_rows", "n_clips", "n_tiles", "dim", "n_nonfinite", "backbone",
                "table_sha256", "train", "evaluate"]

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from vad_core.errors import VADInputError
-from vad_core.tables import features_to_arrow, read_metadata, read_parquet, write_table_atomic
+from vad_core.io.tables import features_to_arrow, read_metadata, read_parquet, write_table_atomic
 
 # Bump when the table layout or the meaning of a column changes: old tables then re-extract.
 FEATURE_FORMAT_VERSION = "1"

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from vad_core.errors import VADInputError
-from vad_core.tables import atomic_write_bytes, read_feature_matrix, read_parquet, write_parquet_atomic
+from vad_core.io.tables import atomic_write_bytes, read_feature_matrix, read_parquet, write_parquet_atomic
 
 
 def test_parquet_round_trip_with_metadata_and_plain_file_mode(tmp_path: Path) -> None:

@@ -1,7 +1,6 @@
 """Parquet tables: atomic writes, schema metadata, fixed-size float32 feature columns."""
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
@@ -123,12 +122,3 @@ def read_feature_matrix(path: str | os.PathLike, column: str = "feature") -> np.
         return feature_matrix(table.to_pandas(), column)
     width = col.type.list_size
     return col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, width)
-
-
-def fingerprint_array(x: np.ndarray) -> str:
-    """sha256 of an array's shape, dtype and bytes: changes whenever the data changes."""
-    x = np.ascontiguousarray(x)
-    h = hashlib.sha256()
-    h.update(f"{x.shape}|{x.dtype.str}|".encode())
-    h.update(memoryview(x).cast("B"))
-    return h.hexdigest()
