@@ -35,7 +35,7 @@ from PIL import Image
 
 from vad_core.backbones import load_backbone
 from vad_core.backbones.i3d import count_flops
-from vad_core.clips import ClipConfig, iter_clips
+from vad_core.footage.clips import ClipConfig, iter_clips
 from vad_core.features import extract_all, extract_features
 from vad_core.footage import VideoSource, build_manifest, list_frames, probe_video
 from vad_core.testing_backbones import PixelStatsBackbone

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vad_core.clips import ClipConfig, iter_clips
+from vad_core.footage.clips import ClipConfig, iter_clips
 from vad_core.footage import build_manifest
 from vad_core.synthetic import generate_demo_footage
 

@@ -25,7 +25,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vad_core.ground_truth import read_ground_truth  # noqa: E402
+from vad_core.footage.ground_truth import read_ground_truth  # noqa: E402
 from vad_core.study import STUDY_TRAIN, StudyConfig, load_study_data, run_study  # noqa: E402
 from vad_core.study_report import comparison_markdown, seed_spread, selections, study_heatmaps  # noqa: E402
 from vad_core.io.tables import write_parquet_atomic  # noqa: E402

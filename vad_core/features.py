@@ -1,7 +1,7 @@
 """Feature extraction: one video -> its clip-features table (design.md), streamed and atomic.
 
-`extract_features` decodes the video once in a background thread (`vad_core.clips.prefetch`),
-cuts it into (clip, tile) inputs (`vad_core.clips.iter_clips`), stacks them into batches of
+`extract_features` decodes the video once in a background thread (`vad_core.footage.clips.prefetch`),
+cuts it into (clip, tile) inputs (`vad_core.footage.clips.iter_clips`), stacks them into batches of
 `batch_size` tile-clips while the model computes the previous batch, and embeds each batch with
 the backbone. Only the `(rows, D)` features are kept; pixels live in a bounded queue, so memory
 does not grow with the video's length. The table is written once, atomically, at the end.
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vad_core.clips import ClipBatch, ClipConfig, clip_starts, iter_clips, prefetch, tile_layout
+from vad_core.footage.clips import ClipBatch, ClipConfig, clip_starts, iter_clips, prefetch, tile_layout
 from vad_core.devices import resolve_device
 from vad_core.errors import VADInputError
 from vad_core.io.feature_tables import (
@@ -37,7 +37,8 @@ from vad_core.io.feature_tables import (
     table_counts,
     write_feature_table,
 )
-from vad_core.footage import VideoSource, fingerprint_source, probe_video
+from vad_core.footage.discover import VideoSource
+from vad_core.footage.probe import fingerprint_source, probe_video
 from vad_core.precomputed import import_precomputed
 
 __all__ = [

@@ -26,9 +26,9 @@ from typing import Iterator
 import av
 import numpy as np
 
-from vad_core.clips import prefetch
+from vad_core.footage.clips import prefetch
 from vad_core.errors import VADInputError
-from vad_core.ground_truth import mask_to_intervals
+from vad_core.footage.ground_truth import mask_to_intervals
 from vad_core.synthetic_drawing import (
     WALK_BOTTOM, WALK_TOP, Agent, Canvas, agent_boxes, draw_agent, render_background, rgb,
 )

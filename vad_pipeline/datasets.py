@@ -9,7 +9,7 @@ A spec looks like this (every relative path resolves against the spec's own fold
     include: ["training/frames/*", "testing/frames/*"]   # video-id globs (default: all)
     annotations:
       path: ../../shared/data/ucsd_ped2/ped2.mat
-      format: ped2_mat                  # passed to vad_core.ground_truth.read_ground_truth
+      format: ped2_mat                  # passed to vad_core.footage.ground_truth.read_ground_truth
       video_ids: "testing/frames/{}"    # ids for formats that number videos (list, mapping or template)
     train: all                          # video-id globs the models are fitted on (no labels)
     evaluate: ["testing/frames/*"]      # video-id globs that get frame labels and AUCs

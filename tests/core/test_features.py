@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vad_core.clips import ClipConfig, clip_starts, tile_boxes
+from vad_core.footage.clips import ClipConfig, clip_starts, tile_boxes
 from vad_core.errors import VADInputError
 from vad_core.io.feature_tables import FEATURE_FORMAT_VERSION, FORMAT_KEY, feature_path, read_clip_features, results_frame
 from vad_core.features import extract_all, extract_features

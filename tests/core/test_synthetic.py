@@ -9,7 +9,7 @@ import pytest
 
 from vad_core.errors import VADInputError
 from vad_core.footage import build_manifest, iter_frames
-from vad_core.ground_truth import read_ground_truth
+from vad_core.footage.ground_truth import read_ground_truth
 from vad_core.synthetic import (
     ANOMALY_KINDS,
     DemoConfig,

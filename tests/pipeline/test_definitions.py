@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey
 
-from vad_core.clips import ClipConfig
+from vad_core.footage.clips import ClipConfig
 from vad_core.errors import VADInputError
 from vad_core.scoring import ScoreConfig
 from vad_core.training import TrainConfig

@@ -16,7 +16,7 @@ from dagster import AssetKey
 from scipy.spatial.distance import cdist
 from sklearn.metrics import roc_auc_score
 
-from vad_core.clips import ClipConfig, tile_boxes
+from vad_core.footage.clips import ClipConfig, tile_boxes
 from vad_core.footage import read_frames
 from vad_core.io.tables import read_feature_matrix, read_parquet
 from vad_core.testing_backbones import PixelStatsBackbone

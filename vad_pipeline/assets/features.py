@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
 
-from vad_core.clips import ClipConfig
+from vad_core.footage.clips import ClipConfig
 from vad_core.features import extract_features
 from vad_core.footage import VideoSource, discover_videos
 from vad_core.io.tables import read_feature_matrix, read_metadata
@@ -22,7 +22,7 @@ _CLIP = ClipConfig()
 
 
 class FeatureConfig(Config):
-    """How videos are cut and tiled (vad_core.clips.ClipConfig) and the embedding batch size."""
+    """How videos are cut and tiled (vad_core.footage.clips.ClipConfig) and the embedding batch size."""
 
     clip_len: int = _CLIP.clip_len
     stride: int = _CLIP.stride

@@ -4,7 +4,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
 from vad_core.footage import discover_videos, manifest_frame, probe_video
-from vad_core.ground_truth import GT_COLUMNS, GT_DTYPES, read_ground_truth
+from vad_core.footage.ground_truth import GT_COLUMNS, GT_DTYPES, read_ground_truth
 from vad_pipeline.assets.common import counts_metadata, dataset_spec, markdown_table
 from vad_pipeline.datasets import ensure_footage
 from vad_pipeline.resources import DatasetResource, VadStorage

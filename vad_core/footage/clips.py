@@ -27,7 +27,8 @@ from typing import Iterable, Iterator, Literal, NamedTuple, TypeVar
 import numpy as np
 
 from vad_core.errors import VADInputError
-from vad_core.footage import Kind, frame_size, iter_frames
+from vad_core.footage.decode import frame_size, iter_frames
+from vad_core.footage.discover import Kind
 
 Box = tuple[int, int, int, int]
 T = TypeVar("T")

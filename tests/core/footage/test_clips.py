@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import vad_core.clips as clips_mod
-from vad_core.clips import ClipConfig, clip_intervals, clip_starts, iter_clips, prefetch, tile_boxes, tile_layout
+import vad_core.footage.clips as clips_mod
+from vad_core.footage.clips import ClipConfig, clip_intervals, clip_starts, iter_clips, prefetch, tile_boxes, tile_layout
 from vad_core.errors import VADInputError
 
 

@@ -8,7 +8,7 @@ import pytest
 import scipy.io
 
 from vad_core.errors import VADInputError
-from vad_core.ground_truth import GT_COLUMNS, detect_format, frame_mask, mask_to_intervals, read_ground_truth
+from vad_core.footage.ground_truth import GT_COLUMNS, detect_format, frame_mask, mask_to_intervals, read_ground_truth
 
 
 def rows(df) -> list[tuple[str, int, int]]:  # type: ignore[no-untyped-def]
