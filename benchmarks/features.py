@@ -33,12 +33,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vad_core.backbones import load_backbone
-from vad_core.backbones.i3d import count_flops
+from vad_core.features.backbones import load_backbone
+from vad_core.features.backbones.i3d import count_flops
 from vad_core.footage.clips import ClipConfig, iter_clips
 from vad_core.features import extract_all, extract_features
 from vad_core.footage import VideoSource, build_manifest, list_frames, probe_video
-from vad_core.testing_backbones import PixelStatsBackbone
+from vad_core.features.backbones.pixelstats import PixelStatsBackbone
 
 SHARED = Path(os.environ.get("VAD_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 PED2 = SHARED / "data" / "ucsd_ped2"

@@ -20,6 +20,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 import pandas as pd
 from dagster import ConfigurableResource
 
+from vad_core.features.backbones import load_backbone
 from vad_core.io.feature_tables import feature_path
 from vad_core.io.tables import atomic_write_bytes, write_parquet_atomic
 from vad_pipeline.datasets import DatasetSpec, default_home, load_spec
@@ -143,7 +144,8 @@ class BackboneResource(ConfigurableResource):
     """The pretrained clip embedder and its device.
 
     `name` None reads `VAD_BACKBONE` (default "i3d"); `device` None reads `VAD_DEVICE` (default:
-    CUDA, then MPS, then CPU). `pixelstats-<grid>` is vad_core's cheap weight-free test backbone.
+    CUDA, then MPS, then CPU). Any name `vad_core.features.backbones.load_backbone` knows, e.g.
+    `pixelstats-2` (weight-free, for tests and quick runs).
     """
 
     name: Optional[str] = None
@@ -164,13 +166,6 @@ class BackboneResource(ConfigurableResource):
 @functools.lru_cache(maxsize=4)
 def _load_backbone(name: str, device: str | None, weights: str | None) -> Any:
     # Loading I3D converts and reads ~50 MB of weights: do it once per process, not per run.
-    if name.startswith("pixelstats"):
-        from vad_core.testing_backbones import PixelStatsBackbone
-
-        grid = int(name.split("-", 1)[1]) if "-" in name else 2
-        return PixelStatsBackbone(grid=grid)
-    from vad_core.backbones import load_backbone
-
     return load_backbone(name, device=device, weights=weights)
 
 

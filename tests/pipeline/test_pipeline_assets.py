@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 from vad_core.footage.clips import ClipConfig, tile_boxes
 from vad_core.footage import read_frames
 from vad_core.io.tables import read_feature_matrix, read_parquet
-from vad_core.testing_backbones import PixelStatsBackbone
+from vad_core.features.backbones.pixelstats import PixelStatsBackbone
 from vad_core.training import load_checkpoint
 from vad_pipeline.assets.training import model_name
 from vad_pipeline.partitions import VIDEO_PARTITIONS_NAME

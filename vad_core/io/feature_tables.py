@@ -3,7 +3,7 @@
 One row per (clip, tile): `video_id`, `clip`, `start_frame`, `end_frame` (half-open frame
 interval), `tile`, `x`, `y`, `w`, `h` (the tile's box in original frame pixels; -1 when
 unknown, as for imported precomputed features), `feature` (`fixed_size_list<float32>[D]`).
-Both extraction (`vad_core.features`) and import (`vad_core.precomputed`) write through here,
+Both extraction (`vad_core.features`) and import (`vad_core.features.precomputed`) write through here,
 so the two kinds of table are interchangeable downstream.
 """
 from __future__ import annotations

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from vad_core.io.hashing import sha256_file
-from vad_core.backbones.common import ClipEmbedder
+from vad_core.features.backbones.common import ClipEmbedder
+from vad_core.features.backbones.registry import BackboneOptions, no_variant
 from vad_core.errors import VADInputError
 
 R3D_FILENAME = "r3d_18-b3b3357e.pth"
@@ -166,3 +167,10 @@ def load_r3d18(device: str | torch.device | None = None, weights: str | os.PathL
         network = load_into(R3D18, load_state_file(path, "r3d_18"), path, "r3d_18")
         digest = sha256_file(path)
     return R3DBackbone(network, digest, device=device, compile=compile, precision=precision, batch_size=batch_size)
+
+
+def from_registry(variant: str | None, options: BackboneOptions) -> R3DBackbone:
+    """`load_backbone("r3d_18")`."""
+    no_variant("r3d_18", variant)
+    return load_r3d18(device=options.device, weights=options.weights, compile=options.compile,
+                      precision=options.precision, batch_size=options.batch_size)

@@ -9,7 +9,7 @@ import pytest
 
 from vad_core.errors import VADInputError
 from vad_core.io.feature_tables import feature_path, read_clip_features
-from vad_core.precomputed import import_precomputed, load_feature_array, video_id_from_name
+from vad_core.features.precomputed import import_precomputed, load_feature_array, video_id_from_name
 from vad_core.io.tables import feature_matrix
 
 

@@ -26,8 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vad_core.backbones.common import ClipEmbedder, precision_context
-from vad_core.backbones.i3d_weights import CKPT_SHA256, i3d_state_dict
+from vad_core.features.backbones.common import ClipEmbedder, precision_context
+from vad_core.features.backbones.i3d_weights import CKPT_SHA256, i3d_state_dict
+from vad_core.features.backbones.registry import BackboneOptions, no_variant
+from vad_core.errors import VADInputError
 
 BN_EPS = 1e-3
 
@@ -234,3 +236,12 @@ def load_i3d(device: str | torch.device | None = None, weights: str | os.PathLik
     network = InceptionI3d.from_converted(state, with_logits=with_logits)
     return I3DBackbone(network, CKPT_SHA256, device=device, compile=compile, precision=precision,
                        batch_size=batch_size)
+
+
+def from_registry(variant: str | None, options: BackboneOptions) -> I3DBackbone:
+    """`load_backbone("i3d")`: always the Kinetics-400 weights (there is no random I3D)."""
+    no_variant("i3d", variant)
+    if options.weights == "random":
+        raise VADInputError("i3d: weights='random' is not offered; I3D always loads the Kinetics-400 weights")
+    return load_i3d(device=options.device, weights=options.weights, compile=options.compile,
+                    precision=options.precision, batch_size=options.batch_size)

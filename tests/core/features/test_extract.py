@@ -17,7 +17,7 @@ from vad_core.io.feature_tables import FEATURE_FORMAT_VERSION, FORMAT_KEY, featu
 from vad_core.features import extract_all, extract_features
 from vad_core.footage import VideoSource, build_manifest, probe_video
 from vad_core.io.tables import feature_matrix
-from vad_core.testing_backbones import PixelStatsBackbone
+from vad_core.features.backbones.pixelstats import PixelStatsBackbone
 
 # 96x48 frames, 32-px tiles: scale 1 (short side 48 = short_side), one row of tiles centred at
 # y = 8 (excess 16 <= max_crop), and along x (excess 64, neighbours >= 50 % overlapping, i.e.

@@ -39,18 +39,14 @@ from vad_core.io.feature_tables import (
 )
 from vad_core.footage.discover import VideoSource
 from vad_core.footage.probe import fingerprint_source, probe_video
-from vad_core.precomputed import import_precomputed
 
-__all__ = [
-    "FeatureResult", "extract_features", "extract_all", "feature_path", "import_precomputed",
-    "results_frame", "video_row",
-]
+__all__ = ["BackboneLike", "extract_all", "extract_features", "video_row"]
 
 Callback = Callable[[dict], None]
 
 
 class BackboneLike(Protocol):
-    """What extraction needs of a backbone (`vad_core.backbones.Backbone` and the test ones)."""
+    """What extraction needs of a backbone (`vad_core.features.backbones.Backbone` and the test ones)."""
 
     name: str
     dim: int
@@ -148,7 +144,7 @@ def _place(backbone: BackboneLike, device: torch.device) -> None:
     if current is not None and torch.device(current).type != device.type:
         raise VADInputError(
             f"backbone {backbone.name!r} is on {current}, device {device} was asked: load it there "
-            f"(vad_core.backbones.load_backbone(name, device=...))"
+            f"(vad_core.features.backbones.load_backbone(name, device=...))"
         )
 
 

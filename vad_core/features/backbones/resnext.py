@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from vad_core.io.hashing import sha256_file
-from vad_core.backbones.common import ClipEmbedder
-from vad_core.backbones.r3d import load_into, load_state_file, resolve_weights_file
+from vad_core.features.backbones.common import ClipEmbedder
+from vad_core.features.backbones.r3d import load_into, load_state_file, resolve_weights_file
+from vad_core.features.backbones.registry import BackboneOptions, no_variant
 from vad_core.errors import VADInputError
 
 # (mean, std) on the 0..255 pixel scale
@@ -134,3 +135,10 @@ def load_resnext101(device: str | torch.device | None = None, weights: str | os.
         digest = sha256_file(path)
     return ResNeXtBackbone(network, digest, device=device, compile=compile, precision=precision,
                            batch_size=batch_size, normalization=normalization)
+
+
+def from_registry(variant: str | None, options: BackboneOptions) -> ResNeXtBackbone:
+    """`load_backbone("resnext101")`."""
+    no_variant("resnext101", variant)
+    return load_resnext101(device=options.device, weights=options.weights, compile=options.compile,
+                           precision=options.precision, batch_size=options.batch_size)

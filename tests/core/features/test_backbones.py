@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from vad_core.backbones import Backbone, load_backbone
+from vad_core.features.backbones import Backbone, load_backbone
 from vad_core.io.hashing import sha256_file
-from vad_core.backbones.common import as_clips, resize_clips
-from vad_core.backbones.r3d import KINETICS_MEAN, KINETICS_STD, R3D18
-from vad_core.backbones.resnext import ResNeXt3D
+from vad_core.features.backbones.common import as_clips, resize_clips
+from vad_core.features.backbones.r3d import KINETICS_MEAN, KINETICS_STD, R3D18
+from vad_core.features.backbones.resnext import ResNeXt3D
 from vad_core.errors import VADInputError
 
 
@@ -172,3 +172,39 @@ def test_bf16_precision_stays_close_to_fp32() -> None:
     assert (cos > 0.99).all() and not np.array_equal(a, b)
     with pytest.raises(VADInputError, match="precision"):
         load_backbone("r3d_18", weights="random", precision="fp16")
+
+
+def test_registry_builds_pixelstats_variants_from_their_own_names() -> None:
+    default = load_backbone("pixelstats")
+    assert (default.grid, default.step, default.dim) == (2, 4, 24)
+    three = load_backbone("pixelstats-3")
+    assert (three.grid, three.step, three.dim) == (3, 4, 54)
+    # the name a table records loads the same backbone again
+    again = load_backbone(load_backbone("pixelstats-3x2").name)
+    assert (again.grid, again.step) == (3, 2)
+    clips = _clips(2, 4, 32, 48)
+    np.testing.assert_array_equal(again.embed(clips), load_backbone("pixelstats-3x2").embed(clips))
+    with pytest.raises(VADInputError, match="pixelstats-<grid>"):
+        load_backbone("pixelstats-big")
+    with pytest.raises(VADInputError, match="takes no variant"):
+        load_backbone("r3d_18-2", weights="random")
+
+
+def test_registered_family_is_built_with_the_variant_and_options() -> None:
+    from vad_core.features.backbones import registry
+
+    seen = {}
+
+    def factory(variant, options):
+        seen.update(variant=variant, batch_size=options.batch_size)
+        return load_backbone("pixelstats")
+
+    registry.register_backbone("custom", factory)
+    try:
+        assert "custom" in registry.backbone_names()
+        load_backbone("custom-v7", batch_size=3)
+        assert seen == {"variant": "v7", "batch_size": 3}
+    finally:
+        registry._FACTORIES.pop("custom")
+    with pytest.raises(VADInputError, match="no '-'"):
+        registry.register_backbone("a-b", factory)

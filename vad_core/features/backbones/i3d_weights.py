@@ -11,7 +11,7 @@ dict happens once; the result is cached (`$VAD_CACHE/i3d_kinetics400.pt`, loaded
 Converted names keep the JAX module paths with dots (`Mixed_4b.Branch_1.Conv3d_0b_3x3`), each
 unit holding `weight` (O, I, kD, kH, kW), BatchNorm `beta`, `mean`, `var` (C,) (no scale:
 Sonnet's BatchNorm), and for the logits unit `weight` and `bias`. BatchNorm is not folded
-here; `vad_core.backbones.i3d` folds it when it builds the network.
+here; `vad_core.features.backbones.i3d` folds it when it builds the network.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vad_core.backbones.cache import (
+from vad_core.features.backbones.cache import (
     cache_dir,
     locked,
     read_json,

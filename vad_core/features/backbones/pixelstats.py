@@ -1,4 +1,4 @@
-"""A cheap, deterministic backbone with the `Backbone` interface, for tests and the fast demo.
+"""The weight-free `pixelstats` backbone: a cheap, deterministic clip embedding (tests, quick runs).
 
 `PixelStatsBackbone` embeds a clip by its colour and motion per region: the frame is cut into
 a `grid x grid` layout of regions, and for each region and RGB channel it gives the mean
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from vad_core.errors import VADInputError
+from vad_core.features.backbones.registry import BackboneOptions
 
 
 class PixelStatsBackbone:
@@ -72,3 +73,19 @@ class PixelStatsBackbone:
                     diff = np.abs(np.diff(region.astype(np.int16), axis=1))
                     motion[:, i, j] = diff.mean(axis=(1, 2, 3), dtype=np.float64) / 255.0
         return np.concatenate([means.reshape(b, -1), motion.reshape(b, -1)], axis=1).astype(np.float32)
+
+
+def from_registry(variant: str | None, options: BackboneOptions) -> PixelStatsBackbone:
+    """`load_backbone("pixelstats")`, `"pixelstats-3"` (grid 3) or `"pixelstats-3x2"` (grid 3, step 2):
+    the same names `PixelStatsBackbone.name` gives, so a table's backbone name loads it again.
+    Weight-free and numpy-only: `device`, `weights`, `compile` and `precision` do not apply."""
+    if options.weights not in (None, "random"):
+        raise VADInputError(f"pixelstats: takes no weights file (got {options.weights!r})")
+    if variant is None:
+        return PixelStatsBackbone()
+    grid, _, step = variant.partition("x")
+    try:
+        return PixelStatsBackbone(grid=int(grid), step=int(step) if step else 4)
+    except ValueError:
+        raise VADInputError(f"backbone pixelstats-{variant}: expected pixelstats-<grid> or "
+                            f"pixelstats-<grid>x<step> with integers") from None
