@@ -1,7 +1,7 @@
 """Scoring overhead beyond the network: per-row noise generation and the score_rows pipeline; prints JSON.
 
 For each feature dimension D (paper-size MLP, untrained weights: speed does not depend on them):
-- `noise_normals_per_s`: `vad_core.noise.row_noise` throughput (counter-based, per-row seeded);
+- `noise_normals_per_s`: `vad_core.diffusion.noise.row_noise` throughput (counter-based, per-row seeded);
 - `score_rows_per_s`: one-step denoising score through `score_rows` (scaling, noise, D, MSE),
   one draw, beside `model_rows_per_s`: the bare D(x; sigma) on the same rows, so
   `pipeline_fraction` = score rate / model rate shows what the per-row noise and the rest cost.
@@ -22,12 +22,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vad_core.devices import resolve_device  # noqa: E402
-from vad_core.diffusion import EDMPrecond  # noqa: E402
-from vad_core.model import MLPDenoiser  # noqa: E402
-from vad_core.noise import row_noise  # noqa: E402
-from vad_core.preprocessing import FeatureScaler  # noqa: E402
-from vad_core.scoring import ScoreConfig, score_rows  # noqa: E402
-from vad_core.training import TrainConfig, TrainedDenoiser  # noqa: E402
+from vad_core.diffusion.precond import EDMPrecond  # noqa: E402
+from vad_core.diffusion.network import MLPDenoiser  # noqa: E402
+from vad_core.diffusion.noise import row_noise  # noqa: E402
+from vad_core.diffusion.preprocessing import FeatureScaler  # noqa: E402
+from vad_core.diffusion.reconstruction import ScoreConfig, score_rows  # noqa: E402
+from vad_core.diffusion.denoiser import TrainedDenoiser  # noqa: E402
+from vad_core.diffusion.training import TrainConfig  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

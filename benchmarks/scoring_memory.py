@@ -23,12 +23,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vad_core.diffusion import EDMPrecond  # noqa: E402
-from vad_core.model import DenoiserConfig, MLPDenoiser  # noqa: E402
-from vad_core.preprocessing import FeatureScaler  # noqa: E402
-from vad_core.scoring import ScoreConfig, score_stream  # noqa: E402
+from vad_core.diffusion.precond import EDMPrecond  # noqa: E402
+from vad_core.diffusion.network import DenoiserConfig, MLPDenoiser  # noqa: E402
+from vad_core.diffusion.preprocessing import FeatureScaler  # noqa: E402
+from vad_core.diffusion.reconstruction import ScoreConfig, score_stream  # noqa: E402
 from vad_core.io.tables import features_to_arrow  # noqa: E402
-from vad_core.training import TrainConfig, TrainedDenoiser  # noqa: E402
+from vad_core.diffusion.denoiser import TrainedDenoiser  # noqa: E402
+from vad_core.diffusion.training import TrainConfig  # noqa: E402
 
 
 def _rss_peak_mib() -> float:

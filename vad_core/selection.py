@@ -35,7 +35,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from vad_core.errors import VADInputError
-from vad_core.preprocessing import FeatureScaler
+from vad_core.diffusion.preprocessing import FeatureScaler
 
 
 def reliability(a: np.ndarray, b: np.ndarray) -> float:

@@ -29,17 +29,18 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from vad_core.baselines import make_scorer
+from vad_core.scoring.scorers import make_scorer
 from vad_core.errors import VADInputError, check_features
 from vad_core.io.feature_tables import read_clip_features
 from vad_core.metrics import average_precision, clips_to_frames, frame_labels, paper_protocol_auc, roc_auc, smooth_scores
-from vad_core.sampling import sigma_range
-from vad_core.scoring import SCORE_TYPES, ScoreConfig, clip_scores, row_keys_for, score_rows
-from vad_core.preprocessing import FeatureScaler
+from vad_core.diffusion.sampling import sigma_range
+from vad_core.diffusion.reconstruction import SCORE_TYPES, ScoreConfig, score_rows
+from vad_core.scoring.rows import clip_scores, row_keys_for
+from vad_core.diffusion.preprocessing import FeatureScaler
 from vad_core.selection import choose_model, choose_sigma, choose_variant, otsu_k, posterior_neighbours, reliability
 from vad_core.io.tables import feature_matrix
-from vad_core.thresholds import batch_decisions
-from vad_core.training import TrainConfig, TrainResult, fit, trained_denoiser
+from vad_core.scoring.thresholds import batch_decisions
+from vad_core.diffusion.training import TrainConfig, TrainResult, fit, trained_denoiser
 
 BASELINES = ("knn", "pca", "iforest", "gcl_ae", "gcl")
 ROW_COLUMNS = ("video_id", "clip", "start_frame", "end_frame", "tile")

@@ -13,7 +13,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from vad_core.training import TrainConfig, TrainResult, fit
+from vad_core.diffusion.training import TrainConfig, TrainResult, fit
 
 DIM = 32
 N_TILES = 3

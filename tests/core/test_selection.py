@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vad_core.preprocessing import FeatureScaler
+from vad_core.diffusion.preprocessing import FeatureScaler
 from vad_core.selection import choose_sigma, label_free_sigma, posterior_neighbours
 
 

@@ -9,15 +9,16 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from vad_core.baselines import make_scorer
+from vad_core.scoring.scorers import make_scorer
 from vad_core.errors import VADInputError
-from vad_core.scoring import ScoreConfig, row_keys_for, score_rows
+from vad_core.diffusion.reconstruction import ScoreConfig, score_rows
+from vad_core.scoring.rows import row_keys_for
 from vad_core.selection import (
     choose_model, choose_sigma, choose_variant, otsu_k, otsu_threshold, posterior_neighbours, reliability,
 )
 from vad_core.study import StudyConfig, StudyData, run_study
 from vad_core.study_report import comparison_markdown, selections, study_heatmaps
-from vad_core.training import TrainConfig, trained_denoiser
+from vad_core.diffusion.training import TrainConfig, trained_denoiser
 
 DIM, TILES, CLIPS, CLIP_LEN = 16, 3, 20, 8
 VIDEOS = ("train/01", "train/02", "test/01", "test/02")

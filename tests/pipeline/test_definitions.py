@@ -10,8 +10,8 @@ from dagster import AssetKey
 
 from vad_core.footage.clips import ClipConfig
 from vad_core.errors import VADInputError
-from vad_core.scoring import ScoreConfig
-from vad_core.training import TrainConfig
+from vad_core.diffusion.reconstruction import ScoreConfig
+from vad_core.diffusion.training import TrainConfig
 from vad_pipeline.assets.features import FeatureConfig
 from vad_pipeline.assets.scoring import ScoringConfig
 from vad_pipeline.assets.training import TrainingConfig

@@ -8,7 +8,7 @@ import math
 import numpy as np
 from vad_core.selection import label_free_sigma
 from vad_core.io.tables import read_metadata
-from vad_core.training import load_checkpoint
+from vad_core.diffusion.denoiser import load_checkpoint
 from vad_pipeline.assets.common import load_feature_rows
 import pandas as pd
 import pytest
@@ -20,7 +20,7 @@ from vad_core.footage.clips import ClipConfig, tile_boxes
 from vad_core.footage import read_frames
 from vad_core.io.tables import read_feature_matrix, read_parquet
 from vad_core.features.backbones.pixelstats import PixelStatsBackbone
-from vad_core.training import load_checkpoint
+from vad_core.diffusion.denoiser import load_checkpoint
 from vad_pipeline.assets.training import model_name
 from vad_pipeline.partitions import VIDEO_PARTITIONS_NAME
 

@@ -12,19 +12,18 @@ import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
-from vad_core.baselines import make_scorer
+from vad_core.diffusion.denoiser import load_checkpoint
+from vad_core.diffusion.reconstruction import ScoreConfig, score_rows
 from vad_core.metrics import clips_to_frames, frame_labels
-from vad_core.scoring import ScoreConfig, clip_scores, row_keys_for, score_rows
+from vad_core.scoring.rows import clip_scores, decide_clips, row_keys_for, score_summary
+from vad_core.scoring.scorers import BASELINES, make_scorer
 from vad_core.selection import label_free_sigma
-from vad_core.thresholds import batch_decisions
-from vad_core.training import load_checkpoint
 from vad_pipeline.assets.common import (
     KEY_COLUMNS, core_config, counts_metadata, dataset_spec, load_feature_rows, read_table, run_tags,
 )
 from vad_pipeline.resources import BackboneResource, DatasetResource, ExperimentTracker, VadStorage
 
 _SCORE = ScoreConfig()
-BASELINES = ("knn", "pca", "iforest", "gcl_ae", "gcl")
 
 
 class ThresholdConfig(Config):
@@ -35,7 +34,7 @@ class ThresholdConfig(Config):
 
 
 class ScoringConfig(ThresholdConfig):
-    """vad_core.scoring.ScoreConfig's fields plus the batch threshold.
+    """vad_core.diffusion.reconstruction.ScoreConfig's fields plus the batch threshold.
 
     `sigma` None (the default) chooses the denoising score's noise level from the unlabelled
     rows alone (vad_core.selection.label_free_sigma: where the ideal leave-one-out denoiser
@@ -57,20 +56,6 @@ class ScoringConfig(ThresholdConfig):
     def to_core(self, sigma: float | None = None) -> ScoreConfig:
         chosen = self.sigma if self.sigma is not None else sigma
         return core_config(self, ScoreConfig, sigma=chosen if chosen is not None else _SCORE.sigma)
-
-
-def decide_clips(clips: pd.DataFrame, k: float, batch_size: int) -> pd.DataFrame:
-    """Add `batch`, `threshold`, `anomalous` to clip scores ordered by video and clip."""
-    clips = clips.sort_values(["video_id", "clip"], kind="stable").reset_index(drop=True)
-    dec = batch_decisions(clips["score"].to_numpy(np.float64), k=k, batch_size=batch_size)
-    return clips.assign(batch=dec.batch, threshold=dec.threshold, anomalous=dec.anomalous.astype(bool))
-
-
-def score_summary(clips: pd.DataFrame) -> dict[str, float]:
-    s = clips["score"].to_numpy(np.float64)
-    return {"clips": len(clips), "anomalous_clips": int(clips["anomalous"].sum()),
-            "anomalous_share": float(clips["anomalous"].mean()), "score_mean": float(s.mean()),
-            "score_std": float(s.std()), "score_max": float(s.max())}
 
 
 @asset(group_name="scoring", deps=["denoiser", "feature_index"],

@@ -16,7 +16,7 @@ from dagster import AssetExecutionContext, AssetSelection, Config, MaterializeRe
 
 from vad_core.study import BASELINES, StudyConfig, StudyData, TrainedSetting, run_study
 from vad_core.study_report import comparison_markdown, seed_spread, selections, study_heatmaps
-from vad_core.training import TrainConfig
+from vad_core.diffusion.training import TrainConfig
 from vad_pipeline.assets.common import dataset_spec, finite_or_none, load_feature_rows, read_table, run_tags
 from vad_pipeline.resources import DatasetResource, ExperimentTracker, VadStorage
 

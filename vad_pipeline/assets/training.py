@@ -6,7 +6,8 @@ from typing import Optional
 import numpy as np
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
-from vad_core.training import TrainConfig, fit, save_checkpoint
+from vad_core.diffusion.denoiser import save_checkpoint
+from vad_core.diffusion.training import TrainConfig, fit
 from vad_pipeline.assets.common import (
     core_config, dataset_spec, finite_or_none, load_feature_rows, read_table, run_tags,
 )
@@ -18,7 +19,7 @@ _TRAIN = TrainConfig()
 
 
 class TrainingConfig(Config):
-    """vad_core.training.TrainConfig's user-facing fields (the rest keep vad_core's defaults).
+    """vad_core.diffusion.training.TrainConfig's user-facing fields (the rest keep vad_core's defaults).
 
     The pipeline's defaults are the Ped2 study's (docs/results.md), not the paper's: a small
     pooled network with a tile-position embedding, training noise P_mean 0 / P_std 0.6, lr 1e-3,

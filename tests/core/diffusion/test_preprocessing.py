@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vad_core.errors import VADInputError
-from vad_core.preprocessing import FeatureScaler
+from vad_core.diffusion.preprocessing import FeatureScaler
 
 
 def _rows() -> np.ndarray:

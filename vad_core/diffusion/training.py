@@ -1,4 +1,4 @@
-"""Train the EDM denoiser on unlabelled feature rows; checkpoints that load with weights_only=True.
+"""Train the EDM denoiser on unlabelled feature rows: `fit` and its schedules (fit only).
 
 Recipe (method.md, k-diffusion): AdamW; k-diffusion's inverse-decay LR schedule with
 exponential warm-up (`InverseLR`: lr = base * (1 - warmup^(step+1)) * (1 + step/inv_gamma)^-power);
@@ -18,103 +18,25 @@ early-stopping patience keeps a meaning in steps. Large datasets are unaffected.
 from __future__ import annotations
 
 import copy
-import io
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 
-from vad_core._malloc import reuse_large_allocations
 from vad_core.devices import resolve_device
-from vad_core.diffusion import EDMPrecond, edm_loss, measure_sigma_data
+from vad_core.diffusion._malloc import reuse_large_allocations
+from vad_core.diffusion.config import TrainConfig
+from vad_core.diffusion.denoiser import TrainedDenoiser, cpu_state_dict
+from vad_core.diffusion.network import DenoiserConfig, MLPDenoiser
+from vad_core.diffusion.precond import EDMPrecond, edm_loss, measure_sigma_data
+from vad_core.diffusion.preprocessing import FeatureScaler
+from vad_core.diffusion.reconstruction import ScoreConfig, score_rows
 from vad_core.errors import VADInputError, check_features
-from vad_core.model import DenoiserConfig, MLPDenoiser
-from vad_core.preprocessing import MODES, FeatureScaler
 from vad_core.io.hashing import fingerprint_array
-from vad_core.io.tables import atomic_write_bytes
-
-CHECKPOINT_FORMAT = "vad_core.denoiser/1"
-_PRECISIONS = ("auto", "fp32", "bf16")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything `fit` needs; defaults from method.md and k-diffusion's config defaults."""
-
-    epochs: int = 50
-    batch_size: int = 8192
-    min_steps_per_epoch: int = 40
-    lr: float = 2e-4
-    weight_decay: float = 1e-4
-    betas: tuple[float, float] = (0.95, 0.999)  # k-diffusion's AdamW betas and eps
-    eps: float = 1e-6
-    lr_inv_gamma: float = 20000.0  # InverseLR
-    lr_power: float = 1.0
-    lr_warmup: float = 0.99
-    ema_inv_gamma: float = 1.0  # EMAWarmup
-    ema_power: float = 0.6667
-    ema_max: float = 0.9999
-    ema_min: float = 0.0
-    P_mean: float = -1.2
-    P_std: float = 1.2
-    val_fraction: float = 0.1
-    patience: int = 10  # epochs without a lower validation loss before stopping; 0 = never stop early
-    val_draws: int = 4  # noise draws per held-back row in the validation loss
-    seed: int = 0
-    device: str | None = None  # None = CUDA, then MPS, then CPU
-    precision: str = "auto"  # auto = bf16 autocast on a bf16-capable GPU, float32 elsewhere
-    scaler: str = "global"
-    hidden: tuple[int, ...] = (1024, 512, 256)
-    embedding: str = "film"
-    fourier_features: int = 128
-    emb_dim: int = 128  # width of the noise-embedding mapping MLP
-    n_tiles: int = 0  # > 0: learned tile-position embedding; fit() then needs tiles in [0, n_tiles)
-    memorization_rows: int = 4096  # rows of each side scored for the memorization AUC
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        positive_ints = ("epochs", "batch_size", "min_steps_per_epoch", "val_draws", "memorization_rows")
-        for name in positive_ints:
-            if int(getattr(self, name)) < 1:
-                raise VADInputError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not (0.0 <= self.val_fraction < 1.0):
-            raise VADInputError(f"TrainConfig.val_fraction must lie in [0, 1), got {self.val_fraction}")
-        if self.patience < 0:
-            raise VADInputError(f"TrainConfig.patience must be >= 0, got {self.patience}")
-        for name in ("lr", "P_std", "lr_inv_gamma", "ema_inv_gamma"):
-            if not getattr(self, name) > 0:
-                raise VADInputError(f"TrainConfig.{name} must be > 0, got {getattr(self, name)}")
-        if not (0.0 <= self.lr_warmup < 1.0 and 0.0 <= self.ema_min <= self.ema_max < 1.0):
-            raise VADInputError("TrainConfig: need 0 <= lr_warmup < 1 and 0 <= ema_min <= ema_max < 1")
-        if self.precision not in _PRECISIONS:
-            raise VADInputError(f"TrainConfig.precision must be one of {_PRECISIONS}, got {self.precision!r}")
-        if self.scaler not in MODES:
-            raise VADInputError(f"TrainConfig.scaler must be one of {MODES}, got {self.scaler!r}")
-        if self.n_tiles < 0:
-            raise VADInputError(f"TrainConfig.n_tiles must be >= 0, got {self.n_tiles}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["hidden"], d["betas"] = list(self.hidden), list(self.betas)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        """Inverse of `to_dict`; unknown keys (from another version) are ignored."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-    def model_config(self, dim: int) -> DenoiserConfig:
-        return DenoiserConfig(
-            dim=dim, hidden=self.hidden, embedding=self.embedding, fourier_features=self.fourier_features,
-            emb_dim=self.emb_dim, n_tiles=self.n_tiles, seed=self.seed,
-        )
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -136,46 +58,6 @@ def ema_update(model: torch.nn.Module, ema: torch.nn.Module, decay: float) -> No
     torch._foreach_lerp_(ema_params, [p.detach() for p in model.parameters()], 1.0 - decay)
     for b_ema, b in zip(ema.buffers(), model.buffers()):
         b_ema.copy_(b)
-
-
-@dataclass
-class TrainedDenoiser:
-    """What scoring needs: the EMA denoiser (eval mode), the scaler and the provenance."""
-
-    model: EDMPrecond
-    scaler: FeatureScaler
-    sigma_data: float
-    model_config: DenoiserConfig
-    train_config: TrainConfig
-    fingerprint: str
-    history: list[dict[str, Any]] = field(default_factory=list)
-    memorization_auc: float | None = None
-    source: str | None = None  # checkpoint path, for error messages
-
-    @property
-    def dim(self) -> int:
-        return self.model_config.dim
-
-    @property
-    def n_tiles(self) -> int:
-        return self.model_config.n_tiles
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def describe(self) -> str:
-        where = f"checkpoint {self.source}" if self.source else "the trained denoiser"
-        return f"{where} (trained on {self.dim}-dimensional features, fingerprint {self.fingerprint[:12]})"
-
-    @torch.no_grad()
-    def denoise(self, x_scaled: torch.Tensor, sigma: float | torch.Tensor, tiles: torch.Tensor | None = None) -> torch.Tensor:
-        """D(x; sigma) for scaled rows `(N, D)`; sigma a scalar or `(N,)`; tiles `(N,)` used iff n_tiles > 0."""
-        return self.model(x_scaled, sigma, tiles if self.n_tiles > 0 else None)
-
-    def to(self, device: str | torch.device) -> "TrainedDenoiser":
-        self.model.to(resolve_device(str(device)))
-        return self
 
 
 @dataclass
@@ -336,7 +218,7 @@ def _fit(
                   "lr": config.lr * lr_factor(step - 1, config), "ema_decay": decay}
         history.append(record)
         if val_loss is not None and val_loss < best[0]:
-            best = (val_loss, epoch, _cpu_state(model), _cpu_state(ema))
+            best = (val_loss, epoch, cpu_state_dict(model), cpu_state_dict(ema))
         if callback is not None:
             callback({"event": "epoch", "epochs": config.epochs, "best_epoch": best[1],
                       "elapsed_s": time.perf_counter() - start, **record})
@@ -361,7 +243,7 @@ def _fit(
     return result
 
 
-def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+def cpu_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
@@ -374,10 +256,6 @@ def memorization_auc(
     0.5: the model scores unseen rows like the rows it was fitted on; towards 1: it has
     memorized its training rows. At most `config.memorization_rows` rows of each side are scored.
     """
-    from sklearn.metrics import roc_auc_score
-
-    from vad_core.scoring import ScoreConfig, score_rows
-
     if val_idx.size == 0:
         return None
     rng = np.random.default_rng(config.seed + 2)
@@ -392,62 +270,5 @@ def memorization_auc(
     return float(roc_auc_score(labels, scores))
 
 
-# -- checkpoints ---------------------------------------------------------------------------
-
-def save_checkpoint(result: TrainResult | TrainedDenoiser, path: str | os.PathLike) -> Path:
-    """Write a checkpoint atomically (temp file + os.replace): state dicts, configs, sigma_data, scaler, history."""
-    if isinstance(result, TrainResult):
-        ema, raw, best_epoch = result.ema_model, result.model, result.best_epoch
-        train_config, history, mem = result.config, result.history, result.memorization_auc
-    else:
-        ema, raw, best_epoch = result.model, None, None
-        train_config, history, mem = result.train_config, result.history, result.memorization_auc
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "dim": result.model_config.dim,
-        "model_config": result.model_config.to_dict(),
-        "train_config": train_config.to_dict(),
-        "sigma_data": float(result.sigma_data),
-        "fingerprint": result.fingerprint,
-        "scaler": result.scaler.state_dict(),
-        "ema_state_dict": _cpu_state(ema),
-        "model_state_dict": None if raw is None else _cpu_state(raw),
-        "history": [dict(h) for h in history],
-        "memorization_auc": mem,
-        "best_epoch": best_epoch,
-    }
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
-
-
-def load_checkpoint(path: str | os.PathLike, device: str | None = None) -> TrainedDenoiser:
-    """Load a checkpoint written by `save_checkpoint` (`torch.load(weights_only=True)`) onto `device`."""
-    path = Path(path)
-    if not path.is_file():
-        raise VADInputError(f"checkpoint {path}: file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling/zip errors: report the file, not torch's internals
-        raise VADInputError(f"checkpoint {path}: not a readable denoiser checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise VADInputError(f"checkpoint {path}: format {found!r} is not {CHECKPOINT_FORMAT!r}")
-    try:
-        model_config = DenoiserConfig(**payload["model_config"])
-        train_config = TrainConfig.from_dict(payload["train_config"])
-        scaler = FeatureScaler.from_state_dict(payload["scaler"])
-        sigma_data = float(payload["sigma_data"])
-        model = EDMPrecond(MLPDenoiser(model_config), sigma_data)
-        model.load_state_dict(payload["ema_state_dict"])
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise VADInputError(f"checkpoint {path}: incomplete or inconsistent ({type(exc).__name__}: {exc})") from None
-    if scaler.dim != model_config.dim:
-        raise VADInputError(f"checkpoint {path}: scaler has {scaler.dim} dims, model {model_config.dim}")
-    model.to(resolve_device(device)).eval().requires_grad_(False)
-    return TrainedDenoiser(
-        model=model, scaler=scaler, sigma_data=sigma_data, model_config=model_config, train_config=train_config,
-        fingerprint=str(payload["fingerprint"]), history=list(payload.get("history") or []),
-        memorization_auc=payload.get("memorization_auc"), source=str(path),
-    )
+__all__ = ["TrainConfig", "TrainResult", "ema_decay", "ema_update", "fit", "lr_factor", "memorization_auc",
+           "trained_denoiser"]

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from vad_core.errors import VADInputError
-from vad_core.model import DenoiserConfig, MLPDenoiser, sinusoidal_embedding
+from vad_core.diffusion.network import DenoiserConfig, MLPDenoiser, sinusoidal_embedding
 
 VARIANTS = list(itertools.product(["film", "concat"], [0, 3], ["none", "layer"]))
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vad_core.errors import VADInputError
-from vad_core.thresholds import batch_decisions
+from vad_core.scoring.thresholds import batch_decisions
 
 
 def test_one_batch_by_hand() -> None:

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from vad_core.noise import row_bases, row_noise
+from vad_core.diffusion.noise import row_bases, row_noise
 
 M64 = (1 << 64) - 1
 G = 0x9E3779B97F4A7C15

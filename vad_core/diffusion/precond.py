@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from vad_core.errors import VADInputError, check_features
-from vad_core.model import MLPDenoiser
+from vad_core.diffusion.network import MLPDenoiser
 
 Scalar = float | torch.Tensor
 

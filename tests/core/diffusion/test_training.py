@@ -1,5 +1,5 @@
 """Training: schedules against k-diffusion's formulas, learning on synthetic clips, reproducibility,
-early stopping, checkpoints (weights_only, atomic, bit-exact scores) and bad input."""
+early stopping and bad input."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,10 +11,11 @@ from sklearn.metrics import roc_auc_score
 
 from tests.core._synthetic import SMALL, TINY, mixture, trained
 from vad_core.errors import VADInputError
-from vad_core.scoring import ScoreConfig, clip_scores, row_keys_for, score_rows
+from vad_core.diffusion.reconstruction import ScoreConfig, score_rows
+from vad_core.scoring.rows import clip_scores, row_keys_for
 from vad_core.io.hashing import fingerprint_array
-from vad_core.training import (
-    TrainConfig, _val_loss, ema_decay, ema_update, fit, load_checkpoint, lr_factor, save_checkpoint,
+from vad_core.diffusion.training import (
+    TrainConfig, _val_loss, ema_decay, ema_update, fit, lr_factor,
 )
 
 
@@ -134,46 +135,6 @@ def test_tile_embedding_needs_tiles_in_range() -> None:
         fit(data.features, cfg, tiles=tiles + 1)
     with pytest.raises(VADInputError, match="tiles: required"):
         score_rows(res.denoiser, data.features, ScoreConfig(n_draws=1))
-
-
-def test_checkpoint_round_trip_reproduces_scores_bit_for_bit(tmp_path) -> None:
-    data, res = trained("tiny")
-    path = save_checkpoint(res, tmp_path / "ckpt" / "denoiser.pt")
-    assert sorted(p.name for p in path.parent.iterdir()) == ["denoiser.pt"]  # no temp file left behind
-    raw = torch.load(path, weights_only=True)
-    assert raw["train_config"] == TINY.to_dict() and raw["fingerprint"] == res.fingerprint
-    assert raw["history"] == res.history and raw["sigma_data"] == res.sigma_data
-    loaded = load_checkpoint(path, device="cpu")
-    assert loaded.train_config == TINY and loaded.model_config == res.model_config
-    assert not loaded.model.training
-    for cfg in (ScoreConfig(n_draws=2), ScoreConfig(score_type="reconstruction", start_step=7, n_draws=2)):
-        before = score_rows(res.denoiser, data.features, cfg)
-        after = score_rows(loaded, data.features, cfg)
-        np.testing.assert_array_equal(after, before)
-    # a TrainedDenoiser saves too, and loads back the same
-    again = load_checkpoint(save_checkpoint(loaded, tmp_path / "again.pt"))
-    np.testing.assert_array_equal(score_rows(again, data.features[:50]), score_rows(loaded, data.features[:50]))
-
-
-def test_checkpoint_for_another_dimension_is_refused_naming_both_dims(tmp_path) -> None:
-    data, res = trained("tiny")
-    loaded = load_checkpoint(save_checkpoint(res, tmp_path / "d32.pt"))
-    wrong = np.zeros((5, 48), np.float32)
-    with pytest.raises(VADInputError, match=r"48 dimensions.*d32\.pt.*32-dimensional.*expects 32"):
-        score_rows(loaded, wrong)
-
-
-def test_bad_checkpoints_are_named(tmp_path) -> None:
-    with pytest.raises(VADInputError, match="file not found"):
-        load_checkpoint(tmp_path / "missing.pt")
-    junk = tmp_path / "junk.pt"
-    junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(VADInputError, match="junk.pt: not a readable"):
-        load_checkpoint(junk)
-    other = tmp_path / "other.pt"
-    torch.save({"weights": torch.zeros(3)}, other)
-    with pytest.raises(VADInputError, match="format"):
-        load_checkpoint(other)
 
 
 def test_bad_training_input_is_named() -> None:

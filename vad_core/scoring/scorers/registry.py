@@ -1,4 +1,4 @@
-"""Anomaly scorers behind one fit/score interface: the diffusion model and its baselines.
+"""The scorers by name: the diffusion model and its baselines behind one fit/score interface.
 
     scorer = make_scorer("knn", k=5).fit(features, tiles)
     scores = scorer.score(features, tiles)      # (N,) float64, higher = more anomalous
@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from vad_core.baselines.base import AnomalyScorer, PerTileScorer, check_tiles
-from vad_core.baselines.diffusion import DiffusionScorer
-from vad_core.baselines.gcl import GCLAutoencoderScorer, GCLConfig, GCLScorer
-from vad_core.baselines.sklearn_scorers import IsolationForestScorer, KNNScorer, PCAScorer
+from vad_core.scoring.scorers.base import AnomalyScorer
+from vad_core.scoring.scorers.diffusion import DiffusionScorer
+from vad_core.scoring.scorers.gcl import GCLAutoencoderScorer, GCLConfig, GCLScorer
+from vad_core.scoring.scorers.sklearn_scorers import IsolationForestScorer, KNNScorer, PCAScorer
 from vad_core.errors import VADInputError
 
 SCORERS: dict[str, type] = {
@@ -21,6 +21,8 @@ SCORERS: dict[str, type] = {
     "gcl": GCLScorer,
     "diffusion": DiffusionScorer,
 }
+# The baselines every run compares the diffusion model with (scoring assets, the study).
+BASELINES: tuple[str, ...] = ("knn", "pca", "iforest", "gcl_ae", "gcl")
 
 
 def make_scorer(name: str, **kwargs: Any) -> AnomalyScorer:
@@ -35,17 +37,4 @@ def make_scorer(name: str, **kwargs: Any) -> AnomalyScorer:
         raise VADInputError(f"scorer {name!r}: bad arguments ({exc})") from None
 
 
-__all__ = [
-    "AnomalyScorer",
-    "DiffusionScorer",
-    "GCLAutoencoderScorer",
-    "GCLConfig",
-    "GCLScorer",
-    "IsolationForestScorer",
-    "KNNScorer",
-    "PCAScorer",
-    "PerTileScorer",
-    "SCORERS",
-    "check_tiles",
-    "make_scorer",
-]
+__all__ = ["BASELINES", "SCORERS", "make_scorer"]

@@ -9,7 +9,7 @@ import torch
 from scipy.integrate import quad
 
 from vad_core.errors import VADInputError
-from vad_core.sampling import (
+from vad_core.diffusion.sampling import (
     get_sigmas_karras,
     lms_coefficients,
     sample_euler,

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from vad_core.diffusion import EDMPrecond, edm_loss, edm_scalings, measure_sigma_data
+from vad_core.diffusion.precond import EDMPrecond, edm_loss, edm_scalings, measure_sigma_data
 from vad_core.errors import VADInputError
-from vad_core.model import DenoiserConfig, MLPDenoiser
+from vad_core.diffusion.network import DenoiserConfig, MLPDenoiser
 
 
 def test_scalings_at_hand_computed_points() -> None:

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vad_core.baselines.base import PerTileScorer
+from vad_core.scoring.scorers.base import PerTileScorer
 from vad_core.devices import resolve_device
 from vad_core.errors import VADInputError
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from vad_core.baselines import (
+from vad_core.scoring.scorers import (
     SCORERS,
     AnomalyScorer,
     GCLAutoencoderScorer,
@@ -17,7 +17,7 @@ from vad_core.baselines import (
     PCAScorer,
     make_scorer,
 )
-from vad_core.baselines.gcl import batch_pseudo_labels
+from vad_core.scoring.scorers.gcl import batch_pseudo_labels
 from vad_core.errors import VADInputError
 
 
@@ -229,8 +229,9 @@ def test_gcl_history_records_pseudo_label_share(planted) -> None:
 
 
 def test_diffusion_adaptor_matches_training_and_scoring(planted, tmp_path) -> None:
-    from vad_core.scoring import ScoreConfig, score_rows
-    from vad_core.training import TrainConfig, fit, save_checkpoint, trained_denoiser
+    from vad_core.diffusion.reconstruction import ScoreConfig, score_rows
+    from vad_core.diffusion.denoiser import save_checkpoint
+    from vad_core.diffusion.training import TrainConfig, fit, trained_denoiser
 
     x, y = planted
     train = TrainConfig(epochs=6, batch_size=256, min_steps_per_epoch=20, hidden=(128, 64), emb_dim=32,

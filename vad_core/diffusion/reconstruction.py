@@ -1,4 +1,4 @@
-"""Anomaly scores of feature rows from a trained denoiser, and clip scores from row scores.
+"""Per-row anomaly scores from a trained denoiser: reconstruction and denoising errors.
 
 Two score types, both computed on the scaled features (the space the model was trained in):
 
@@ -10,27 +10,24 @@ Two score types, both computed on the scaled features (the space the model was t
   sigma = `config.sigma` * sigma_data (findings.md: far better on real footage).
 
 Both are averaged over `n_draws` noise draws. Each row's noise is a pure function of
-(seed, row key, draw) (`vad_core.noise`), and the denoiser has no batch statistics, so a row's
+(seed, row key, draw) (`vad_core.diffusion.noise`), and the denoiser has no batch statistics, so a row's
 score does not depend on the rows it is batched with. Rows are processed `batch_rows` at a time
 (a numpy memmap is read slice by slice), so memory stays bounded for any number of rows.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
-import pandas as pd
 import torch
 
+from vad_core.diffusion.denoiser import TrainedDenoiser
 from vad_core.errors import VADInputError, check_features
-from vad_core.noise import GOLDEN, mix64, row_noise
-from vad_core.sampling import get_sigmas_karras, sample_euler, sample_heun, sample_lms, sigma_range
+from vad_core.diffusion.noise import row_noise
+from vad_core.diffusion.sampling import get_sigmas_karras, sample_euler, sample_heun, sample_lms, sigma_range
 
-if TYPE_CHECKING:
-    from vad_core.training import TrainedDenoiser
 
 SCORE_TYPES = ("denoising", "reconstruction")
 SAMPLERS = ("lms", "euler", "heun")
@@ -77,7 +74,7 @@ class ScoreConfig:
         return asdict(self)
 
 
-def _check_rows(features: Any, denoiser: "TrainedDenoiser", name: str) -> Any:
+def _check_rows(features: Any, denoiser: TrainedDenoiser, name: str) -> Any:
     """Shape checks without reading the data (a memmap stays on disk)."""
     if not hasattr(features, "shape") or not hasattr(features, "__getitem__"):
         features = np.asarray(features)
@@ -105,7 +102,7 @@ def _check_index(values: Any, n: int, name: str) -> np.ndarray:
 class _Scorer:
     """Per-call state: device, schedule, sampler; `__call__` scores one batch of rows."""
 
-    def __init__(self, denoiser: "TrainedDenoiser", config: ScoreConfig) -> None:
+    def __init__(self, denoiser: TrainedDenoiser, config: ScoreConfig) -> None:
         self.denoiser, self.config = denoiser, config
         self.device = denoiser.device
         tc = denoiser.train_config
@@ -146,7 +143,7 @@ class _Scorer:
 
 
 def score_rows(
-    denoiser: "TrainedDenoiser",
+    denoiser: TrainedDenoiser,
     features: np.ndarray,
     config: ScoreConfig = ScoreConfig(),
     tiles: np.ndarray | None = None,
@@ -156,7 +153,7 @@ def score_rows(
     """Anomaly scores `(N,)` float64 of rows `(N, D)` (array or memmap), `batch_rows` at a time.
 
     `tiles (N,)` feed the tile embedding when the model has one; `row_keys (N,)` int64 seed each
-    row's noise (default: the row index; use `row_keys_for` for keys stable across tables).
+    row's noise (default: the row index; `vad_core.scoring.rows.row_keys_for` gives keys stable across tables).
     """
     features = _check_rows(features, denoiser, name)
     n = features.shape[0]
@@ -188,7 +185,7 @@ def score_rows(
 
 
 def score_stream(
-    denoiser: "TrainedDenoiser", chunks: Iterable[Any], config: ScoreConfig = ScoreConfig()
+    denoiser: TrainedDenoiser, chunks: Iterable[Any], config: ScoreConfig = ScoreConfig()
 ) -> Iterator[np.ndarray]:
     """Score an iterable of chunks lazily, yielding `(n_i,)` float64 per chunk.
 
@@ -206,41 +203,4 @@ def score_stream(
         offset += n
 
 
-def row_keys_for(df: pd.DataFrame) -> np.ndarray:
-    """Stable `(N,)` int64 keys of (video_id, clip, tile): blake2b of the video id, mixed with clip and tile.
-
-    Independent of row order, process and Python's hash salt; a missing `tile` column counts as tile 0.
-    """
-    missing = [c for c in ("video_id", "clip") if c not in df.columns]
-    if missing:
-        raise VADInputError(f"row table: missing column(s) {missing} needed for row keys")
-    vids, inverse = np.unique(df["video_id"].astype(str).to_numpy(), return_inverse=True)
-    vid_hash = np.array(
-        [int.from_bytes(hashlib.blake2b(v.encode(), digest_size=8).digest(), "little") for v in vids], dtype=np.uint64
-    )
-    clip = df["clip"].to_numpy().astype(np.int64).astype(np.uint64)
-    tile = (df["tile"].to_numpy() if "tile" in df.columns else np.zeros(len(df))).astype(np.int64).astype(np.uint64)
-    with np.errstate(over="ignore"):
-        k = mix64(vid_hash[inverse.reshape(-1)] + (clip + np.uint64(1)) * GOLDEN)
-        k = mix64(k + (tile + np.uint64(1)) * GOLDEN)
-    return k.view(np.int64)
-
-
-def clip_scores(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per clip: `video_id, clip, start_frame, end_frame, score` (max over tiles), `tile` (arg-max).
-
-    Ties go to the lowest tile index; the result is sorted by video_id, clip.
-    """
-    need = ["video_id", "clip", "start_frame", "end_frame", "tile", "score"]
-    missing = [c for c in need if c not in rows.columns]
-    if missing:
-        raise VADInputError(f"row scores: missing column(s) {missing}")
-    if len(rows) == 0:
-        raise VADInputError("row scores: table is empty (0 rows)")
-    score = pd.to_numeric(rows["score"], errors="coerce").to_numpy(dtype=np.float64)
-    if not np.all(np.isfinite(score)):
-        raise VADInputError(f"row scores: {int((~np.isfinite(score)).sum())} scores are missing or not finite")
-    table = rows[need].assign(score=score)
-    table = table.sort_values(["video_id", "clip", "score", "tile"], ascending=[True, True, False, True], kind="stable")
-    best = table.drop_duplicates(["video_id", "clip"], keep="first")
-    return best[["video_id", "clip", "start_frame", "end_frame", "score", "tile"]].reset_index(drop=True)
+__all__ = ["SAMPLERS", "SCORE_TYPES", "ScoreConfig", "score_rows", "score_stream"]

@@ -12,7 +12,7 @@ from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import NearestNeighbors
 
-from vad_core.baselines.base import PerTileScorer
+from vad_core.scoring.scorers.base import PerTileScorer
 from vad_core.errors import VADInputError
 
 

@@ -1,0 +1,63 @@
+"""Diffusion: the EDM denoiser (network F, preconditioning D, loss), samplers, noise, training,
+the trained denoiser and its checkpoints, and per-row reconstruction / denoising errors.
+
+    result = fit(features, TrainConfig())              # diffusion.training
+    scores = score_rows(result.denoiser, features)     # diffusion.reconstruction
+    blob = checkpoint_bytes(result)                     # diffusion.denoiser
+"""
+from vad_core.diffusion.config import TrainConfig
+from vad_core.diffusion.denoiser import (
+    CHECKPOINT_FORMAT,
+    TrainedDenoiser,
+    checkpoint_bytes,
+    load_checkpoint,
+    save_checkpoint,
+)
+from vad_core.diffusion.network import DenoiserConfig, MLPDenoiser, film_silu
+from vad_core.diffusion.noise import mix64, row_noise
+from vad_core.diffusion.precond import EDMPrecond, edm_loss, edm_scalings, measure_sigma_data, row_mse
+from vad_core.diffusion.preprocessing import FeatureScaler
+from vad_core.diffusion.reconstruction import SAMPLERS, SCORE_TYPES, ScoreConfig, score_rows, score_stream
+from vad_core.diffusion.sampling import (
+    get_sigmas_karras,
+    lms_coefficients,
+    sample_euler,
+    sample_heun,
+    sample_lms,
+    sigma_range,
+)
+from vad_core.diffusion.training import TrainResult, fit, trained_denoiser
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "SAMPLERS",
+    "SCORE_TYPES",
+    "DenoiserConfig",
+    "EDMPrecond",
+    "FeatureScaler",
+    "MLPDenoiser",
+    "ScoreConfig",
+    "TrainConfig",
+    "TrainResult",
+    "TrainedDenoiser",
+    "checkpoint_bytes",
+    "edm_loss",
+    "edm_scalings",
+    "film_silu",
+    "fit",
+    "get_sigmas_karras",
+    "lms_coefficients",
+    "load_checkpoint",
+    "measure_sigma_data",
+    "mix64",
+    "row_mse",
+    "row_noise",
+    "sample_euler",
+    "sample_heun",
+    "sample_lms",
+    "save_checkpoint",
+    "score_rows",
+    "score_stream",
+    "sigma_range",
+    "trained_denoiser",
+]
