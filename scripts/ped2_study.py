@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from vad_core.footage.ground_truth import read_ground_truth  # noqa: E402
 from vad_core.study import STUDY_TRAIN, StudyConfig, load_study_data, run_study  # noqa: E402
-from vad_core.study_report import comparison_markdown, seed_spread, selections, study_heatmaps  # noqa: E402
+from vad_core.study.report import comparison_markdown, seed_spread, selections, study_heatmaps  # noqa: E402
 from vad_core.io.tables import write_parquet_atomic  # noqa: E402
 
 GT = REPO.parent / "shared" / "data" / "ucsd_ped2" / "ped2.mat"
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
         table, meta = read_parquet(out / "study_results.parquet")
         models, _ = read_parquet(out / "study_models.parquet")
-        figures = study_heatmaps(table, docs / "figures")
+        figures = save_figures(study_heatmaps(table), docs / "figures")
         write_results_md(table, models, figures, float(meta["seconds"]), docs / "results.md", quick=args.quick)
         return 0
     if not args.features:
@@ -79,10 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     write_parquet_atomic(table, out / "study_results.parquet", {"config": json.dumps(results[0].config.to_dict()),
                                                                   "seconds": f"{seconds:.1f}"})
     write_parquet_atomic(models, out / "study_models.parquet")
-    figures = study_heatmaps(table, docs / "figures")
+    figures = save_figures(study_heatmaps(table), docs / "figures")
     write_results_md(table, models, figures, seconds, docs / "results.md", quick=args.quick)
     print(f"done in {seconds:.0f}s: {out / 'study_results.parquet'}, {docs / 'results.md'}")
     return 0
+
+
+def save_figures(figures: dict[str, bytes], folder: Path) -> list[Path]:
+    """Write `{name: PNG bytes}` into `folder` atomically; the paths, in order."""
+    from vad_core.io.tables import atomic_write_bytes
+
+    for name, png in figures.items():
+        atomic_write_bytes(folder / name, png)
+    return [folder / name for name in figures]
 
 
 def write_results_md(table, models, figures, seconds: float, path: Path, quick: bool) -> None:
@@ -101,7 +110,7 @@ def write_results_md(table, models, figures, seconds: float, path: Path, quick: 
         f"squeezed to 224x224. Study run time: {seconds / 60:.1f} min on the shared 2-core CPU "
         f"(1 torch thread){' (quick grid)' if quick else ''}.",
         "",
-        "Label-free = chosen from the unlabelled rows alone (vad_core.selection): the model with the lowest held-out "
+        "Label-free = chosen from the unlabelled rows alone (vad_core.study.selection): the model with the lowest held-out "
         "denoising error among the non-memorizing ones; the denoising sigma where the exact leave-one-out posterior "
         "of the unlabelled rows spreads over about 5 rows; the reconstruction start step with the most reliable "
         "scores across noise draws; k from Otsu's threshold. "

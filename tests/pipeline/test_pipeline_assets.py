@@ -6,7 +6,7 @@ import json
 import math
 
 import numpy as np
-from vad_core.selection import label_free_sigma
+from vad_core.study.selection import label_free_sigma
 from vad_core.io.tables import read_metadata
 from vad_core.diffusion.denoiser import load_checkpoint
 from vad_pipeline.assets.common import load_feature_rows

@@ -10,7 +10,7 @@ import pytest
 import torch
 from dagster import materialize
 
-from tests.core.test_study import generated
+from tests.core.study.test_study import generated
 from vad_core.io.feature_tables import build_feature_table, write_feature_table
 from vad_pipeline.assets.study import parameter_study, parameter_study_job, study_assets, study_jobs
 from vad_pipeline.resources import DatasetResource, MLflowTracker, VadStorage

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -73,28 +72,6 @@ def read_table(path: Any, what: str) -> pd.DataFrame:
         raise VADInputError(f"{what} table {path} is missing or unreadable: materialize {what} first") from None
 
 
-def finite_or_none(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def fmt(x: Any, digits: int = 4) -> str:
-    v = finite_or_none(x)
-    if v is None:
-        return "n/a" if x is None or isinstance(x, float) else str(x)
-    return f"{v:.{digits}f}"
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub-flavoured Markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def counts_metadata(df: pd.DataFrame) -> Mapping[str, Any]:
     from dagster import TableColumn, TableSchema
 
@@ -105,7 +82,4 @@ def counts_metadata(df: pd.DataFrame) -> Mapping[str, Any]:
     }
 
 
-__all__ = [
-    "KEY_COLUMNS", "core_config", "counts_metadata", "dataset_spec", "finite_or_none", "fmt",
-    "load_feature_rows", "markdown_table", "read_table", "run_tags",
-]
+__all__ = ["KEY_COLUMNS", "core_config", "counts_metadata", "dataset_spec", "load_feature_rows", "read_table", "run_tags"]

@@ -5,7 +5,8 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 
 from vad_core.footage import discover_videos, manifest_frame, probe_video
 from vad_core.footage.ground_truth import GT_COLUMNS, GT_DTYPES, read_ground_truth
-from vad_pipeline.assets.common import counts_metadata, dataset_spec, markdown_table
+from vad_core.evaluation.formatting import markdown_table
+from vad_pipeline.assets.common import counts_metadata, dataset_spec
 from vad_pipeline.datasets import ensure_footage
 from vad_pipeline.resources import DatasetResource, VadStorage
 

@@ -14,10 +14,10 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 
 from vad_core.diffusion.denoiser import load_checkpoint
 from vad_core.diffusion.reconstruction import ScoreConfig, score_rows
-from vad_core.metrics import clips_to_frames, frame_labels
+from vad_core.evaluation.metrics import clips_to_frames, frame_labels
 from vad_core.scoring.rows import clip_scores, decide_clips, row_keys_for, score_summary
 from vad_core.scoring.scorers import BASELINES, make_scorer
-from vad_core.selection import label_free_sigma
+from vad_core.study.selection import label_free_sigma
 from vad_pipeline.assets.common import (
     KEY_COLUMNS, core_config, counts_metadata, dataset_spec, load_feature_rows, read_table, run_tags,
 )
@@ -37,7 +37,7 @@ class ScoringConfig(ThresholdConfig):
     """vad_core.diffusion.reconstruction.ScoreConfig's fields plus the batch threshold.
 
     `sigma` None (the default) chooses the denoising score's noise level from the unlabelled
-    rows alone (vad_core.selection.label_free_sigma: where the ideal leave-one-out denoiser
+    rows alone (vad_core.study.selection.label_free_sigma: where the ideal leave-one-out denoiser
     averages over about `target_neighbours` rows); the Ped2 study (docs/results.md) found the
     noise level decides the score's quality and this rule picked the right one from the data.
     """

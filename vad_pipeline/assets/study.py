@@ -14,10 +14,13 @@ from typing import Any, Optional
 import numpy as np
 from dagster import AssetExecutionContext, AssetSelection, Config, MaterializeResult, MetadataValue, asset, define_asset_job
 
-from vad_core.study import BASELINES, StudyConfig, StudyData, TrainedSetting, run_study
-from vad_core.study_report import comparison_markdown, seed_spread, selections, study_heatmaps
+from vad_core.scoring.scorers import BASELINES
+from vad_core.study import StudyConfig, StudyData, TrainedSetting, run_study
+from vad_core.study.report import comparison_markdown, label_free_summary, seed_spread, study_heatmaps
+from vad_core.io.tables import atomic_write_bytes
 from vad_core.diffusion.training import TrainConfig
-from vad_pipeline.assets.common import dataset_spec, finite_or_none, load_feature_rows, read_table, run_tags
+from vad_core.evaluation.formatting import finite_or_none
+from vad_pipeline.assets.common import dataset_spec, load_feature_rows, read_table, run_tags
 from vad_pipeline.resources import DatasetResource, ExperimentTracker, VadStorage
 
 _STUDY = StudyConfig()
@@ -86,22 +89,6 @@ def study_data(storage: VadStorage, dataset: str, index: Any, manifest: Any, tru
                      train_mask=keys["video_id"].isin(train).to_numpy(), backbone=backbone)
 
 
-def label_free_summary(table: Any) -> dict[str, Any]:
-    """Per method group: the label-free setting and its AUCs beside the oracle's."""
-    sel = selections(table)
-    out: dict[str, Any] = {}
-    for (feats, method, st), grp in sel.groupby(["features", "method", "score_type"], sort=False):
-        entry: dict[str, Any] = {}
-        for _, r in grp.iterrows():
-            key = {"label-free": "label_free", "oracle (test labels)": "oracle",
-                   "oracle paper protocol (test labels)": "oracle_paper"}[r["selection"]]
-            entry[key] = {c: (None if isinstance(r[c], float) and not np.isfinite(r[c]) else
-                              (r[c].item() if hasattr(r[c], "item") else r[c]))
-                          for c in r.index if c not in ("features", "method", "score_type", "selection")}
-        out[f"{feats}|{method}|{st}"] = entry
-    return out
-
-
 @asset(group_name="studies", deps=["feature_index", "ground_truth", "video_manifest"],
        description="The paper's parameter analysis on this dataset: (P_mean, P_std) x start step x threshold k x "
        "embedding (+ score type, width, preprocessing, seeds), both AUC protocols, oracle vs label-free "
@@ -156,7 +143,10 @@ def parameter_study(context: AssetExecutionContext, config: ParameterStudyConfig
         json_path = storage.write_json({"dataset": spec.name, "seconds": seconds, "selections": summary,
                                         "seed_spread": seed_spread(result.table).to_dict("records")},
                                        out_dir / "label_free.json")
-        figures = study_heatmaps(result.table, out_dir / "figures")
+        figures = []
+        for name, png in study_heatmaps(result.table).items():
+            atomic_write_bytes(out_dir / "figures" / name, png)
+            figures.append(out_dir / "figures" / name)
         flat = {}
         for key, entry in summary.items():
             name = key.split("|", 1)[1].replace("|", ".")
@@ -194,5 +184,5 @@ parameter_study_job = define_asset_job(
 study_assets = [parameter_study]
 study_jobs = [parameter_study_job]
 
-__all__ = ["ParameterStudyConfig", "STUDY_JOB", "label_free_summary", "parameter_study", "parameter_study_job",
+__all__ = ["ParameterStudyConfig", "STUDY_JOB", "parameter_study", "parameter_study_job",
            "study_assets", "study_data", "study_jobs"]

@@ -7,11 +7,13 @@ import numpy as np
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
 from vad_core.diffusion.denoiser import save_checkpoint
+from vad_core.evaluation.formatting import finite_or_none
+from vad_core.evaluation.plots import loss_curve_png
+from vad_core.io.tables import atomic_write_bytes
 from vad_core.diffusion.training import TrainConfig, fit
 from vad_pipeline.assets.common import (
-    core_config, dataset_spec, finite_or_none, load_feature_rows, read_table, run_tags,
+    core_config, dataset_spec, load_feature_rows, read_table, run_tags,
 )
-from vad_pipeline.plots import plot_loss_curve
 from vad_pipeline.resources import BackboneResource, DatasetResource, ExperimentTracker, VadStorage
 from vad_pipeline.state import combined_fingerprint
 
@@ -89,7 +91,8 @@ def denoiser(context: AssetExecutionContext, config: TrainingConfig, storage: Va
         history = result.history
         train_losses = [h["train_loss"] for h in history]
         val_losses = [h["val_loss"] for h in history if h.get("val_loss") is not None]
-        loss_png = plot_loss_curve(history, ckpt_path.parent / "loss_curve.png", best_epoch=result.best_epoch)
+        loss_png = ckpt_path.parent / "loss_curve.png"
+        atomic_write_bytes(loss_png, loss_curve_png(history, best_epoch=result.best_epoch))
         figures = {
             "sigma_data": float(result.sigma_data),
             "final_train_loss": float(train_losses[-1]),

@@ -1,24 +1,18 @@
-"""Read a study's results table: selections, the Table-2 style comparison, heatmaps (PNG, Agg).
+"""Render a study's results table: selections, the Table-2 style comparison, the label-free
+summary and heatmaps (PNG bytes).
 
-Works on `StudyResult.table` (or the Parquet file it was written to), so a finished study can be
+Works on `StudyResult.table` (or the Parquet table it was stored as), so a finished study can be
 re-rendered without retraining.
 """
 from __future__ import annotations
 
-import io
-import os
-from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from vad_core.errors import VADInputError  # noqa: E402
-from vad_core.io.tables import atomic_write_bytes  # noqa: E402
+from vad_core.evaluation.formatting import markdown_table
+from vad_core.evaluation.plots import heatmap_png
 
 _SETTING_COLS = ["setting_id", "P_mean", "P_std", "hidden", "scaler", "seed", "variant", "k"]
 
@@ -94,61 +88,25 @@ def comparison_markdown(table: pd.DataFrame) -> str:
                      _pct(get("oracle (test labels)", "frame_auc")),
                      f"{_pct(get('label-free', 'paper_auc'))} / {_pct(get('oracle paper protocol (test labels)', 'paper_auc'))}"]
         rows.append(line)
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+    return markdown_table(header, rows)
 
 
-def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
-
-
-def heatmap(table: pd.DataFrame, path: str | os.PathLike, x: str, y: str, title: str,
-            value: str = "frame_auc", mark: tuple[float, float] | None = None) -> Path:
-    """A heatmap of `value` over two columns of `table` (max over any remaining rows per cell)."""
-    if table.empty:
-        raise VADInputError(f"heatmap {path}: no rows to plot")
-    grid = table.pivot_table(index=y, columns=x, values=value, aggfunc="max")
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * grid.shape[1], 1.0 + 0.55 * grid.shape[0]))
-    im = ax.imshow(grid.to_numpy(), cmap="viridis", aspect="auto", origin="lower")
-    ax.set_xticks(range(grid.shape[1]), [f"{c:g}" if isinstance(c, float) else str(c) for c in grid.columns])
-    ax.set_yticks(range(grid.shape[0]), [f"{c:g}" if isinstance(c, float) else str(c) for c in grid.index])
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    vals = grid.to_numpy()
-    for i in range(vals.shape[0]):
-        for j in range(vals.shape[1]):
-            if np.isfinite(vals[i, j]):
-                ax.text(j, i, f"{100 * vals[i, j]:.1f}", ha="center", va="center", fontsize=7,
-                        color="white" if vals[i, j] < np.nanmean(vals) else "black")
-    if mark is not None and mark[0] in grid.columns and mark[1] in grid.index:
-        ax.add_patch(plt.Rectangle((list(grid.columns).index(mark[0]) - 0.5, list(grid.index).index(mark[1]) - 0.5),
-                                   1, 1, fill=False, ec="red", lw=2))
-    fig.colorbar(im, ax=ax, label=value.replace("_", " "))
-    ax.set_title(title, fontsize=9)
-    return _save(fig, path)
-
-
-def study_heatmaps(table: pd.DataFrame, out_dir: str | os.PathLike, features: str | None = None,
-                   methods: Sequence[str] | None = None) -> list[Path]:
+def study_heatmaps(table: pd.DataFrame, features: str | None = None,
+                   methods: Sequence[str] | None = None) -> dict[str, bytes]:
     """The study's heatmaps for one feature set, per diffusion method:
 
     - reconstruction: frame AUC over (P_mean, P_std) at the best t, and over (t, P_mean) at the best P_std;
     - denoising: frame AUC over (sigma, P_mean) at the best P_std.
     "Best" = the oracle row (test labels); the label-free cell is outlined in red.
+    Returns `{file name: PNG bytes}`, e.g. `i3d_ped2_film_recon_noise.png`.
     """
-    out_dir = Path(out_dir)
     t = table[table["method"].str.startswith("diffusion")]
     if "phase" in t.columns:
         t = t[t["phase"] == "grid"]
     features = features or str(t["features"].iloc[0])
     t = t[t["features"] == features].drop_duplicates(["setting_id", "variant"])
     tag = features.replace("/", "_")
-    paths: list[Path] = []
+    figures: dict[str, bytes] = {}
     for method in methods or sorted(t["method"].unique()):
         m = t[t["method"] == method]
         full = table[(table["features"] == features) & (table["method"] == method)]
@@ -163,22 +121,38 @@ def study_heatmaps(table: pd.DataFrame, out_dir: str | os.PathLike, features: st
             name = method.split("-", 1)[1]
             if st == "reconstruction":
                 at_t = ms[ms["start_step"] == b["start_step"]]
-                paths.append(heatmap(at_t, out_dir / f"{tag}_{name}_recon_noise.png", "P_std", "P_mean",
+                figures[f"{tag}_{name}_recon_noise.png"] = heatmap_png(at_t, "P_std", "P_mean",
                                      f"{features}, {name}, reconstruction, t = {int(b['start_step'])} (oracle best t)",
                                      mark=None if lf is None or lf["start_step"] != b["start_step"]
-                                     else (lf["P_std"], lf["P_mean"])))
+                                     else (lf["P_std"], lf["P_mean"]))
                 at_ps = ms[ms["P_std"] == b["P_std"]]
-                paths.append(heatmap(at_ps, out_dir / f"{tag}_{name}_recon_t.png", "start_step", "P_mean",
+                figures[f"{tag}_{name}_recon_t.png"] = heatmap_png(at_ps, "start_step", "P_mean",
                                      f"{features}, {name}, reconstruction, P_std = {b['P_std']:g} (oracle best)",
                                      mark=None if lf is None or lf["P_std"] != b["P_std"]
-                                     else (lf["start_step"], lf["P_mean"])))
+                                     else (lf["start_step"], lf["P_mean"]))
             else:
                 at_ps = ms[ms["P_std"] == b["P_std"]]
-                paths.append(heatmap(at_ps, out_dir / f"{tag}_{name}_denoise_sigma.png", "sigma", "P_mean",
+                figures[f"{tag}_{name}_denoise_sigma.png"] = heatmap_png(at_ps, "sigma", "P_mean",
                                      f"{features}, {name}, denoising, P_std = {b['P_std']:g} (oracle best)",
                                      mark=None if lf is None or lf["P_std"] != b["P_std"]
-                                     else (lf["sigma"], lf["P_mean"])))
-    return paths
+                                     else (lf["sigma"], lf["P_mean"]))
+    return figures
 
 
-__all__ = ["comparison_markdown", "heatmap", "method_label", "seed_spread", "selections", "study_heatmaps"]
+def label_free_summary(table: Any) -> dict[str, Any]:
+    """Per method group: the label-free setting and its AUCs beside the oracle's."""
+    sel = selections(table)
+    out: dict[str, Any] = {}
+    for (feats, method, st), grp in sel.groupby(["features", "method", "score_type"], sort=False):
+        entry: dict[str, Any] = {}
+        for _, r in grp.iterrows():
+            key = {"label-free": "label_free", "oracle (test labels)": "oracle",
+                   "oracle paper protocol (test labels)": "oracle_paper"}[r["selection"]]
+            entry[key] = {c: (None if isinstance(r[c], float) and not np.isfinite(r[c]) else
+                              (r[c].item() if hasattr(r[c], "item") else r[c]))
+                          for c in r.index if c not in ("features", "method", "score_type", "selection")}
+        out[f"{feats}|{method}|{st}"] = entry
+    return out
+
+
+__all__ = ["comparison_markdown", "label_free_summary", "method_label", "seed_spread", "selections", "study_heatmaps"]

@@ -1,12 +1,12 @@
-"""Report plots (PNG, written atomically): loss curve, per-video score curves, ROC, top clips.
+"""Report plots as PNG bytes: loss curve, per-video score curves, ROC, top clips, heatmaps.
 
-Matplotlib with the Agg backend: no display needed, safe in Dagster's worker processes.
+Every function returns the encoded PNG; the caller stores it wherever it keeps outputs (the
+pipeline writes through its storage interface). Matplotlib with the Agg backend: no display
+needed, safe in worker processes.
 """
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import matplotlib
@@ -15,21 +15,21 @@ matplotlib.use("Agg")
 import matplotlib.patches as mpatches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from vad_core.io.tables import atomic_write_bytes  # noqa: E402
+from vad_core.errors import VADInputError  # noqa: E402
 
 
-def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
+def figure_png(fig: plt.Figure, dpi: int = 110) -> bytes:
+    """Encode a figure as PNG and close it (figures are never left open in a long-lived worker)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
+    return buf.getvalue()
 
 
-def plot_loss_curve(history: Sequence[Mapping[str, float | None]], path: str | os.PathLike,
-                    best_epoch: int | None = None) -> Path:
+def loss_curve_png(history: Sequence[Mapping[str, float | None]], best_epoch: int | None = None) -> bytes:
     """Training and validation loss per epoch; the kept (best) epoch marked."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     epochs = [h["epoch"] for h in history]
@@ -44,12 +44,11 @@ def plot_loss_curve(history: Sequence[Mapping[str, float | None]], path: str | o
     ax.set_yscale("log")
     ax.legend()
     ax.set_title("denoiser training")
-    return _save(fig, path)
+    return figure_png(fig)
 
 
-def plot_score_curve(frame: np.ndarray, score: np.ndarray, anomalous: np.ndarray,
-                     gt_intervals: Sequence[tuple[int, int]], thresholds: Sequence[float],
-                     path: str | os.PathLike, title: str) -> Path:
+def score_curve_png(frame: np.ndarray, score: np.ndarray, anomalous: np.ndarray,
+                    gt_intervals: Sequence[tuple[int, int]], thresholds: Sequence[float], title: str) -> bytes:
     """One video's frame scores `(F,)` with ground-truth spans shaded and threshold crossings marked.
 
     A crossing is a frame where the decision turns from normal to anomalous.
@@ -69,10 +68,10 @@ def plot_score_curve(frame: np.ndarray, score: np.ndarray, anomalous: np.ndarray
     ax.set_ylabel("anomaly score")
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
-    return _save(fig, path)
+    return figure_png(fig)
 
 
-def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], path: str | os.PathLike) -> Path:
+def roc_png(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]]) -> bytes:
     """ROC curves of several scorers: `{name: (labels (F,), scores (F,), auc)}`."""
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, (labels, scores, auc) in curves.items():
@@ -83,11 +82,10 @@ def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], path: s
     ax.set_ylabel("true positive rate")
     ax.set_title("frame-level ROC")
     ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
+    return figure_png(fig)
 
 
-def plot_top_clips(items: Sequence[tuple[np.ndarray, tuple[int, int, int, int], str]],
-                   path: str | os.PathLike) -> Path:
+def top_clips_png(items: Sequence[tuple[np.ndarray, tuple[int, int, int, int], str]]) -> bytes:
     """A grid of frames `(H, W, 3)` uint8, each with its arg-max tile box `(x, y, w, h)` drawn."""
     n = max(len(items), 1)
     cols = min(n, 3)
@@ -100,4 +98,33 @@ def plot_top_clips(items: Sequence[tuple[np.ndarray, tuple[int, int, int, int], 
         ax.add_patch(mpatches.Rectangle((x - 0.5, y - 0.5), w, h, fill=False, ec="red", lw=2))
         ax.set_title(title, fontsize=8)
     fig.suptitle("top-scoring clips: middle frame, arg-max tile in red", y=1.0)
-    return _save(fig, path)
+    return figure_png(fig)
+
+
+def heatmap_png(table: pd.DataFrame, x: str, y: str, title: str, value: str = "frame_auc",
+                mark: tuple[float, float] | None = None) -> bytes:
+    """A heatmap of `value` over two columns of `table` (max over any remaining rows per cell)."""
+    if table.empty:
+        raise VADInputError(f"heatmap {title!r}: no rows to plot")
+    grid = table.pivot_table(index=y, columns=x, values=value, aggfunc="max")
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * grid.shape[1], 1.0 + 0.55 * grid.shape[0]))
+    im = ax.imshow(grid.to_numpy(), cmap="viridis", aspect="auto", origin="lower")
+    ax.set_xticks(range(grid.shape[1]), [f"{c:g}" if isinstance(c, float) else str(c) for c in grid.columns])
+    ax.set_yticks(range(grid.shape[0]), [f"{c:g}" if isinstance(c, float) else str(c) for c in grid.index])
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    vals = grid.to_numpy()
+    for i in range(vals.shape[0]):
+        for j in range(vals.shape[1]):
+            if np.isfinite(vals[i, j]):
+                ax.text(j, i, f"{100 * vals[i, j]:.1f}", ha="center", va="center", fontsize=7,
+                        color="white" if vals[i, j] < np.nanmean(vals) else "black")
+    if mark is not None and mark[0] in grid.columns and mark[1] in grid.index:
+        ax.add_patch(plt.Rectangle((list(grid.columns).index(mark[0]) - 0.5, list(grid.index).index(mark[1]) - 0.5),
+                                   1, 1, fill=False, ec="red", lw=2))
+    fig.colorbar(im, ax=ax, label=value.replace("_", " "))
+    ax.set_title(title, fontsize=9)
+    return figure_png(fig, dpi=90)
+
+
+__all__ = ["figure_png", "heatmap_png", "loss_curve_png", "roc_png", "score_curve_png", "top_clips_png"]

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from vad_core.errors import VADInputError
-from vad_core.metrics import (
+from vad_core.evaluation.metrics import (
     average_precision,
     clips_to_frames,
     evaluate,

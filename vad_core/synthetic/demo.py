@@ -10,7 +10,7 @@ Ground truth (`ground_truth.csv`: video_id, start_frame, end_frame, event; 0-bas
 marks the frames where the anomalous object has at least 25% of its bounding box inside the
 picture (loitering: the frames in which the person stands still).
 
-Drawing lives in `vad_core.synthetic_drawing`; each frame adds seeded sensor noise. Everything is seeded by
+Drawing lives in `vad_core.synthetic.drawing`; each frame adds seeded sensor noise. Everything is seeded by
 (seed, video), so the same arguments give the same frames and, with the same x264, the same bytes.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 from vad_core.footage.clips import prefetch
 from vad_core.errors import VADInputError
 from vad_core.footage.ground_truth import mask_to_intervals
-from vad_core.synthetic_drawing import (
+from vad_core.synthetic.drawing import (
     WALK_BOTTOM, WALK_TOP, Agent, Canvas, agent_boxes, draw_agent, render_background, rgb,
 )
 from vad_core.io.hashing import sha256_file

@@ -13,11 +13,11 @@ from vad_core.scoring.scorers import make_scorer
 from vad_core.errors import VADInputError
 from vad_core.diffusion.reconstruction import ScoreConfig, score_rows
 from vad_core.scoring.rows import row_keys_for
-from vad_core.selection import (
+from vad_core.study.selection import (
     choose_model, choose_sigma, choose_variant, otsu_k, otsu_threshold, posterior_neighbours, reliability,
 )
 from vad_core.study import StudyConfig, StudyData, run_study
-from vad_core.study_report import comparison_markdown, selections, study_heatmaps
+from vad_core.study.report import comparison_markdown, selections, study_heatmaps
 from vad_core.diffusion.training import TrainConfig, trained_denoiser
 
 DIM, TILES, CLIPS, CLIP_LEN = 16, 3, 20, 8
@@ -152,12 +152,12 @@ def test_table_agrees_with_scoring_each_setting_directly():
 
 def test_report_heatmaps_and_comparison(tmp_path):
     _, result, _ = study()
-    paths = study_heatmaps(result.table, tmp_path)
+    figures = study_heatmaps(result.table)
     # per embedding: reconstruction (noise, t) + denoising (sigma)
-    assert sorted(p.name for p in paths) == sorted(
+    assert sorted(figures) == sorted(
         f"gen_tiles_{e}_{k}.png" for e in ("film", "concat") for k in ("recon_noise", "recon_t", "denoise_sigma"))
-    for p in paths:
-        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in figures.values():
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
     md = comparison_markdown(result.table)
     lines = md.splitlines()
     assert len(lines) == 2 + 4 + 2  # header, rule, 4 diffusion rows, knn, pca

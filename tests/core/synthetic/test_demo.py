@@ -19,7 +19,7 @@ from vad_core.synthetic import (
     render_video,
     visible_fraction,
 )
-from vad_core.synthetic_drawing import WALK_BOTTOM, WALK_TOP, perspective, render_background
+from vad_core.synthetic.drawing import WALK_BOTTOM, WALK_TOP, perspective, render_background
 
 SMALL = dict(n_train=1, n_test=2, n_frames=40, width=160, height=120, person_height=24.0)
 

@@ -1,4 +1,4 @@
-"""Label-free choices for the parameter study: what can be decided from unlabelled rows alone.
+"""Label-free choices: what can be decided from unlabelled rows alone, and the study's selections.
 
 In the unsupervised setting every row is an unlabelled training row, so a setting may only be
 chosen by a criterion computed from those rows (findings.md):
@@ -36,6 +36,7 @@ from scipy.stats import spearmanr
 
 from vad_core.errors import VADInputError
 from vad_core.diffusion.preprocessing import FeatureScaler
+from vad_core.study.grid import StudyConfig
 
 
 def reliability(a: np.ndarray, b: np.ndarray) -> float:
@@ -159,7 +160,6 @@ def choose_variant(variants: pd.DataFrame) -> int:
     return rel.idxmax()
 
 
-__all__ = ["choose_model", "choose_sigma", "choose_variant", "posterior_neighbours", "otsu_k", "otsu_threshold", "reliability"]
 
 
 SIGMA_CANDIDATES: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
@@ -178,3 +178,50 @@ def label_free_sigma(scaler: FeatureScaler, sigma_data: float, features: np.ndar
     x = np.asarray(scaler.transform(np.asarray(features, dtype=np.float32)), dtype=np.float64)
     counts = posterior_neighbours(x / float(sigma_data), candidates, tiles=tiles, seed=seed)
     return choose_sigma(counts, candidates, target), {f"sigma={s:g}": float(c) for s, c in zip(candidates, counts)}
+
+
+def mark_selections(table: pd.DataFrame, models: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
+    """Set `label_free`, `oracle` (best frame AUC) and `oracle_paper` (best paper AUC) per method group.
+
+    A method group is one (features, method, score type). Seed replicates are never chosen
+    from (they measure spread); the oracle may pick any other axis, the label-free choice any
+    model on the first scaler (held-out errors of different scalings are not comparable).
+    """
+    table = table.assign(label_free=False, oracle=False, oracle_paper=False)
+    for _, grp in table.groupby(["features", "method", "score_type"], sort=False):
+        if "phase" in grp.columns:
+            grp = grp[grp["phase"].fillna("grid") != "seed"]
+        best = grp.sort_values(["frame_auc", "paper_auc"], ascending=False, kind="stable").index[0]
+        table.loc[best, "oracle"] = True
+        table.loc[grp["paper_auc"].idxmax(), "oracle_paper"] = True
+        table.loc[label_free_row(grp, models, config), "label_free"] = True
+    return table
+
+
+def label_free_row(grp: pd.DataFrame, models: pd.DataFrame, config: StudyConfig) -> int:
+    """The label-free row of one method group (rows of one method and score type, k-expanded).
+
+    Diffusion: the model by `choose_model`, then its variant by `choose_variant`; every scorer:
+    the k nearest the variant's Otsu k.
+    """
+    if "setting_id" in grp.columns and grp["setting_id"].notna().any():
+        cand = models[models["setting_id"].isin(grp["setting_id"].unique())
+                      & (models["features"] == grp["features"].iloc[0])
+                      & (models["scaler"] == config.scalers[0]) & (models["phase"] != "seed")]
+        if not cand.empty:
+            cand = cand.reset_index(drop=True)
+            model_id = cand.loc[choose_model(cand, config.max_memorization_auc), "setting_id"]
+            grp = grp[grp["setting_id"] == model_id]
+        variants = grp.drop_duplicates("variant")
+        if (variants["score_type"] == "denoising").all() and variants["posterior_neighbours"].notna().all():
+            sigma = choose_sigma(variants["posterior_neighbours"].tolist(), variants["sigma"].tolist(),
+                                 config.target_neighbours)
+            grp = grp[grp["sigma"] == sigma]
+        else:
+            grp = grp[grp["variant"] == variants.loc[choose_variant(variants), "variant"]]
+    k_free = float(grp["otsu_k"].iloc[0])
+    return grp.index[int(np.argmin(np.abs(grp["k"].to_numpy() - k_free)))]
+
+
+__all__ = ["SIGMA_CANDIDATES", "choose_model", "choose_sigma", "choose_variant", "label_free_row", "label_free_sigma",
+           "mark_selections", "otsu_k", "otsu_threshold", "posterior_neighbours", "reliability"]

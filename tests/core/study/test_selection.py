@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from vad_core.diffusion.preprocessing import FeatureScaler
-from vad_core.selection import choose_sigma, label_free_sigma, posterior_neighbours
+from vad_core.study.selection import choose_sigma, label_free_sigma, posterior_neighbours
 
 
 def _clusters(n_clusters: int = 8, size: int = 6, dim: int = 16, spread: float = 1e-3, gap: float = 100.0) -> np.ndarray:

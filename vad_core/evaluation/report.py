@@ -1,0 +1,264 @@
+"""The evaluation report, rebuilt from the score tables alone: figures, JSON, Markdown and plots.
+
+    report = build_report(ReportTables(frames, clips, tiles, manifest, truth, baselines), ReportSettings(), "demo")
+    report.data          # what report.json holds
+    report.markdown      # report.md
+    report.plots         # {"roc.png": b"...", "scores_<video>.png": ..., "top_clips.png": ...}
+
+Every scorer (the diffusion model and each baseline) gets frame-level ROC AUC / AP, raw and
+temporally smoothed, and the paper-protocol AUC of its batch decisions, per video and overall,
+on the labelled frames. Nothing here knows where tables live: the caller reads them and stores
+the result (the pipeline through its storage interface, `vad report` the same way).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from pathlib import PurePosixPath
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from vad_core.errors import VADInputError
+from vad_core.evaluation.formatting import fmt, markdown_table
+from vad_core.evaluation.metrics import clips_to_frames, evaluate
+from vad_core.evaluation.plots import roc_png, score_curve_png, top_clips_png
+from vad_core.footage.decode import read_frames
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """`smoothing_sigma`: Gaussian smoothing of frame scores (frames), reported beside the raw figure;
+    `top_clips`: how many top-scoring clips get a frame with the arg-max tile drawn;
+    `max_curve_videos`: per-video score curves drawn (evaluated videos first)."""
+
+    smoothing_sigma: float | None = 8.0
+    top_clips: int = 6
+    max_curve_videos: int = 12
+
+    def __post_init__(self) -> None:
+        if self.top_clips < 0 or self.max_curve_videos < 0:
+            raise VADInputError(f"ReportSettings: top_clips and max_curve_videos must be >= 0, "
+                                f"got {self.top_clips}, {self.max_curve_videos}")
+        if self.smoothing_sigma is not None and not self.smoothing_sigma > 0:
+            raise VADInputError(f"ReportSettings.smoothing_sigma must be > 0 or None, got {self.smoothing_sigma}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ReportTables:
+    """The tables a report is built from (the pipeline's design.md tables).
+
+    `frames`: frame scores (video_id, frame, score, anomalous, label); `clips`: segment scores;
+    `tiles`: the per-(clip, tile) companion table with the boxes; `manifest`: video manifest
+    (paths to read the top clips' frames from); `ground_truth`; `baselines`: the baselines'
+    clip scores in long format (`scorer` column) or None; `denoiser_info`: the JSON beside the
+    checkpoint; `scoring_metadata`: the segment-score table's schema metadata.
+    """
+
+    frames: pd.DataFrame
+    clips: pd.DataFrame
+    tiles: pd.DataFrame
+    manifest: pd.DataFrame
+    ground_truth: pd.DataFrame
+    baselines: pd.DataFrame | None = None
+    denoiser_info: Mapping[str, Any] = field(default_factory=dict)
+    scoring_metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class EvaluationReport:
+    """`data` (report.json), `markdown` (report.md) and `plots` (file name -> PNG bytes, in report order)."""
+
+    data: dict[str, Any]
+    markdown: str
+    plots: dict[str, bytes]
+
+    def auc_metrics(self) -> dict[str, float | None]:
+        """`frame_auc.<scorer>`, `frame_ap.<scorer>`, `paper_protocol_auc.<scorer>`, `frame_auc_smoothed.<scorer>`."""
+        out: dict[str, float | None] = {}
+        for name, r in self.data["scorers"].items():
+            m = r["metrics"] or {}
+            out.update({f"frame_auc.{name}": m.get("roc_auc"), f"frame_ap.{name}": m.get("average_precision"),
+                        f"paper_protocol_auc.{name}": m.get("paper_protocol_auc"),
+                        f"frame_auc_smoothed.{name}": m.get("smoothed_roc_auc")})
+        return out
+
+
+DENOISER_KEYS = ("sigma_data", "final_train_loss", "best_val_loss", "memorization_auc", "epochs_run", "best_epoch",
+                 "data_fingerprint", "features_fingerprint", "mlflow_run_id", "model_name", "model_version")
+
+
+def _evaluate(frames: pd.DataFrame, sigma: float | None) -> tuple[dict[str, Any] | None, str | None]:
+    """Figures on the labelled frames, or None and the reason they cannot be computed."""
+    labelled = frames[frames["label"].notna()]
+    if labelled.empty:
+        return None, "no labelled frames (no evaluated video)"
+    labelled = labelled.assign(label=labelled["label"].astype(np.int64))
+    try:
+        return evaluate(labelled, smoothing_sigma=sigma).to_dict(), None
+    except VADInputError as exc:
+        return None, str(exc)
+
+
+def scorer_frames(tables: ReportTables) -> dict[str, pd.DataFrame]:
+    """Frame tables of every scorer, the baselines' labels copied from the diffusion frame table."""
+    out = {"diffusion": tables.frames}
+    if tables.baselines is None:
+        return out
+    ok = tables.manifest[tables.manifest["status"] == "ok"]
+    n_frames = {str(v): int(n) for v, n in zip(ok["video_id"], ok["n_frames"])}
+    labels = tables.frames[["video_id", "frame", "label"]]
+    for name, clips in tables.baselines.groupby("scorer", sort=False):
+        out[str(name)] = clips_to_frames(clips, n_frames).merge(labels, on=["video_id", "frame"], how="left")
+    return out
+
+
+def _curve_plots(tables: ReportTables, videos: list[str]) -> dict[str, bytes]:
+    plots = {}
+    frames, clips, truth = tables.frames, tables.clips, tables.ground_truth
+    for vid in videos:
+        f = frames[frames["video_id"] == vid].sort_values("frame")
+        t = truth[truth["video_id"] == vid]
+        c = clips[clips["video_id"] == vid]
+        safe = vid.replace("/", "__")
+        plots[f"scores_{safe}.png"] = score_curve_png(
+            f["frame"].to_numpy(), f["score"].to_numpy(), f["anomalous"].to_numpy(),
+            list(zip(t["start_frame"].tolist(), t["end_frame"].tolist())), c["threshold"].unique().tolist(),
+            title=f"{vid}: diffusion score")
+    return plots
+
+
+def _top_clips(tables: ReportTables, n: int) -> tuple[bytes | None, list[dict[str, Any]]]:
+    """The middle frame of each of the `n` top-scoring clips with its arg-max tile's box."""
+    if n <= 0:
+        return None, []
+    top = tables.clips.sort_values("score", ascending=False).head(n)
+    boxes = tables.tiles.drop_duplicates(["video_id", "clip", "tile"]).set_index(["video_id", "clip", "tile"])
+    videos = tables.manifest.set_index("video_id")
+    items, listed = [], []
+    for row in top.itertuples(index=False):
+        box = boxes.loc[(row.video_id, row.clip, row.tile)]
+        x, y, w, h = (int(box[c]) for c in ("x", "y", "w", "h"))
+        listed.append({"video_id": row.video_id, "clip": int(row.clip), "start_frame": int(row.start_frame),
+                       "end_frame": int(row.end_frame), "score": float(row.score), "tile": int(row.tile),
+                       "box": [x, y, w, h]})
+        if w <= 0 or h <= 0 or row.video_id not in videos.index:
+            continue  # imported features carry no box (-1): nothing to draw
+        middle = (int(row.start_frame) + int(row.end_frame)) // 2
+        src = videos.loc[row.video_id]
+        frame = read_frames(src["path"], src["kind"], middle, middle + 1)[0]
+        items.append((frame, (x, y, w, h), f"{row.video_id} frames {row.start_frame}-{row.end_frame}\n"
+                                             f"score {row.score:.4g}, tile {row.tile}"))
+    if not items:
+        return None, listed
+    return top_clips_png(items), listed
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The report as Markdown: headline table, per-video AUCs, top clips, plots (linked as `plots/<name>`)."""
+    lines = [f"# Evaluation report: {report['dataset']}", "",
+             f"{report['n_videos']} videos, {report['n_frames']} frames, "
+             f"{report['n_labelled_frames']} labelled ({report['n_anomalous_frames']} anomalous). "
+             f"Code {report['code_version']}, {report['created']}.", ""]
+    d = report.get("denoiser") or {}
+    if d:
+        lines += [f"Denoiser: sigma_data {fmt(d.get('sigma_data'))}, final train loss {fmt(d.get('final_train_loss'))}, "
+                  f"memorization AUC {fmt(d.get('memorization_auc'), 3)} (0.5 = none), "
+                  f"MLflow model version {d.get('model_version')}.", ""]
+    rows = []
+    for name, r in report["scorers"].items():
+        m = r.get("metrics")
+        if m:
+            rows.append([name, fmt(m["roc_auc"]), fmt(m["average_precision"]), fmt(m.get("smoothed_roc_auc")),
+                         fmt(m["paper_protocol_auc"]), fmt(r["anomalous_clip_share"], 3)])
+        else:
+            rows.append([name, "n/a", "n/a", "n/a", "n/a", fmt(r["anomalous_clip_share"], 3)])
+    sigma = report["config"].get("smoothing_sigma")
+    lines += ["## Frame-level figures", "",
+              markdown_table(["scorer", "ROC AUC", "AP", f"ROC AUC smoothed (sigma {sigma})",
+                              "paper-protocol AUC (binarised decisions)", "flagged clip share"], rows), ""]
+    if report.get("note"):
+        lines += [f"Note: {report['note']}", ""]
+    per_video = {n: (r.get("metrics") or {}).get("per_video_auc", {}) for n, r in report["scorers"].items()}
+    vids = sorted({v for pv in per_video.values() for v in pv})
+    if vids:
+        lines += ["## Per-video ROC AUC", "",
+                  markdown_table(["video"] + list(per_video), [[v] + [fmt(per_video[n].get(v)) for n in per_video]
+                                                               for v in vids]), ""]
+    if report.get("top_clips"):
+        lines += ["## Top-scoring clips (diffusion)", "",
+                  markdown_table(["video", "frames", "score", "tile", "box (x, y, w, h)"],
+                                 [[c["video_id"], f"{c['start_frame']}-{c['end_frame']}", fmt(c["score"]), c["tile"],
+                                   tuple(c["box"])] for c in report["top_clips"]]), ""]
+    if report.get("plots"):
+        names = [PurePosixPath(str(p).replace("\\", "/")).name for p in report["plots"]]
+        lines += ["## Plots", ""] + [f"![{PurePosixPath(n).stem}](plots/{n})" for n in names] + [""]
+    return "\n".join(lines)
+
+
+def build_report(
+    tables: ReportTables,
+    settings: ReportSettings,
+    dataset: str,
+    *,
+    spec: Mapping[str, Any] | None = None,
+    code_version: str = "",
+    created: str | None = None,
+    plot_location: Callable[[str], str] = lambda name: f"plots/{name}",
+) -> EvaluationReport:
+    """Figures, JSON, Markdown and plots of one dataset's scores (see the module doc).
+
+    `spec` (the dataset spec as a dict) and `code_version` are recorded as given; `created`
+    defaults to now (UTC); `plot_location(name)` is what the JSON lists for each plot (where the
+    caller will store it).
+    """
+    frames, clips = tables.frames, tables.clips
+    results: dict[str, Any] = {}
+    notes = set()
+    per_scorer = scorer_frames(tables)
+    for name, f in per_scorer.items():
+        metrics, why = _evaluate(f, settings.smoothing_sigma)
+        c = clips if name == "diffusion" else tables.baselines[tables.baselines["scorer"] == name]  # type: ignore[index]
+        results[name] = {"metrics": metrics, "anomalous_clip_share": float(c["anomalous"].mean())}
+        if why:
+            notes.add(why)
+
+    plots: dict[str, bytes] = {}
+    labelled = frames[frames["label"].notna()]
+    if results["diffusion"]["metrics"] is not None:
+        curves = {}
+        for name, f in per_scorer.items():
+            if results[name]["metrics"] is not None:
+                lf = f[f["label"].notna()]
+                curves[name] = (lf["label"].astype(int).to_numpy(), lf["score"].to_numpy(),
+                                results[name]["metrics"]["roc_auc"])
+        plots["roc.png"] = roc_png(curves)
+    evaluated = sorted(labelled["video_id"].unique().tolist())
+    others = sorted(set(frames["video_id"].unique()) - set(evaluated))
+    plots.update(_curve_plots(tables, (evaluated + others)[: settings.max_curve_videos]))
+    top_png, top = _top_clips(tables, settings.top_clips)
+    if top_png:
+        plots["top_clips.png"] = top_png
+
+    info = tables.denoiser_info
+    data = {
+        "dataset": dataset,
+        "created": created or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "code_version": code_version, "spec": dict(spec or {}), "config": settings.to_dict(),
+        "n_videos": int(frames["video_id"].nunique()), "n_frames": len(frames),
+        "n_labelled_frames": len(labelled), "n_anomalous_frames": int(labelled["label"].sum()) if len(labelled) else 0,
+        "evaluated_videos": evaluated,
+        "denoiser": {k: info.get(k) for k in DENOISER_KEYS},
+        "scoring": dict(tables.scoring_metadata),
+        "scorers": results, "note": "; ".join(sorted(notes)) or None,
+        "top_clips": top, "plots": [plot_location(name) for name in plots],
+    }
+    return EvaluationReport(data=data, markdown=render_markdown(data), plots=plots)
+
+
+__all__ = ["DENOISER_KEYS", "EvaluationReport", "ReportSettings", "ReportTables", "build_report", "render_markdown",
+           "scorer_frames"]

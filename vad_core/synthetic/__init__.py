@@ -1,0 +1,26 @@
+"""Synthetic demo footage: a seeded surveillance scene with pedestrians and planted anomalies."""
+from vad_core.synthetic.demo import (
+    ANOMALY_KINDS,
+    GENERATOR_VERSION,
+    DemoConfig,
+    DemoFootage,
+    anomaly_mask,
+    generate_demo_footage,
+    plan_video,
+    render_video,
+    visible_fraction,
+    write_mp4,
+)
+
+__all__ = [
+    "ANOMALY_KINDS",
+    "GENERATOR_VERSION",
+    "DemoConfig",
+    "DemoFootage",
+    "anomaly_mask",
+    "generate_demo_footage",
+    "plan_video",
+    "render_video",
+    "visible_fraction",
+    "write_mp4",
+]
