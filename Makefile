@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export VAD_HOME ?= $(CURDIR)/vad_home
 
-.PHONY: setup test test-fast bench demo demo-ped2 ui clean
+.PHONY: setup test test-fast lint typecheck bench demo demo-ped2 ui report clean
 
 setup: $(STAMP)
 
@@ -27,14 +27,14 @@ bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 demo: setup
-	$(BIN)/python -m vad_pipeline.demo
+	$(BIN)/python -m vad_pipeline.cli.demo
 
 # The same end to end run on the UCSD Ped2 videos in ../shared (read in place).
 demo-ped2: setup
-	VAD_DATASET=ucsd_ped2 $(BIN)/python -m vad_pipeline.demo
+	VAD_DATASET=ucsd_ped2 $(BIN)/python -m vad_pipeline.cli.demo
 
 ui: setup
-	$(BIN)/python -m vad_pipeline.ui
+	$(BIN)/python -m vad_pipeline.cli.ui
 
 clean:
 	rm -rf $(VENV) vad_home .pytest_cache

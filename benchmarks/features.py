@@ -39,6 +39,7 @@ from vad_core.footage.clips import ClipConfig, iter_clips
 from vad_core.features import extract_all, extract_features
 from vad_core.footage import VideoSource, build_manifest, list_frames, probe_video
 from vad_core.features.backbones.pixelstats import PixelStatsBackbone
+from vad_core.io.store import LocalTableStore
 
 SHARED = Path(os.environ.get("VAD_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 PED2 = SHARED / "data" / "ucsd_ped2"
@@ -176,7 +177,7 @@ def _extract_rate(backbone: Any, row: dict, config: ClipConfig, out: Path, batch
     out.unlink(missing_ok=True)
     reset = _reset_peak_rss()
     t0 = time.perf_counter()
-    result = extract_features(row, backbone, config, out, batch_size=batch)
+    result = extract_features(row, backbone, config, LocalTableStore(out.parent), out.name, batch_size=batch)
     seconds = time.perf_counter() - t0
     peak = _peak_rss_mib() if reset else None
     return {"video": str(row["video_id"]), "frames": int(row["n_frames"]), "tile_clips": result.n_rows,
@@ -190,7 +191,8 @@ def _traced_peak(row: dict, config: ClipConfig, out: Path, batch: int) -> dict[s
     out.unlink(missing_ok=True)
     tracemalloc.start()
     try:
-        result = extract_features(row, PixelStatsBackbone(), config, out, batch_size=batch)
+        result = extract_features(row, PixelStatsBackbone(), config, LocalTableStore(out.parent), out.name,
+                                  batch_size=batch)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -247,7 +249,7 @@ def end_to_end(device: str = "cpu", batch: int = 8, compile: bool = True, repeat
         if ped2_all:
             manifest = build_manifest(PED2)
             t0 = time.perf_counter()
-            results = extract_all(manifest, backbone, config, tmp / "all", batch_size=batch)
+            results = extract_all(manifest, backbone, config, LocalTableStore(tmp / "all"), batch_size=batch)
             seconds = time.perf_counter() - t0
             rows = sum(r.n_rows for r in results)
             report["ped2_all"] = {

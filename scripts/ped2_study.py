@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from vad_core.footage.ground_truth import read_ground_truth  # noqa: E402
 from vad_core.study import STUDY_TRAIN, StudyConfig, load_study_data, run_study  # noqa: E402
 from vad_core.study.report import comparison_markdown, seed_spread, selections, study_heatmaps  # noqa: E402
-from vad_core.io.tables import write_parquet_atomic  # noqa: E402
+from vad_core.io.store import LocalTableStore  # noqa: E402
 
 GT = REPO.parent / "shared" / "data" / "ucsd_ped2" / "ped2.mat"
 
@@ -52,10 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     out, docs = Path(args.out), Path(args.docs)
     if args.render_only:
-        from vad_core.io.tables import read_parquet
-
-        table, meta = read_parquet(out / "study_results.parquet")
-        models, _ = read_parquet(out / "study_models.parquet")
+        table, meta = LocalTableStore(out).read_frame("study_results.parquet")
+        models, _ = LocalTableStore(out).read_frame("study_models.parquet")
         figures = save_figures(study_heatmaps(table), docs / "figures")
         write_results_md(table, models, figures, float(meta["seconds"]), docs / "results.md", quick=args.quick)
         return 0
@@ -66,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for i, spec in enumerate(args.features):
         name, folder = spec.split("=", 1)
-        data = load_study_data(folder, gt, name)
+        data = load_study_data(LocalTableStore(folder), "", gt, name)
         config = QUICK if args.quick else (DEFAULT if i == 0 else SMALL)
         print(f"{name}: {data.features.shape[0]} rows x {data.features.shape[1]} dims, "
               f"evaluated {len(data.evaluated)} videos", flush=True)
@@ -76,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
 
     table = pd.concat([r.table for r in results], ignore_index=True)
     models = pd.concat([r.models for r in results], ignore_index=True)
-    write_parquet_atomic(table, out / "study_results.parquet", {"config": json.dumps(results[0].config.to_dict()),
-                                                                  "seconds": f"{seconds:.1f}"})
-    write_parquet_atomic(models, out / "study_models.parquet")
+    store = LocalTableStore(out)
+    store.write_table("study_results.parquet", table, {"config": json.dumps(results[0].config.to_dict()),
+                                                       "seconds": f"{seconds:.1f}"})
+    store.write_table("study_models.parquet", models)
     figures = save_figures(study_heatmaps(table), docs / "figures")
     write_results_md(table, models, figures, seconds, docs / "results.md", quick=args.quick)
     print(f"done in {seconds:.0f}s: {out / 'study_results.parquet'}, {docs / 'results.md'}")

@@ -12,20 +12,21 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
 
 from vad_core.errors import VADInputError
-from vad_core.io.tables import read_parquet
+from vad_core.io.store import TableStore
 from vad_pipeline.assets.common import dataset_spec
-from vad_pipeline.resources import DatasetResource, VadStorage
+from vad_pipeline.resources.dataset import DatasetResource
+from vad_pipeline.resources.storage import VadStorage
 
 
-def _read(path) -> pd.DataFrame | None:
+def _read(store: TableStore, key: str) -> pd.DataFrame | None:
     try:
-        return read_parquet(path)[0]
+        return store.read_frame(key)[0]
     except VADInputError:
         return None
 
 
-def _missing(what: str, path) -> AssetCheckResult:
-    return AssetCheckResult(passed=False, description=f"{what} table {path} is missing or unreadable")
+def _missing(what: str, store: TableStore, key: str) -> AssetCheckResult:
+    return AssetCheckResult(passed=False, description=f"{what} table {store.location(key)} is missing or unreadable")
 
 
 def _require(df: pd.DataFrame, columns: list[str], what: str) -> AssetCheckResult | None:
@@ -38,9 +39,10 @@ def _require(df: pd.DataFrame, columns: list[str], what: str) -> AssetCheckResul
 @asset_check(asset="video_manifest", description="At least one readable video; unreadable ones listed.")
 def manifest_has_videos(storage: VadStorage, dataset: DatasetResource) -> AssetCheckResult:
     spec = dataset_spec(storage, dataset)
-    df = _read(storage.manifest_path(spec.name))
+    store, key = storage.store(), storage.dataset_keys(spec.name).manifest
+    df = _read(store, key)
     if df is None:
-        return _missing("video_manifest", storage.manifest_path(spec.name))
+        return _missing("video_manifest", store, key)
     ok = int((df["status"] == "ok").sum())
     bad = df.loc[df["status"] != "ok", "video_id"].astype(str).tolist()
     return AssetCheckResult(
@@ -56,9 +58,10 @@ def manifest_has_videos(storage: VadStorage, dataset: DatasetResource) -> AssetC
              "(blocking: training does not run on bad features).")
 def features_finite_one_dim(storage: VadStorage, dataset: DatasetResource) -> AssetCheckResult:
     spec = dataset_spec(storage, dataset)
-    df = _read(storage.feature_index_path(spec.name))
+    store, key = storage.store(), storage.dataset_keys(spec.name).feature_index
+    df = _read(store, key)
     if df is None:
-        return _missing("feature_index", storage.feature_index_path(spec.name))
+        return _missing("feature_index", store, key)
     problems = []
     if df.empty:
         problems.append("no feature tables at all")
@@ -85,7 +88,7 @@ def features_finite_one_dim(storage: VadStorage, dataset: DatasetResource) -> As
              "than after the first epoch.")
 def loss_finite_and_decreasing(storage: VadStorage, dataset: DatasetResource) -> AssetCheckResult:
     spec = dataset_spec(storage, dataset)
-    info = storage.read_json(storage.denoiser_info_path(spec.name))
+    info = storage.store().read_json(storage.dataset_keys(spec.name).denoiser_info)
     if not info or not info.get("history"):
         return AssetCheckResult(passed=False, description="no training history beside the checkpoint")
     losses = [h.get("train_loss") for h in info["history"]]
@@ -101,9 +104,10 @@ def loss_finite_and_decreasing(storage: VadStorage, dataset: DatasetResource) ->
     )
 
 
-def _scores_check(df: pd.DataFrame | None, path, what: str, columns: list[str]) -> AssetCheckResult:
+def _scores_check(store: TableStore, key: str, what: str, columns: list[str]) -> AssetCheckResult:
+    df = _read(store, key)
     if df is None:
-        return _missing(what, path)
+        return _missing(what, store, key)
     if (bad := _require(df, columns, what)) is not None:
         return bad
     s = df["score"].to_numpy(np.float64)
@@ -116,33 +120,31 @@ def _scores_check(df: pd.DataFrame | None, path, what: str, columns: list[str]) 
 @asset_check(asset="segment_scores", description="Clip scores and thresholds finite; design.md columns.")
 def segment_scores_finite(storage: VadStorage, dataset: DatasetResource) -> AssetCheckResult:
     spec = dataset_spec(storage, dataset)
-    path = storage.segment_scores_path(spec.name)
-    return _scores_check(_read(path), path, "segment_scores",
+    return _scores_check(storage.store(), storage.dataset_keys(spec.name).segment_scores, "segment_scores",
                          ["video_id", "clip", "start_frame", "end_frame", "batch", "score", "tile", "threshold", "anomalous"])
 
 
 @asset_check(asset="frame_scores", description="Frame scores finite; design.md columns.")
 def frame_scores_finite(storage: VadStorage, dataset: DatasetResource) -> AssetCheckResult:
     spec = dataset_spec(storage, dataset)
-    path = storage.frame_scores_path(spec.name)
-    return _scores_check(_read(path), path, "frame_scores", ["video_id", "frame", "score", "anomalous", "label"])
+    return _scores_check(storage.store(), storage.dataset_keys(spec.name).frame_scores, "frame_scores", ["video_id", "frame", "score", "anomalous", "label"])
 
 
 @asset_check(asset="baseline_scores", description="Every baseline's clip scores finite.")
 def baseline_scores_finite(storage: VadStorage, dataset: DatasetResource) -> AssetCheckResult:
     spec = dataset_spec(storage, dataset)
-    path = storage.baseline_scores_path(spec.name)
-    return _scores_check(_read(path), path, "baseline_scores", ["scorer", "video_id", "clip", "score", "anomalous"])
+    return _scores_check(storage.store(), storage.dataset_keys(spec.name).baseline_scores, "baseline_scores", ["scorer", "video_id", "clip", "score", "anomalous"])
 
 
 @asset_check(asset="evaluation_report", description="report.json and report.md present; when ground "
              "truth labels frames, a finite ROC AUC for every scorer.")
 def report_has_aucs(storage: VadStorage, dataset: DatasetResource) -> AssetCheckResult:
     spec = dataset_spec(storage, dataset)
-    report_dir = storage.report_dir(spec.name)
-    report = storage.read_json(report_dir / "report.json")
-    if report is None or not (report_dir / "report.md").is_file():
-        return AssetCheckResult(passed=False, description=f"report files missing under {report_dir}")
+    store, keys = storage.store(), storage.dataset_keys(spec.name)
+    report = store.read_json(keys.report_json)
+    if report is None or not store.exists(keys.report_md):
+        return AssetCheckResult(passed=False, description=f"report files missing: {store.location(keys.report_json)}, "
+                                                          f"{store.location(keys.report_md)}")
     if not report.get("n_labelled_frames"):
         return AssetCheckResult(passed=True, description="no labelled frames: no AUC expected")
     missing = [n for n, r in report["scorers"].items()

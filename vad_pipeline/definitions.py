@@ -13,10 +13,10 @@ from dagster import Definitions
 from vad_pipeline.assets import ALL_ASSETS
 from vad_pipeline.assets.study import study_assets, study_jobs
 from vad_pipeline.checks import ALL_CHECKS
-from vad_pipeline.jobs import features_job, footage_job, training_job
+from vad_pipeline.automation.jobs import features_job, footage_job, training_job
+from vad_pipeline.automation.schedules import retraining_schedule
+from vad_pipeline.automation.sensors import new_footage_sensor
 from vad_pipeline.resources import BackboneResource, DatasetResource, MLflowTracker, VadStorage
-from vad_pipeline.schedules import retraining_schedule
-from vad_pipeline.sensors import new_footage_sensor
 
 
 def default_resources() -> dict:

@@ -14,9 +14,9 @@ from typing import Iterator
 import pytest
 from dagster import DagsterInstance, Definitions, instance_for_test
 
-from vad_pipeline.datasets import DatasetSpec, ensure_footage, load_spec
+from vad_pipeline.specs import DatasetSpec, ensure_footage, load_spec
 from vad_pipeline.definitions import make_definitions
-from vad_pipeline.demo import PipelineSummary, materialize_all
+from vad_pipeline.cli.demo import PipelineSummary, materialize_all
 from vad_pipeline.resources import BackboneResource, DatasetResource, MLflowTracker, VadStorage
 
 TINY_SPEC = """\

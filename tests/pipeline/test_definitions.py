@@ -15,9 +15,9 @@ from vad_core.diffusion.training import TrainConfig
 from vad_pipeline.assets.features import FeatureConfig
 from vad_pipeline.assets.scoring import ScoringConfig
 from vad_pipeline.assets.training import TrainingConfig
-from vad_pipeline.datasets import DATASETS_DIR, load_spec, parse_spec, spec_file
+from vad_pipeline.specs import DATASETS_DIR, load_spec, parse_spec, spec_file
 from vad_pipeline.definitions import defs
-from vad_pipeline.resources import MLflowTracker, NoOpTracker, VadStorage, flatten_params
+from vad_pipeline.resources import ExperimentTracker, MLflowTracker, RecordingTracker, VadStorage, flatten_params
 
 ASSETS = {"video_manifest", "ground_truth", "clip_features", "feature_index", "denoiser", "segment_scores",
           "frame_scores", "baseline_scores", "evaluation_report", "parameter_study"}
@@ -98,45 +98,17 @@ def test_unknown_spec_name_lists_known(tmp_path: Path) -> None:
         load_spec("nope", home=tmp_path)
 
 
-def test_storage_writes_atomically_under_home(tmp_path: Path) -> None:
+def test_storage_keys_and_atomic_writes_under_home(tmp_path: Path) -> None:
     storage = VadStorage(home=str(tmp_path))
-    path = storage.write_json({"a": float("nan"), "b": [1, 2]}, storage.denoiser_info_path("ds"))
-    assert path == tmp_path / "ds" / "denoiser" / "denoiser.json"
-    assert storage.read_json(path) == {"a": None, "b": [1, 2]}
-    assert storage.feature_path("ds", "testing/frames/01") == tmp_path / "ds" / "features" / "testing" / "frames" / "01.parquet"
-    assert [p.name for p in path.parent.iterdir()] == ["denoiser.json"]  # no temp file left behind
-    assert storage.read_json(tmp_path / "missing.json") is None
-
-
-def test_flatten_params() -> None:
-    assert flatten_params({"train": {"lr": 0.0002, "hidden": (8, 4)}, "k": None}, prefix="x.") == {
-        "x.train.lr": "0.0002", "x.train.hidden": "[8, 4]", "x.k": "None"}
-
-
-def test_noop_tracker_records_nothing(tmp_path: Path) -> None:
-    tracker = NoOpTracker()
-    with tracker.start_run("r", tags={"a": 1}) as run:
-        run.log_params({"a": 1})
-        run.log_metrics({"m": 1.0})
-        run.log_artifact(tmp_path / "nothing")
-        assert run.register_model("m", "x") is None and run.run_id is None
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_mlflow_tracker_default_store_under_vad_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setenv("VAD_HOME", str(tmp_path))
-    assert MLflowTracker().resolved_uri() == f"sqlite:///{tmp_path}/mlflow/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert MLflowTracker().resolved_uri() == "http://127.0.0.1:5000"
-    assert MLflowTracker(tracking_uri="sqlite:///x.db").resolved_uri() == "sqlite:///x.db"
-
-
-def test_mlflow_run_marked_failed_on_error(tmp_path: Path) -> None:
-    tracker = MLflowTracker(tracking_uri=f"sqlite:///{tmp_path}/m.db", experiment="t")
-    with pytest.raises(RuntimeError):
-        with tracker.start_run("boom", tags={"dataset": "d"}) as run:
-            run.log_metrics({"ok": 1.0, "nan": float("nan"), "none": None})
-            raise RuntimeError("x")
-    got = tracker.client().get_run(run.run_id)
-    assert got.info.status == "FAILED" and got.data.metrics == {"ok": 1.0} and got.data.tags["dataset"] == "d"
+    store, keys = storage.store(), storage.dataset_keys("ds")
+    store.write_json(keys.denoiser_info, {"a": float("nan"), "b": [1, 2]})
+    assert keys.denoiser_info == "ds/denoiser/denoiser.json"
+    assert store.location(keys.denoiser_info) == str(tmp_path / "ds" / "denoiser" / "denoiser.json")
+    assert store.read_json(keys.denoiser_info) == {"a": None, "b": [1, 2]}
+    assert keys.features("testing/frames/01") == "ds/features/testing/frames/01.parquet"
+    assert [p.name for p in (tmp_path / "ds" / "denoiser").iterdir()] == ["denoiser.json"]  # no temp file left
+    assert store.read_json("ds/missing.json") is None
+    # the layout README.md documents
+    assert (keys.manifest, keys.segment_scores, keys.report_md, keys.report_plot("roc.png")) == (
+        "ds/video_manifest.parquet", "ds/scores/segment_scores.parquet", "ds/report/report.md",
+        "ds/report/plots/roc.png")

@@ -229,6 +229,21 @@ def per_video_auc(frames: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+def frame_table(clips: pd.DataFrame, manifest: pd.DataFrame, truth: pd.DataFrame, evaluated: set[str]) -> pd.DataFrame:
+    """Clip scores -> frames (video_id, frame, score, anomalous, label); label null off the evaluated videos.
+
+    Frame counts come from the manifest's readable videos; labels from `truth` on the videos in `evaluated`.
+    """
+    ok = manifest[manifest["status"] == "ok"]
+    n_frames = {str(v): int(n) for v, n in zip(ok["video_id"], ok["n_frames"])}
+    frames = clips_to_frames(clips, n_frames)
+    labels = pd.array(np.full(len(frames), pd.NA), dtype="Int8")
+    on = frames["video_id"].isin(evaluated).to_numpy()
+    if on.any():
+        labels[on] = frame_labels(frames[on], truth)
+    return frames.assign(label=labels)
+
+
 @dataclass(frozen=True)
 class EvaluationResult:
     """Frame-level figures; smoothed ones are None when no smoothing was asked for."""

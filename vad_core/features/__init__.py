@@ -1,12 +1,12 @@
 """Features: clip-feature tables from footage (a backbone per (clip, tile)) or from precomputed arrays.
 
     backbone = load_backbone("i3d")
-    results = extract_all(manifest, backbone, ClipConfig(), "features/")
+    results = extract_all(manifest, backbone, ClipConfig(), LocalTableStore("out"), prefix="features")
 """
 from vad_core.features.backbones import Backbone, PixelStatsBackbone, backbone_names, load_backbone
 from vad_core.features.extract import extract_all, extract_features, video_row
 from vad_core.features.precomputed import import_precomputed, load_feature_array, video_id_from_name
-from vad_core.io.feature_tables import FeatureResult, feature_path, results_frame
+from vad_core.io.feature_tables import FeatureResult, feature_key, results_frame
 
 __all__ = [
     "Backbone",
@@ -15,7 +15,7 @@ __all__ = [
     "backbone_names",
     "extract_all",
     "extract_features",
-    "feature_path",
+    "feature_key",
     "import_precomputed",
     "load_backbone",
     "load_feature_array",

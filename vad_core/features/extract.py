@@ -31,13 +31,14 @@ from vad_core.errors import VADInputError
 from vad_core.io.feature_tables import (
     FeatureResult,
     build_feature_table,
-    feature_path,
+    feature_key,
     is_up_to_date,
     results_frame,
     table_counts,
     write_feature_table,
 )
 from vad_core.footage.discover import VideoSource
+from vad_core.io.store import TableStore
 from vad_core.footage.probe import fingerprint_source, probe_video
 
 __all__ = ["BackboneLike", "extract_all", "extract_features", "video_row"]
@@ -152,12 +153,13 @@ def extract_features(
     video: Mapping | pd.Series | VideoSource | str | os.PathLike,
     backbone: BackboneLike,
     clip_config: ClipConfig,
-    out_path: str | os.PathLike,
+    store: TableStore,
+    key: str,
     device: str | torch.device | None = None,
     batch_size: int = 8,
     callback: Callback | None = None,
 ) -> FeatureResult:
-    """Write the clip-features table of one video to `out_path` (atomically); see the module doc.
+    """Store the clip-features table of one video under `key` of `store` (atomically); see the module doc.
 
     `video` is a manifest row (dict or Series) or a `VideoSource`/path (probed). `batch_size`
     counts tile-clips per `embed` call. `device`, when given, moves the backbone there if it
@@ -182,9 +184,9 @@ def extract_features(
         if callback is not None:
             callback({"event": event, **base, "clips_done": rows_done // n_tiles, "rows_done": rows_done, **extra})
 
-    if is_up_to_date(out_path, {k: str(v) for k, v in meta.items()}):
-        result = FeatureResult(video_id, str(out_path), skipped=True, source=str(row["path"]),
-                               seconds=time.perf_counter() - start, **table_counts(out_path))
+    if is_up_to_date(store, key, {k: str(v) for k, v in meta.items()}):
+        result = FeatureResult(video_id, key, skipped=True, source=str(row["path"]),
+                               seconds=time.perf_counter() - start, **table_counts(store, key))
         emit("video_done", result.n_rows, skipped=True, seconds=result.seconds)
         return result
     if device is not None:
@@ -211,10 +213,10 @@ def extract_features(
     if len(k) != n_clips * n_tiles:
         raise VADInputError(f"video {video_id!r}: produced {len(k)} rows, expected {n_clips} clips x {n_tiles} tiles")
     table = build_feature_table(video_id, k[:, 0], k[:, 1], k[:, 2], k[:, 3], k[:, 4:8], np.concatenate(feats))
-    write_feature_table(table, out_path, {k_: str(v) for k_, v in meta.items()})
+    write_feature_table(table, store, key, {k_: str(v) for k_, v in meta.items()})
     seconds = time.perf_counter() - start
     emit("video_done", done, skipped=False, seconds=seconds)
-    return FeatureResult(video_id, str(out_path), n_clips=n_clips, n_tiles=n_tiles, n_rows=done,
+    return FeatureResult(video_id, key, n_clips=n_clips, n_tiles=n_tiles, n_rows=done,
                          dim=int(backbone.dim), skipped=False, seconds=seconds, source=str(row["path"]))
 
 
@@ -222,12 +224,13 @@ def extract_all(
     manifest: pd.DataFrame,
     backbone: BackboneLike,
     clip_config: ClipConfig,
-    out_dir: str | os.PathLike,
+    store: TableStore,
+    prefix: str = "",
     device: str | torch.device | None = None,
     batch_size: int = 8,
     callback: Callback | None = None,
 ) -> list[FeatureResult]:
-    """Extract every video of a manifest to `<out_dir>/<video_id>.parquet`, going on past failures.
+    """Extract every video of a manifest to `<prefix>/<video_id>.parquet` in `store`, going on past failures.
 
     Returns one `FeatureResult` per manifest row, in manifest order; a video with status
     `error` or one that fails to decode gets `error` set and no table. Callback events are
@@ -247,8 +250,8 @@ def extract_all(
 
         t0 = time.perf_counter()
         try:
-            out_path = feature_path(out_dir, video_id)
-            results.append(extract_features(row, backbone, clip_config, out_path, device, batch_size, relay))
+            key = feature_key(prefix, video_id)
+            results.append(extract_features(row, backbone, clip_config, store, key, device, batch_size, relay))
         except VADInputError as exc:
             results.append(FeatureResult(video_id, None, source=str(row.get("path", "")), error=str(exc),
                                          seconds=time.perf_counter() - t0))

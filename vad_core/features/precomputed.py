@@ -23,10 +23,11 @@ import numpy as np
 
 from vad_core.errors import VADInputError
 from vad_core.io.hashing import update_from_file
+from vad_core.io.store import TableStore
 from vad_core.io.feature_tables import (
     FeatureResult,
     build_feature_table,
-    feature_path,
+    feature_key,
     is_up_to_date,
     table_counts,
     write_feature_table,
@@ -110,13 +111,14 @@ def _load_group(files: Sequence[tuple[int, Path]]) -> tuple[np.ndarray, int]:
 
 def import_precomputed(
     folder: str | os.PathLike,
-    out_dir: str | os.PathLike,
+    store: TableStore,
+    prefix: str = "",
     clip_len: int = 16,
     name: str | None = None,
     suffixes: Sequence[str] = DEFAULT_SUFFIXES,
     callback: Callable[[dict], None] | None = None,
 ) -> list[FeatureResult]:
-    """Write one clip-features table per video found as `.npy` under `folder` into `out_dir`.
+    """Store one clip-features table per video found as `.npy` under `folder`, at `<prefix>/<video_id>.parquet`.
 
     `name` (default: the folder's name) makes the backbone `precomputed:<name>`. Video ids
     come from the file names (suffixes such as `_i3d` dropped), so that they match the ids in
@@ -140,12 +142,12 @@ def import_precomputed(
         paths = [p for _, p in files]
         source = ",".join(str(p) for p in paths)
         try:
-            out_path = feature_path(out_dir, video_id)
+            key = feature_key(prefix, video_id)
             fingerprint = _file_sha256(paths)
             expected = {"video_fingerprint": fingerprint, "backbone": backbone, "clip_config": clip_config}
-            if is_up_to_date(out_path, expected):
-                result = FeatureResult(video_id, str(out_path), skipped=True, source=source,
-                                       seconds=time.perf_counter() - start, **table_counts(out_path))
+            if is_up_to_date(store, key, expected):
+                result = FeatureResult(video_id, key, skipped=True, source=source,
+                                       seconds=time.perf_counter() - start, **table_counts(store, key))
             else:
                 feats, crops = _load_group(files)
                 n, dim = feats.shape
@@ -162,8 +164,8 @@ def import_precomputed(
                     "crops_averaged": crops,
                     "source_files": ",".join(p.name for p in paths),
                 }
-                write_feature_table(table, out_path, meta)
-                result = FeatureResult(video_id, str(out_path), n_clips=n, n_tiles=1, n_rows=n, dim=dim,
+                write_feature_table(table, store, key, meta)
+                result = FeatureResult(video_id, key, n_clips=n, n_tiles=1, n_rows=n, dim=dim,
                                        source=source, seconds=time.perf_counter() - start)
         except VADInputError as exc:
             result = FeatureResult(video_id, None, source=source, error=str(exc),

@@ -1,24 +1,25 @@
-"""The clip-features table (design.md): schema, metadata, atomic write, freshness, read-back.
+"""The clip-features table (design.md): schema, metadata, keys, freshness, read-back, through a store.
 
 One row per (clip, tile): `video_id`, `clip`, `start_frame`, `end_frame` (half-open frame
 interval), `tile`, `x`, `y`, `w`, `h` (the tile's box in original frame pixels; -1 when
 unknown, as for imported precomputed features), `feature` (`fixed_size_list<float32>[D]`).
 Both extraction (`vad_core.features`) and import (`vad_core.features.precomputed`) write through here,
-so the two kinds of table are interchangeable downstream.
+so the two kinds of table are interchangeable downstream. Tables live in a `TableStore` under
+keys `<prefix>/<video_id>.parquet`.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
-from pathlib import Path, PurePosixPath
-from typing import Mapping
+from pathlib import PurePosixPath
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from vad_core.errors import VADInputError
-from vad_core.io.tables import features_to_arrow, read_metadata, read_parquet, write_table_atomic
+from vad_core.io.store import TableStore, join_key
+from vad_core.io.tables import arrow_feature_matrix, features_to_arrow
 
 # Bump when the table layout or the meaning of a column changes: old tables then re-extract.
 FEATURE_FORMAT_VERSION = "1"
@@ -42,12 +43,12 @@ FRESHNESS_KEYS = (
 class FeatureResult:
     """What writing one video's feature table did.
 
-    `skipped` is True when an up-to-date table was already there (nothing written); `error`
-    holds the message when the video failed (then `out_path` may not exist).
+    `key` is the table's storage key; `skipped` is True when an up-to-date table was already
+    there (nothing written); `error` holds the message when the video failed (then `key` is None).
     """
 
     video_id: str
-    out_path: str | None
+    key: str | None
     n_clips: int = 0
     n_tiles: int = 0
     n_rows: int = 0
@@ -71,16 +72,16 @@ def results_frame(results: list[FeatureResult]) -> pd.DataFrame:
     return pd.DataFrame([r.to_dict() for r in results], columns=cols)
 
 
-def feature_path(out_dir: str | os.PathLike, video_id: str) -> Path:
-    """Where the table of `video_id` lives under `out_dir`: `<out_dir>/<video_id>.parquet`.
+def feature_key(prefix: str, video_id: str) -> str:
+    """The key of `video_id`'s table under `prefix`: `<prefix>/<video_id>.parquet`.
 
     Video ids are paths under the footage root (`testing/frames/01`), so they may hold `/`;
-    the table then sits in the same sub-folders. Ids that would leave `out_dir` are refused.
+    the table then sits in the same sub-folders. Ids that would leave the prefix are refused.
     """
     parts = PurePosixPath(str(video_id).replace("\\", "/")).parts
     if not parts or any(p in ("", ".", "..") for p in parts) or PurePosixPath(str(video_id)).is_absolute():
-        raise VADInputError(f"video_id {video_id!r} cannot name a feature file (empty, absolute or '..')")
-    return Path(out_dir).joinpath(*parts[:-1], parts[-1] + ".parquet")
+        raise VADInputError(f"video_id {video_id!r} cannot name a feature table (empty, absolute or '..')")
+    return join_key(prefix, *parts[:-1], parts[-1] + ".parquet")
 
 
 def build_feature_table(
@@ -110,22 +111,22 @@ def build_feature_table(
     return pa.Table.from_arrays(arrays, names=list(COLUMNS))
 
 
-def write_feature_table(table: pa.Table, path: str | os.PathLike, metadata: Mapping[str, str]) -> None:
-    """Write atomically with string schema metadata (the format version is always added)."""
+def write_feature_table(table: pa.Table, store: TableStore, key: str, metadata: Mapping[str, Any]) -> None:
+    """Store atomically with string schema metadata (the format version is always added)."""
     meta = {str(k): str(v) for k, v in metadata.items()}
     meta[FORMAT_KEY] = FEATURE_FORMAT_VERSION
-    write_table_atomic(table, path, meta)
+    store.write_table(key, table, meta)
 
 
-def is_up_to_date(path: str | os.PathLike, expected: Mapping[str, str]) -> bool:
-    """True when `path` is a feature table whose metadata matches `expected` on `FRESHNESS_KEYS`.
+def is_up_to_date(store: TableStore, key: str, expected: Mapping[str, str]) -> bool:
+    """True when `key` holds a feature table whose metadata matches `expected` on `FRESHNESS_KEYS`.
 
-    A missing or unreadable file is simply not up to date (it gets rewritten), never an error.
+    A missing or unreadable table is simply not up to date (it gets rewritten), never an error.
     """
-    if not Path(path).is_file():
+    if not store.exists(key):
         return False
     try:
-        meta = read_metadata(path)
+        meta = store.read_metadata(key)
     except VADInputError:
         return False
     want = dict(expected)
@@ -133,24 +134,35 @@ def is_up_to_date(path: str | os.PathLike, expected: Mapping[str, str]) -> bool:
     return all(meta.get(k) == str(want.get(k)) for k in FRESHNESS_KEYS if k in want)
 
 
-def read_clip_features(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, str]]:
+def read_clip_features(store: TableStore, key: str) -> tuple[pd.DataFrame, dict[str, str]]:
     """Read a clip-features table and its metadata, checking the columns and the feature width.
 
     Returns the rows (the `feature` column holds one `(D,)` float32 array per row) and the
-    schema metadata. Raises `VADInputError` naming the file when the table is not one.
+    schema metadata. Raises `VADInputError` naming the table when it is not one.
     """
-    df, meta = read_parquet(path)
+    df, meta = store.read_frame(key)
+    where = store.location(key)
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
-        raise VADInputError(f"{path}: not a clip-features table, missing columns {missing}")
+        raise VADInputError(f"{where}: not a clip-features table, missing columns {missing}")
     dim = meta.get("dim")
     if dim is not None and len(df) and len(df["feature"].iloc[0]) != int(dim):
-        raise VADInputError(f"{path}: features have {len(df['feature'].iloc[0])} dims, metadata says {dim}")
+        raise VADInputError(f"{where}: features have {len(df['feature'].iloc[0])} dims, metadata says {dim}")
     return df, meta
 
 
-def table_counts(path: str | os.PathLike) -> dict[str, int]:
+def read_feature_matrix(store: TableStore, key: str, column: str = "feature") -> np.ndarray:
+    """Just the feature column of the table under `key`, `(N, D)` float32, without pandas."""
+    return arrow_feature_matrix(store.read_table(key, columns=[column]), column)
+
+
+def table_counts(store: TableStore, key: str) -> dict[str, int]:
     """n_clips, n_tiles, n_rows and dim of an existing table, from its metadata (no data read)."""
-    meta = read_metadata(path)
+    meta = store.read_metadata(key)
     n_clips, n_tiles = int(meta.get("n_clips", 0)), int(meta.get("n_tiles", 0))
     return {"n_clips": n_clips, "n_tiles": n_tiles, "n_rows": n_clips * n_tiles, "dim": int(meta.get("dim", 0))}
+
+
+__all__ = ["COLUMNS", "FEATURE_FORMAT_VERSION", "FORMAT_KEY", "FRESHNESS_KEYS", "INT_COLUMNS", "FeatureResult",
+           "build_feature_table", "feature_key", "is_up_to_date", "read_clip_features", "read_feature_matrix",
+           "results_frame", "table_counts", "write_feature_table"]

@@ -1,4 +1,8 @@
-"""Parquet tables: atomic writes, schema metadata, fixed-size float32 feature columns."""
+"""Arrow tables: schema metadata, fixed-size float32 feature columns; atomic local file writes.
+
+Tables are stored through `vad_core.io.store` (by key); the local-file helpers here are for
+files the project writes outside a store (the weights cache, the demo footage).
+"""
 from __future__ import annotations
 
 import os
@@ -10,7 +14,6 @@ from typing import Iterator, Mapping
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from vad_core.errors import VADInputError
 
@@ -67,39 +70,18 @@ def to_arrow_table(df: pd.DataFrame, feature_column: str | None = "feature") -> 
     return pa.Table.from_pandas(df, preserve_index=False)
 
 
-def write_table_atomic(table: pa.Table, path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> None:
-    """Write an Arrow table to Parquet atomically, merging `metadata` into the schema metadata."""
-    if metadata:
-        merged = dict(table.schema.metadata or {})
-        merged.update({str(k).encode(): str(v).encode() for k, v in metadata.items()})
-        table = table.replace_schema_metadata(merged)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+def with_metadata(table: pa.Table, metadata: Mapping[str, str] | None) -> pa.Table:
+    """`table` with `metadata` merged into its schema metadata (values as strings)."""
+    if not metadata:
+        return table
+    merged = dict(table.schema.metadata or {})
+    merged.update({str(k).encode(): str(v).encode() for k, v in metadata.items()})
+    return table.replace_schema_metadata(merged)
 
 
-def write_parquet_atomic(df: pd.DataFrame, path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> None:
-    """Write a DataFrame to Parquet atomically (temp file + rename) with string schema metadata."""
-    write_table_atomic(to_arrow_table(df), path, metadata)
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The project's string schema metadata of a Parquet file (pandas' own key left out)."""
-    try:
-        schema = pq.read_schema(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise VADInputError(f"{path}: not a readable Parquet file ({exc})") from None
-    raw = schema.metadata or {}
-    return {k.decode(): v.decode() for k, v in raw.items() if k != b"pandas"}
-
-
-def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Read a Parquet table and its schema metadata. Feature columns come back as arrays per row."""
-    try:
-        table = pq.read_table(path, columns=columns)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise VADInputError(f"{path}: not a readable Parquet file ({exc})") from None
-    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items() if k != b"pandas"}
-    return table.to_pandas(), meta
+def schema_metadata(schema: pa.Schema) -> dict[str, str]:
+    """The project's string schema metadata (pandas' own key left out)."""
+    return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items() if k != b"pandas"}
 
 
 def feature_matrix(df: pd.DataFrame, column: str = "feature") -> np.ndarray:
@@ -114,9 +96,8 @@ def feature_matrix(df: pd.DataFrame, column: str = "feature") -> np.ndarray:
         raise VADInputError(f"column {column!r} holds vectors of different lengths ({exc})") from None
 
 
-def read_feature_matrix(path: str | os.PathLike, column: str = "feature") -> np.ndarray:
-    """Read just the feature column of a Parquet table as `(N, D)` float32, without pandas."""
-    table = pq.read_table(path, columns=[column])
+def arrow_feature_matrix(table: pa.Table, column: str = "feature") -> np.ndarray:
+    """The feature column of an Arrow table as `(N, D)` float32, without pandas (zero-copy when possible)."""
     col = table.column(column).combine_chunks()
     if not pa.types.is_fixed_size_list(col.type):
         return feature_matrix(table.to_pandas(), column)

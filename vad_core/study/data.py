@@ -9,6 +9,7 @@ import pandas as pd
 
 from vad_core.errors import VADInputError, check_features
 from vad_core.io.feature_tables import read_clip_features
+from vad_core.io.store import TableStore
 from vad_core.io.tables import feature_matrix
 
 ROW_COLUMNS = ("video_id", "clip", "start_frame", "end_frame", "tile")
@@ -56,21 +57,21 @@ class StudyData:
 
 
 def load_study_data(
-    feature_dir: str | os.PathLike, ground_truth: pd.DataFrame, name: str,
+    store: TableStore, prefix: str, ground_truth: pd.DataFrame, name: str,
     evaluated: Sequence[str] | None = None, train: Sequence[str] | None = None,
 ) -> StudyData:
-    """A `StudyData` from a folder of clip-features tables (`**/*.parquet`, one per video).
+    """A `StudyData` from the clip-features tables under `prefix` of `store` (`*.parquet`, one per video).
 
     Frame counts come from each table's metadata; `evaluated` defaults to the videos with a
     ground-truth interval; `train` (video ids) defaults to every video (unsupervised protocol).
     """
-    paths = sorted(Path(feature_dir).rglob("*.parquet"))
-    if not paths:
-        raise VADInputError(f"{feature_dir}: no clip-features tables (*.parquet) found")
+    keys_found = store.list(prefix, suffix=".parquet")
+    if not keys_found:
+        raise VADInputError(f"{store.location(prefix) if prefix else 'store'}: no clip-features tables (*.parquet) found")
     keys, mats, n_frames, backbones = [], [], {}, set()
-    for path in paths:
-        df, meta = read_clip_features(path)
-        vid = str(df["video_id"].iloc[0]) if len(df) else meta.get("video_id", path.stem)
+    for key in keys_found:
+        df, meta = read_clip_features(store, key)
+        vid = str(df["video_id"].iloc[0]) if len(df) else meta.get("video_id", key.rsplit("/", 1)[-1][: -len(".parquet")])
         n_frames[vid] = int(meta.get("n_frames") or df["end_frame"].max())
         backbones.add(meta.get("backbone", ""))
         keys.append(df[list(ROW_COLUMNS)])

@@ -6,14 +6,16 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, Config
 
 from vad_core.errors import VADInputError
 from vad_core.io.feature_tables import COLUMNS as FEATURE_COLUMNS
-from vad_core.io.tables import read_feature_matrix, read_parquet
-from vad_pipeline.datasets import DatasetSpec
-from vad_pipeline.resources import DatasetResource, VadStorage, code_version
+from vad_core.io.feature_tables import read_feature_matrix
+from vad_core.io.store import TableStore
+from vad_pipeline.resources.dataset import DatasetResource
+from vad_pipeline.resources.storage import DatasetKeys, VadStorage
+from vad_pipeline.resources.tracking import code_version
+from vad_pipeline.specs import DatasetSpec
 
 KEY_COLUMNS = [c for c in FEATURE_COLUMNS if c != "feature"]
 
@@ -45,31 +47,32 @@ def run_tags(context: AssetExecutionContext, spec: DatasetSpec) -> dict[str, str
     }
 
 
-def load_feature_rows(storage: VadStorage, dataset: str, video_ids: Iterable[str]) -> tuple[pd.DataFrame, np.ndarray]:
+def load_feature_rows(store: TableStore, keys: DatasetKeys, video_ids: Iterable[str]) -> tuple[pd.DataFrame, np.ndarray]:
     """The key columns `(N, 9)` and the feature matrix `(N, D)` of the given videos' tables.
 
     Rows come in the order of `video_ids`, then as stored. Videos must agree on D.
     """
-    keys: list[pd.DataFrame] = []
+    frames: list[pd.DataFrame] = []
     mats: list[np.ndarray] = []
     for vid in video_ids:
-        path = storage.feature_path(dataset, vid)
-        keys.append(pq.read_table(path, columns=KEY_COLUMNS).to_pandas())
-        mats.append(read_feature_matrix(path))
+        key = keys.features(vid)
+        frames.append(store.read_table(key, columns=KEY_COLUMNS).to_pandas())
+        mats.append(read_feature_matrix(store, key))
     if not mats:
-        raise VADInputError(f"dataset {dataset!r}: no feature tables to load")
+        raise VADInputError(f"dataset {keys.dataset!r}: no feature tables to load")
     dims = {m.shape[1] for m in mats}
     if len(dims) > 1:
-        raise VADInputError(f"dataset {dataset!r}: feature tables disagree on the dimension ({sorted(dims)})")
-    return pd.concat(keys, ignore_index=True), np.concatenate(mats, axis=0)
+        raise VADInputError(f"dataset {keys.dataset!r}: feature tables disagree on the dimension ({sorted(dims)})")
+    return pd.concat(frames, ignore_index=True), np.concatenate(mats, axis=0)
 
 
-def read_table(path: Any, what: str) -> pd.DataFrame:
+def read_table(store: TableStore, key: str, what: str) -> pd.DataFrame:
     """A Parquet table an upstream asset wrote; a clear error when it was never materialized."""
     try:
-        return read_parquet(path)[0]
+        return store.read_frame(key)[0]
     except VADInputError:
-        raise VADInputError(f"{what} table {path} is missing or unreadable: materialize {what} first") from None
+        raise VADInputError(f"{what} table {store.location(key)} is missing or unreadable: "
+                            f"materialize {what} first") from None
 
 
 def counts_metadata(df: pd.DataFrame) -> Mapping[str, Any]:

@@ -4,17 +4,19 @@ Writes `report.json`, `report.md` and PNGs under `<VAD_HOME>/<dataset>/report/`,
 the AUCs to an MLflow run, and tags the registered denoiser version with its AUC.
 """
 
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any, Optional
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
 from vad_core.evaluation.formatting import fmt
 from vad_core.evaluation.report import EvaluationReport, ReportSettings, ReportTables, build_report
-from vad_core.io.tables import atomic_write_bytes, read_metadata
+from vad_core.io.store import TableStore
 from vad_pipeline.assets.common import core_config, dataset_spec, read_table, run_tags
-from vad_pipeline.datasets import DatasetSpec
-from vad_pipeline.resources import DatasetResource, ExperimentTracker, VadStorage, code_version
+from vad_pipeline.resources.dataset import DatasetResource
+from vad_pipeline.resources.storage import DatasetKeys, VadStorage
+from vad_pipeline.resources.tracking import ExperimentTracker, code_version
+from vad_pipeline.specs import DatasetSpec
 
 _REPORT = ReportSettings()
 
@@ -31,34 +33,35 @@ class ReportConfig(Config):
         return core_config(self, ReportSettings)
 
 
-def report_tables(storage: VadStorage, dataset: str) -> ReportTables:
+def report_tables(store: TableStore, keys: DatasetKeys) -> ReportTables:
     """The tables a report is built from, as the pipeline stored them."""
-    baselines_path = storage.baseline_scores_path(dataset)
-    segment_path = storage.segment_scores_path(dataset)
+    has_baselines = store.exists(keys.baseline_scores)
     return ReportTables(
-        frames=read_table(storage.frame_scores_path(dataset), "frame_scores"),
-        clips=read_table(segment_path, "segment_scores"),
-        tiles=read_table(storage.tile_scores_path(dataset), "segment_scores (tile table)"),
-        manifest=read_table(storage.manifest_path(dataset), "video_manifest"),
-        ground_truth=read_table(storage.ground_truth_path(dataset), "ground_truth"),
-        baselines=read_table(baselines_path, "baseline_scores") if baselines_path.is_file() else None,
-        denoiser_info=storage.read_json(storage.denoiser_info_path(dataset)) or {},
-        scoring_metadata=read_metadata(segment_path) if segment_path.is_file() else {},
+        frames=read_table(store, keys.frame_scores, "frame_scores"),
+        clips=read_table(store, keys.segment_scores, "segment_scores"),
+        tiles=read_table(store, keys.tile_scores, "segment_scores (tile table)"),
+        manifest=read_table(store, keys.manifest, "video_manifest"),
+        ground_truth=read_table(store, keys.ground_truth, "ground_truth"),
+        baselines=read_table(store, keys.baseline_scores, "baseline_scores") if has_baselines else None,
+        denoiser_info=store.read_json(keys.denoiser_info) or {},
+        scoring_metadata=store.read_metadata(keys.segment_scores),
     )
 
 
-def write_report(storage: VadStorage, spec: DatasetSpec, settings: ReportSettings) -> tuple[EvaluationReport, dict[str, Path]]:
-    """Build the report of `spec`'s dataset from its tables and store report.json, report.md and the plots."""
-    report_dir = storage.report_dir(spec.name)
-    plot_dir = report_dir / "plots"
-    report = build_report(report_tables(storage, spec.name), settings, spec.name, spec=spec.to_dict(),
-                          code_version=code_version(), plot_location=lambda name: str(plot_dir / name))
-    written = {"report_json": storage.write_json(report.data, report_dir / "report.json"),
-               "report_md": storage.write_text(report.markdown, report_dir / "report.md")}
+def write_report(store: TableStore, keys: DatasetKeys, spec: DatasetSpec,
+                 settings: ReportSettings) -> tuple[EvaluationReport, dict[str, str]]:
+    """Build the report of `spec`'s dataset from its stored tables and store report.json, report.md and
+    the plots; returns the report and `{"report_json": key, "report_md": key, "plot_<stem>": key, ...}`.
+    Dagster-free: `vad report` calls it too."""
+    report = build_report(report_tables(store, keys), settings, spec.name, spec=spec.to_dict(),
+                          code_version=code_version(),
+                          plot_location=lambda name: store.location(keys.report_plot(name)))
+    written = {"report_json": store.write_json(keys.report_json, report.data),
+               "report_md": keys.report_md}
+    store.write_bytes(keys.report_md, report.markdown.encode())
     for name, png in report.plots.items():
-        path = plot_dir / name
-        atomic_write_bytes(path, png)
-        written[f"plot_{Path(name).stem}"] = path
+        store.write_bytes(keys.report_plot(name), png)
+        written[f"plot_{PurePosixPath(name).stem}"] = keys.report_plot(name)
     return report, written
 
 
@@ -69,13 +72,11 @@ def write_report(storage: VadStorage, spec: DatasetSpec, settings: ReportSetting
 def evaluation_report(context: AssetExecutionContext, config: ReportConfig, storage: VadStorage,
                       dataset: DatasetResource, tracker: ExperimentTracker) -> MaterializeResult:
     spec = dataset_spec(storage, dataset)
-    report, written = write_report(storage, spec, config.to_core())
+    store, keys = storage.store(), storage.dataset_keys(spec.name)
+    report, written = write_report(store, keys, spec, config.to_core())
     results = report.data["scorers"]
     info = report.data["denoiser"]
-    json_path, md_path = written["report_json"], written["report_md"]
-    plots = [p for key, p in written.items() if key.startswith("plot_")]
-    labelled_frames = report.data["n_labelled_frames"]
-    markdown = report.markdown
+    plots = {name: key for name, key in written.items() if name.startswith("plot_")}
 
     auc_metrics = report.auc_metrics()
     with tracker.start_run(run_name=f"{spec.name}/evaluation", tags={
@@ -83,10 +84,10 @@ def evaluation_report(context: AssetExecutionContext, config: ReportConfig, stor
         run.log_params({"dataset": spec.name, "report": config.model_dump(), "scoring": report.data["scoring"],
                         "denoiser_run_id": info.get("mlflow_run_id") or "", "scorers": list(results)})
         run.log_metrics(auc_metrics)
-        run.log_artifact(json_path, "report")
-        run.log_artifact(md_path, "report")
-        for p in plots:
-            run.log_artifact(p, "report/plots")
+        run.log_artifact(store.read_bytes(keys.report_json), "report.json", "report")
+        run.log_artifact(report.markdown.encode(), "report.md", "report")
+        for key in plots.values():
+            run.log_artifact(store.read_bytes(key), PurePosixPath(key).name, "report/plots")
     d_auc = (results["diffusion"]["metrics"] or {}).get("roc_auc")
     if info.get("mlflow_run_id"):
         tracker.log_metrics_to(info["mlflow_run_id"], {k: v for k, v in auc_metrics.items() if k.endswith(".diffusion")})
@@ -97,18 +98,18 @@ def evaluation_report(context: AssetExecutionContext, config: ReportConfig, stor
             "evaluation_run_id": run.run_id})
 
     meta: dict[str, Any] = {
-        "report_json": MetadataValue.path(str(json_path)),
-        "report_md": MetadataValue.path(str(md_path)),
-        "preview": MetadataValue.md(markdown),
-        "labelled_frames": labelled_frames,
+        "report_json": MetadataValue.path(store.location(keys.report_json)),
+        "report_md": MetadataValue.path(store.location(keys.report_md)),
+        "preview": MetadataValue.md(report.markdown),
+        "labelled_frames": report.data["n_labelled_frames"],
         "mlflow_run_id": run.run_id or "",
     }
     for name, r in results.items():
         if r["metrics"]:
             meta[f"frame_auc_{name}"] = float(r["metrics"]["roc_auc"])
             meta[f"frame_ap_{name}"] = float(r["metrics"]["average_precision"])
-    for p in plots:
-        meta[f"plot_{p.stem}"] = MetadataValue.path(str(p))
+    for name, key in plots.items():
+        meta[name] = MetadataValue.path(store.location(key))
     return MaterializeResult(metadata=meta)
 
 

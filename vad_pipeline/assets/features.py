@@ -5,18 +5,19 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
 
 from vad_core.footage.clips import ClipConfig
 from vad_core.features import extract_features
 from vad_core.footage import VideoSource, discover_videos
-from vad_core.io.tables import read_feature_matrix, read_metadata
+from vad_core.io.feature_tables import read_feature_matrix
+from vad_core.io.store import TableStore
 from vad_pipeline.assets.common import core_config, counts_metadata, dataset_spec, read_table
-from vad_pipeline.partitions import VIDEO_PARTITIONS_NAME, video_partitions
-from vad_pipeline.resources import BackboneResource, DatasetResource, VadStorage
-from vad_core.io.hashing import sha256_file
-from vad_pipeline.state import combined_fingerprint
+from vad_pipeline.automation.fingerprints import combined_fingerprint
+from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME, video_partitions
+from vad_pipeline.resources.backbone import BackboneResource
+from vad_pipeline.resources.dataset import DatasetResource
+from vad_pipeline.resources.storage import DatasetKeys, VadStorage
 
 _CLIP = ClipConfig()
 
@@ -37,12 +38,11 @@ class FeatureConfig(Config):
         return core_config(self, ClipConfig)
 
 
-def _video(storage: VadStorage, dataset: str, root: Path, video_id: str) -> dict | VideoSource:
+def _video(store: TableStore, keys: DatasetKeys, root: Path, video_id: str) -> dict | VideoSource:
     """The video of a partition: its manifest row when the manifest lists it (no re-probe for an
     unchanged video), else the source found on disk (a video the sensor saw before the manifest)."""
-    path = storage.manifest_path(dataset)
-    if path.is_file():
-        manifest = read_table(path, "video_manifest")
+    if store.exists(keys.manifest):
+        manifest = read_table(store, keys.manifest, "video_manifest")
         row = manifest[manifest["video_id"] == video_id]
         if len(row):
             return {k: (None if pd.isna(v) else v) for k, v in row.iloc[0].to_dict().items()}
@@ -58,15 +58,16 @@ def clip_features(context: AssetExecutionContext, config: FeatureConfig, storage
                   dataset: DatasetResource, backbone: BackboneResource) -> MaterializeResult:
     spec = dataset_spec(storage, dataset)
     video_id = context.partition_key
-    video = _video(storage, spec.name, spec.footage_root, video_id)
+    store, keys = storage.store(), storage.dataset_keys(spec.name)
+    video = _video(store, keys, spec.footage_root, video_id)
     embedder = backbone.load()
-    out_path = storage.feature_path(spec.name, video_id)
+    key = keys.features(video_id)
 
     def progress(event: dict) -> None:
         if event.get("event") in ("video_start", "video_done"):
             context.log.info(f"{video_id}: {event}")
 
-    result = extract_features(video, embedder, config.to_core(), out_path, device=backbone.resolved_device(),
+    result = extract_features(video, embedder, config.to_core(), store, key, device=backbone.resolved_device(),
                               batch_size=config.batch_size, callback=progress)
     if not result.ok:
         raise Failure(description=f"feature extraction failed for {video_id}: {result.error}")
@@ -80,26 +81,26 @@ def clip_features(context: AssetExecutionContext, config: FeatureConfig, storage
         "work_seconds": float(result.seconds),
         "backbone": embedder.name,
         "weights_sha256": embedder.weights_sha256,
-        "path": MetadataValue.path(str(out_path)),
+        "path": MetadataValue.path(store.location(key)),
     })
 
 
-def index_features(storage: VadStorage, dataset: str, video_ids: list[str],
+def index_features(store: TableStore, keys: DatasetKeys, video_ids: list[str],
                    train: Callable[[str], bool], evaluate: Callable[[str], bool]) -> pd.DataFrame:
     """One row per video that has a feature table: counts, dimension, non-finite values, sha256."""
     rows = []
     for vid in sorted(video_ids):
-        path = storage.feature_path(dataset, vid)
-        if not path.is_file():
+        key = keys.features(vid)
+        if not store.exists(key):
             continue
-        meta = read_metadata(path)
-        x = read_feature_matrix(path)
-        tiles = pq.read_table(path, columns=["clip", "tile"]).to_pandas()
+        meta = store.read_metadata(key)
+        x = read_feature_matrix(store, key)
+        tiles = store.read_table(key, columns=["clip", "tile"]).to_pandas()
         rows.append({
-            "video_id": vid, "path": str(path), "n_rows": int(x.shape[0]), "n_clips": int(tiles["clip"].nunique()),
+            "video_id": vid, "path": store.location(key), "n_rows": int(x.shape[0]), "n_clips": int(tiles["clip"].nunique()),
             "n_tiles": int(tiles["tile"].nunique()), "dim": int(x.shape[1]),
             "n_nonfinite": int((~np.isfinite(x)).sum()), "backbone": meta.get("backbone", ""),
-            "table_sha256": sha256_file(path), "train": bool(train(vid)), "evaluate": bool(evaluate(vid)),
+            "table_sha256": store.sha256(key), "train": bool(train(vid)), "evaluate": bool(evaluate(vid)),
         })
     columns = ["video_id", "path", "n_rows", "n_clips", "n_tiles", "dim", "n_nonfinite", "backbone",
                "table_sha256", "train", "evaluate"]
@@ -112,17 +113,17 @@ def index_features(storage: VadStorage, dataset: str, video_ids: list[str],
 def feature_index(context: AssetExecutionContext, storage: VadStorage, dataset: DatasetResource) -> MaterializeResult:
     spec = dataset_spec(storage, dataset)
     partitions = [v for v in context.instance.get_dynamic_partitions(VIDEO_PARTITIONS_NAME) if spec.includes(v)]
-    df = index_features(storage, spec.name, partitions, spec.is_train, spec.is_evaluated)
+    store, keys = storage.store(), storage.dataset_keys(spec.name)
+    df = index_features(store, keys, partitions, spec.is_train, spec.is_evaluated)
     fingerprint = combined_fingerprint(dict(zip(df["video_id"], df["table_sha256"])))
     missing = sorted(set(partitions) - set(df["video_id"]))
     if missing:
         context.log.warning(f"{len(missing)} video partitions have no feature table yet: {missing[:10]}")
-    path = storage.write_table(df, storage.feature_index_path(spec.name),
-                               {"dataset": spec.name, "features_fingerprint": fingerprint or ""})
+    store.write_table(keys.feature_index, df, {"dataset": spec.name, "features_fingerprint": fingerprint or ""})
     dims = sorted(df["dim"].unique().tolist())
     return MaterializeResult(metadata={
         **counts_metadata(df),
-        "path": MetadataValue.path(str(path)),
+        "path": MetadataValue.path(store.location(keys.feature_index)),
         "videos": len(df),
         "videos_missing_features": len(missing),
         "feature_rows": int(df["n_rows"].sum()),

@@ -7,8 +7,9 @@ from vad_core.footage import discover_videos, manifest_frame, probe_video
 from vad_core.footage.ground_truth import GT_COLUMNS, GT_DTYPES, read_ground_truth
 from vad_core.evaluation.formatting import markdown_table
 from vad_pipeline.assets.common import counts_metadata, dataset_spec
-from vad_pipeline.datasets import ensure_footage
-from vad_pipeline.resources import DatasetResource, VadStorage
+from vad_pipeline.specs import ensure_footage
+from vad_pipeline.resources.dataset import DatasetResource
+from vad_pipeline.resources.storage import VadStorage
 
 
 class ManifestConfig(Config):
@@ -33,8 +34,8 @@ def video_manifest(context: AssetExecutionContext, config: ManifestConfig, stora
         if i % 10 == 0 or i == len(sources):
             context.log.info(f"probed {i}/{len(sources)} videos")
     df = manifest_frame(rows)
-    path = storage.write_table(df, storage.manifest_path(spec.name), {"dataset": spec.name,
-                                                                      "footage_root": str(spec.footage_root)})
+    store, key = storage.store(), storage.dataset_keys(spec.name).manifest
+    store.write_table(key, df, {"dataset": spec.name, "footage_root": str(spec.footage_root)})
     ok = df[df["status"] == "ok"]
     errors = df[df["status"] != "ok"]
     preview = markdown_table(["video_id", "error"], errors[["video_id", "error"]].head(20).values.tolist()) \
@@ -43,7 +44,7 @@ def video_manifest(context: AssetExecutionContext, config: ManifestConfig, stora
         **counts_metadata(df),
         "dataset": spec.name,
         "footage_root": MetadataValue.path(str(spec.footage_root)),
-        "path": MetadataValue.path(str(path)),
+        "path": MetadataValue.path(store.location(key)),
         "videos_ok": len(ok),
         "videos_error": len(errors),
         "total_frames": int(ok["n_frames"].sum()) if len(ok) else 0,
@@ -63,10 +64,11 @@ def ground_truth(context: AssetExecutionContext, storage: VadStorage, dataset: D
         ann = spec.annotations
         ids = list(ann.video_ids) if isinstance(ann.video_ids, tuple) else ann.video_ids
         df = read_ground_truth(ann.path, format=ann.format, video_ids=ids)
-    path = storage.write_table(df, storage.ground_truth_path(spec.name), {"dataset": spec.name})
+    store, key = storage.store(), storage.dataset_keys(spec.name).ground_truth
+    store.write_table(key, df, {"dataset": spec.name})
     return MaterializeResult(metadata={
         **counts_metadata(df),
-        "path": MetadataValue.path(str(path)),
+        "path": MetadataValue.path(store.location(key)),
         "annotation": MetadataValue.path(str(spec.annotations.path)) if spec.annotations else "none",
         "videos_with_anomalies": int(df["video_id"].nunique()),
         "anomalous_frames": int((df["end_frame"] - df["start_frame"]).sum()) if len(df) else 0,

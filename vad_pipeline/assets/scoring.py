@@ -14,14 +14,18 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 
 from vad_core.diffusion.denoiser import load_checkpoint
 from vad_core.diffusion.reconstruction import ScoreConfig, score_rows
-from vad_core.evaluation.metrics import clips_to_frames, frame_labels
+from vad_core.errors import VADInputError
+from vad_core.evaluation.metrics import frame_table
 from vad_core.scoring.rows import clip_scores, decide_clips, row_keys_for, score_summary
 from vad_core.scoring.scorers import BASELINES, make_scorer
 from vad_core.study.selection import label_free_sigma
 from vad_pipeline.assets.common import (
     KEY_COLUMNS, core_config, counts_metadata, dataset_spec, load_feature_rows, read_table, run_tags,
 )
-from vad_pipeline.resources import BackboneResource, DatasetResource, ExperimentTracker, VadStorage
+from vad_pipeline.resources.backbone import BackboneResource
+from vad_pipeline.resources.dataset import DatasetResource
+from vad_pipeline.resources.storage import VadStorage
+from vad_pipeline.resources.tracking import ExperimentTracker
 
 _SCORE = ScoreConfig()
 
@@ -64,10 +68,14 @@ class ScoringConfig(ThresholdConfig):
 def segment_scores(context: AssetExecutionContext, config: ScoringConfig, storage: VadStorage,
                    dataset: DatasetResource, backbone: BackboneResource) -> MaterializeResult:
     spec = dataset_spec(storage, dataset)
-    index = read_table(storage.feature_index_path(spec.name), "feature_index")
-    keys, x = load_feature_rows(storage, spec.name, index["video_id"].tolist())
-    model = load_checkpoint(storage.denoiser_path(spec.name), device=backbone.resolved_device())
-    all_tiles = keys["tile"].to_numpy(np.int64)
+    store, keys = storage.store(), storage.dataset_keys(spec.name)
+    index = read_table(store, keys.feature_index, "feature_index")
+    feature_rows, x = load_feature_rows(store, keys, index["video_id"].tolist())
+    if not store.exists(keys.denoiser):
+        raise VADInputError(f"denoiser checkpoint {store.location(keys.denoiser)} is missing: materialize denoiser first")
+    model = load_checkpoint(store.read_bytes(keys.denoiser), device=backbone.resolved_device(),
+                            name=store.location(keys.denoiser))
+    all_tiles = feature_rows["tile"].to_numpy(np.int64)
     sigma_choice: dict[str, float] = {}
     if config.sigma is None and config.score_type == "denoising":
         chosen, sigma_choice = label_free_sigma(model.scaler, model.sigma_data, x, tiles=all_tiles,
@@ -78,35 +86,24 @@ def segment_scores(context: AssetExecutionContext, config: ScoringConfig, storag
         score_config = config.to_core()
     start = time.perf_counter()
     tiles = all_tiles if model.model_config.n_tiles else None
-    rows = keys.assign(score=score_rows(model, x, score_config, tiles=tiles, row_keys=row_keys_for(keys)))
+    rows = feature_rows.assign(score=score_rows(model, x, score_config, tiles=tiles,
+                                                row_keys=row_keys_for(feature_rows)))
     seconds = time.perf_counter() - start
     clips = decide_clips(clip_scores(rows), config.threshold_k, config.threshold_batch_size)
     meta = {"dataset": spec.name, "scorer": "diffusion", "score_config": str(score_config.to_dict()),
             "threshold_k": str(config.threshold_k), "threshold_batch_size": str(config.threshold_batch_size),
             "denoiser_fingerprint": model.fingerprint, "sigma": str(score_config.sigma),
             "sigma_choice": "label-free" if sigma_choice else "configured"}
-    storage.write_table(rows[KEY_COLUMNS + ["score"]], storage.tile_scores_path(spec.name), meta)
-    path = storage.write_table(clips, storage.segment_scores_path(spec.name), meta)
+    store.write_table(keys.tile_scores, rows[KEY_COLUMNS + ["score"]], meta)
+    store.write_table(keys.segment_scores, clips, meta)
     return MaterializeResult(metadata={
         **counts_metadata(clips), **score_summary(clips),
         "sigma": float(score_config.sigma), "sigma_choice": meta["sigma_choice"],
         **{f"neighbours_{k}": v for k, v in sigma_choice.items()},
         "tile_rows": len(rows), "rows_per_second": len(rows) / max(seconds, 1e-9), "score_seconds": seconds,
-        "path": MetadataValue.path(str(path)),
-        "tile_scores_path": MetadataValue.path(str(storage.tile_scores_path(spec.name))),
+        "path": MetadataValue.path(store.location(keys.segment_scores)),
+        "tile_scores_path": MetadataValue.path(store.location(keys.tile_scores)),
     })
-
-
-def frame_table(clips: pd.DataFrame, manifest: pd.DataFrame, truth: pd.DataFrame, evaluated: set[str]) -> pd.DataFrame:
-    """Clip scores -> frames (video_id, frame, score, anomalous, label); label null off the evaluated videos."""
-    ok = manifest[manifest["status"] == "ok"]
-    n_frames = {str(v): int(n) for v, n in zip(ok["video_id"], ok["n_frames"])}
-    frames = clips_to_frames(clips, n_frames)
-    labels = pd.array(np.full(len(frames), pd.NA), dtype="Int8")
-    on = frames["video_id"].isin(evaluated).to_numpy()
-    if on.any():
-        labels[on] = frame_labels(frames[on], truth)
-    return frames.assign(label=labels)
 
 
 @asset(group_name="scoring", deps=["segment_scores", "video_manifest", "ground_truth"],
@@ -114,16 +111,17 @@ def frame_table(clips: pd.DataFrame, manifest: pd.DataFrame, truth: pd.DataFrame
        "covering it), with 0/1 labels on the evaluated videos.")
 def frame_scores(context: AssetExecutionContext, storage: VadStorage, dataset: DatasetResource) -> MaterializeResult:
     spec = dataset_spec(storage, dataset)
-    clips = read_table(storage.segment_scores_path(spec.name), "segment_scores")
-    manifest = read_table(storage.manifest_path(spec.name), "video_manifest")
-    truth = read_table(storage.ground_truth_path(spec.name), "ground_truth")
+    store, keys = storage.store(), storage.dataset_keys(spec.name)
+    clips = read_table(store, keys.segment_scores, "segment_scores")
+    manifest = read_table(store, keys.manifest, "video_manifest")
+    truth = read_table(store, keys.ground_truth, "ground_truth")
     evaluated = {v for v in clips["video_id"].unique() if spec.is_evaluated(v)}
     frames = frame_table(clips, manifest, truth, evaluated)
-    path = storage.write_table(frames, storage.frame_scores_path(spec.name), {"dataset": spec.name})
+    store.write_table(keys.frame_scores, frames, {"dataset": spec.name})
     labelled = frames["label"].notna()
     return MaterializeResult(metadata={
         **counts_metadata(frames),
-        "path": MetadataValue.path(str(path)),
+        "path": MetadataValue.path(store.location(keys.frame_scores)),
         "videos": int(frames["video_id"].nunique()),
         "labelled_frames": int(labelled.sum()),
         "anomalous_label_frames": int(frames.loc[labelled, "label"].sum()),
@@ -163,10 +161,11 @@ def _scorer_kwargs(name: str, config: BaselinesConfig) -> dict:
 def baseline_scores(context: AssetExecutionContext, config: BaselinesConfig, storage: VadStorage,
                     dataset: DatasetResource, tracker: ExperimentTracker) -> MaterializeResult:
     spec = dataset_spec(storage, dataset)
-    index = read_table(storage.feature_index_path(spec.name), "feature_index")
-    keys, x = load_feature_rows(storage, spec.name, index["video_id"].tolist())
-    train_mask = keys["video_id"].isin(set(index.loc[index["train"], "video_id"])).to_numpy()
-    tiles = keys["tile"].to_numpy(np.int64) if config.per_tile else None
+    store, keys = storage.store(), storage.dataset_keys(spec.name)
+    index = read_table(store, keys.feature_index, "feature_index")
+    feature_rows, x = load_feature_rows(store, keys, index["video_id"].tolist())
+    train_mask = feature_rows["video_id"].isin(set(index.loc[index["train"], "video_id"])).to_numpy()
+    tiles = feature_rows["tile"].to_numpy(np.int64) if config.per_tile else None
     parts, summary = [], {}
     with tracker.start_run(run_name=f"{spec.name}/baselines", tags=run_tags(context, spec)) as run:
         for name in config.scorers:
@@ -175,7 +174,8 @@ def baseline_scores(context: AssetExecutionContext, config: BaselinesConfig, sto
             scorer = make_scorer(name, **kwargs).fit(x[train_mask], None if tiles is None else tiles[train_mask])
             scores = scorer.score(x, tiles)
             seconds = time.perf_counter() - start
-            clips = decide_clips(clip_scores(keys.assign(score=scores)), config.threshold_k, config.threshold_batch_size)
+            clips = decide_clips(clip_scores(feature_rows.assign(score=scores)), config.threshold_k,
+                                 config.threshold_batch_size)
             parts.append(clips.assign(scorer=name))
             summary[name] = {"seconds": seconds, **score_summary(clips)}
             run.log_params({name: kwargs} if kwargs else {name: {"defaults": True}})
@@ -185,11 +185,10 @@ def baseline_scores(context: AssetExecutionContext, config: BaselinesConfig, sto
                         "threshold_batch_size": config.threshold_batch_size})
     table = pd.concat(parts, ignore_index=True)
     table = table[["scorer"] + [c for c in table.columns if c != "scorer"]]
-    path = storage.write_table(table, storage.baseline_scores_path(spec.name),
-                               {"dataset": spec.name, "scorers": ",".join(config.scorers)})
+    store.write_table(keys.baseline_scores, table, {"dataset": spec.name, "scorers": ",".join(config.scorers)})
     return MaterializeResult(metadata={
         **counts_metadata(table),
-        "path": MetadataValue.path(str(path)),
+        "path": MetadataValue.path(store.location(keys.baseline_scores)),
         "scorers": ", ".join(config.scorers),
         **{f"{name}_seconds": s["seconds"] for name, s in summary.items()},
         "mlflow_run_id": run.run_id or "",

@@ -9,6 +9,7 @@ label-free choice per method, what a default configuration should take) and heat
 
 import time
 from dataclasses import replace
+from pathlib import PurePosixPath
 from typing import Any, Optional
 
 import numpy as np
@@ -17,11 +18,13 @@ from dagster import AssetExecutionContext, AssetSelection, Config, MaterializeRe
 from vad_core.scoring.scorers import BASELINES
 from vad_core.study import StudyConfig, StudyData, TrainedSetting, run_study
 from vad_core.study.report import comparison_markdown, label_free_summary, seed_spread, study_heatmaps
-from vad_core.io.tables import atomic_write_bytes
+from vad_core.io.store import TableStore
 from vad_core.diffusion.training import TrainConfig
 from vad_core.evaluation.formatting import finite_or_none
 from vad_pipeline.assets.common import dataset_spec, load_feature_rows, read_table, run_tags
-from vad_pipeline.resources import DatasetResource, ExperimentTracker, VadStorage
+from vad_pipeline.resources.dataset import DatasetResource
+from vad_pipeline.resources.storage import DatasetKeys, VadStorage
+from vad_pipeline.resources.tracking import ExperimentTracker
 
 _STUDY = StudyConfig()
 _TRAIN = _STUDY.train
@@ -76,17 +79,18 @@ class ParameterStudyConfig(Config):
         )
 
 
-def study_data(storage: VadStorage, dataset: str, index: Any, manifest: Any, truth: Any) -> StudyData:
+def study_data(store: TableStore, keys: DatasetKeys, index: Any, manifest: Any, truth: Any) -> StudyData:
     """The dataset's features as one study feature set (train/evaluate flags from the feature index)."""
-    keys, x = load_feature_rows(storage, dataset, index["video_id"].tolist())
+    dataset = keys.dataset
+    rows, x = load_feature_rows(store, keys, index["video_id"].tolist())
     ok = manifest[manifest["status"] == "ok"]
     n_frames = {str(v): int(n) for v, n in zip(ok["video_id"], ok["n_frames"])}
     evaluated = [v for v in index.loc[index["evaluate"], "video_id"] if v in set(truth["video_id"])]
     train = set(index.loc[index["train"], "video_id"])
     backbone = str(index["backbone"].iloc[0]) if len(index) else ""
-    return StudyData(name=f"{backbone or 'features'}/{dataset}", rows=keys, features=x, n_frames=n_frames,
+    return StudyData(name=f"{backbone or 'features'}/{dataset}", rows=rows, features=x, n_frames=n_frames,
                      ground_truth=truth, evaluated=tuple(evaluated),
-                     train_mask=keys["video_id"].isin(train).to_numpy(), backbone=backbone)
+                     train_mask=rows["video_id"].isin(train).to_numpy(), backbone=backbone)
 
 
 @asset(group_name="studies", deps=["feature_index", "ground_truth", "video_manifest"],
@@ -96,12 +100,12 @@ def study_data(storage: VadStorage, dataset: str, index: Any, manifest: Any, tru
 def parameter_study(context: AssetExecutionContext, config: ParameterStudyConfig, storage: VadStorage,
                     dataset: DatasetResource, tracker: ExperimentTracker) -> MaterializeResult:
     spec = dataset_spec(storage, dataset)
-    index = read_table(storage.feature_index_path(spec.name), "feature_index")
-    manifest = read_table(storage.manifest_path(spec.name), "video_manifest")
-    truth = read_table(storage.ground_truth_path(spec.name), "ground_truth")
-    data = study_data(storage, spec.name, index, manifest, truth)
+    store, keys = storage.store(), storage.dataset_keys(spec.name)
+    index = read_table(store, keys.feature_index, "feature_index")
+    manifest = read_table(store, keys.manifest, "video_manifest")
+    truth = read_table(store, keys.ground_truth, "ground_truth")
+    data = study_data(store, keys, index, manifest, truth)
     study_config = config.to_core()
-    out_dir = storage.dataset_dir(spec.name) / "study"
     tags = run_tags(context, spec)
 
     with tracker.start_run(run_name=f"{spec.name}/parameter_study", tags={**tags, "study": "parameter_study"}) as parent:
@@ -135,18 +139,19 @@ def parameter_study(context: AssetExecutionContext, config: ParameterStudyConfig
         result = run_study(data, study_config, callback=log_child, log=context.log.info)
         seconds = time.perf_counter() - start
         meta = {"dataset": spec.name, "features": data.name, "seconds": f"{seconds:.1f}"}
-        table_path = storage.write_table(result.table, out_dir / "study_results.parquet", meta)
-        models_path = storage.write_table(result.models, out_dir / "study_models.parquet", meta)
+        table_key = store.write_table(keys.study("study_results.parquet"), result.table, meta)
+        models_key = store.write_table(keys.study("study_models.parquet"), result.models, meta)
         comparison = comparison_markdown(result.table)
-        md_path = storage.write_text(f"# Parameter study: {spec.name}\n\n{comparison}\n", out_dir / "comparison.md")
+        md_key = keys.study("comparison.md")
+        store.write_bytes(md_key, f"# Parameter study: {spec.name}\n\n{comparison}\n".encode())
         summary = label_free_summary(result.table)
-        json_path = storage.write_json({"dataset": spec.name, "seconds": seconds, "selections": summary,
-                                        "seed_spread": seed_spread(result.table).to_dict("records")},
-                                       out_dir / "label_free.json")
-        figures = []
+        json_key = store.write_json(keys.study("label_free.json"), {
+            "dataset": spec.name, "seconds": seconds, "selections": summary,
+            "seed_spread": seed_spread(result.table).to_dict("records")})
+        figures = {}
         for name, png in study_heatmaps(result.table).items():
-            atomic_write_bytes(out_dir / "figures" / name, png)
-            figures.append(out_dir / "figures" / name)
+            figures[name] = keys.study(f"figures/{name}")
+            store.write_bytes(figures[name], png)
         flat = {}
         for key, entry in summary.items():
             name = key.split("|", 1)[1].replace("|", ".")
@@ -154,26 +159,32 @@ def parameter_study(context: AssetExecutionContext, config: ParameterStudyConfig
                 flat[f"{name}.{sel}.frame_auc"] = (entry.get(sel) or {}).get("frame_auc")
                 flat[f"{name}.{sel}.paper_auc"] = (entry.get(sel) or {}).get("paper_auc")
         parent.log_metrics({**flat, "study_seconds": seconds, "trained_settings": float(len(result.models))})
-        for p in (table_path, models_path, md_path, json_path):
-            parent.log_artifact(p, "study")
-        for p in figures:
-            parent.log_artifact(p, "study/figures")
+        for key in (table_key, models_key, md_key, json_key):
+            parent.log_artifact(store.read_bytes(key), PurePosixPath(key).name, "study")
+        for name, key in figures.items():
+            parent.log_artifact(store.read_bytes(key), name, "study/figures")
 
     metadata: dict[str, Any] = {
-        "results_table": MetadataValue.path(str(table_path)),
+        "results_table": MetadataValue.path(store.location(table_key)),
         "comparison": MetadataValue.md(comparison),
-        "label_free": MetadataValue.path(str(json_path)),
+        "label_free": MetadataValue.path(store.location(json_key)),
         "trained_settings": len(result.models),
         "table_rows": len(result.table),
         "study_seconds": seconds,
         "mlflow_run_id": parent.run_id or "",
     }
-    for p in figures:
-        metadata[f"heatmap_{p.stem}"] = MetadataValue.md(f"![{p.stem}](file://{p})")
+    for name, key in figures.items():
+        stem = PurePosixPath(name).stem
+        metadata[f"heatmap_{stem}"] = MetadataValue.md(f"![{stem}]({_link(store.location(key))})")
     for key, v in flat.items():
         if v is not None:
             metadata[key] = float(v)
     return MaterializeResult(metadata=metadata)
+
+
+def _link(location: str) -> str:
+    """A Markdown image link: local paths as file:// URLs, other locations as they are."""
+    return location if "://" in location else f"file://{location}"
 
 
 parameter_study_job = define_asset_job(

@@ -6,16 +6,16 @@ from typing import Optional
 import numpy as np
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
-from vad_core.diffusion.denoiser import save_checkpoint
+from vad_core.diffusion.denoiser import checkpoint_bytes
+from vad_core.diffusion.training import TrainConfig, fit
 from vad_core.evaluation.formatting import finite_or_none
 from vad_core.evaluation.plots import loss_curve_png
-from vad_core.io.tables import atomic_write_bytes
-from vad_core.diffusion.training import TrainConfig, fit
-from vad_pipeline.assets.common import (
-    core_config, dataset_spec, load_feature_rows, read_table, run_tags,
-)
-from vad_pipeline.resources import BackboneResource, DatasetResource, ExperimentTracker, VadStorage
-from vad_pipeline.state import combined_fingerprint
+from vad_pipeline.assets.common import core_config, dataset_spec, load_feature_rows, read_table, run_tags
+from vad_pipeline.automation.fingerprints import combined_fingerprint
+from vad_pipeline.resources.backbone import BackboneResource
+from vad_pipeline.resources.dataset import DatasetResource
+from vad_pipeline.resources.storage import VadStorage
+from vad_pipeline.resources.tracking import ExperimentTracker
 
 _TRAIN = TrainConfig()
 
@@ -67,10 +67,11 @@ def model_name(dataset: str) -> str:
 def denoiser(context: AssetExecutionContext, config: TrainingConfig, storage: VadStorage,
              dataset: DatasetResource, backbone: BackboneResource, tracker: ExperimentTracker) -> MaterializeResult:
     spec = dataset_spec(storage, dataset)
-    index = read_table(storage.feature_index_path(spec.name), "feature_index")
+    store, keys = storage.store(), storage.dataset_keys(spec.name)
+    index = read_table(store, keys.feature_index, "feature_index")
     train_ids = index.loc[index["train"], "video_id"].tolist()
-    keys, x = load_feature_rows(storage, spec.name, train_ids)
-    tiles = keys["tile"].to_numpy(np.int64)
+    rows, x = load_feature_rows(store, keys, train_ids)
+    tiles = rows["tile"].to_numpy(np.int64)
     train_config = config.to_core(n_tiles=int(tiles.max()) + 1, device=backbone.resolved_device())
     features_fp = combined_fingerprint(dict(zip(index["video_id"], index["table_sha256"])))
     context.log.info(f"training on {x.shape[0]} rows x {x.shape[1]} dims from {len(train_ids)} videos")
@@ -80,19 +81,19 @@ def denoiser(context: AssetExecutionContext, config: TrainingConfig, storage: Va
             context.log.info(f"epoch {event['epoch']}/{event['epochs']}: train {event['train_loss']:.4f} "
                              f"val {event.get('val_loss')} ({event['elapsed_s']:.1f}s)")
 
-    ckpt_path = storage.denoiser_path(spec.name)
     with tracker.start_run(run_name=f"{spec.name}/denoiser", tags=run_tags(context, spec)) as run:
         run.log_params({"dataset": spec.name, "backbone": str(index["backbone"].iloc[0]), "train": train_config.to_dict(),
                         "train_videos": len(train_ids), "rows": int(x.shape[0]), "feature_dim": int(x.shape[1])})
         start = time.perf_counter()
         result = fit(x, train_config, callback=progress, tiles=tiles if train_config.n_tiles else None)
         seconds = time.perf_counter() - start
-        save_checkpoint(result, ckpt_path)
+        checkpoint = checkpoint_bytes(result)
+        store.write_bytes(keys.denoiser, checkpoint)
         history = result.history
         train_losses = [h["train_loss"] for h in history]
         val_losses = [h["val_loss"] for h in history if h.get("val_loss") is not None]
-        loss_png = ckpt_path.parent / "loss_curve.png"
-        atomic_write_bytes(loss_png, loss_curve_png(history, best_epoch=result.best_epoch))
+        loss_png = loss_curve_png(history, best_epoch=result.best_epoch)
+        store.write_bytes(keys.loss_curve, loss_png)
         figures = {
             "sigma_data": float(result.sigma_data),
             "final_train_loss": float(train_losses[-1]),
@@ -106,24 +107,24 @@ def denoiser(context: AssetExecutionContext, config: TrainingConfig, storage: Va
         run.log_series("val_loss", val_losses)
         run.log_metrics({k: v for k, v in figures.items() if isinstance(v, (int, float))})
         run.set_tags({"data_fingerprint": result.fingerprint, "features_fingerprint": features_fp})
-        run.log_artifact(ckpt_path, "denoiser")
-        run.log_artifact(loss_png, "plots")
+        run.log_artifact(checkpoint, "denoiser.pt", "denoiser")
+        run.log_artifact(loss_png, "loss_curve.png", "plots")
         version = run.register_model(model_name(spec.name), "denoiser", tags={
             "dataset": spec.name, "data_fingerprint": result.fingerprint,
             "sigma_data": f"{result.sigma_data:.6g}", "dagster_run_id": context.run.run_id})
         info = {
-            "dataset": spec.name, "checkpoint": str(ckpt_path), "features_fingerprint": features_fp,
+            "dataset": spec.name, "checkpoint": store.location(keys.denoiser), "features_fingerprint": features_fp,
             "data_fingerprint": result.fingerprint, "train_config": train_config.to_dict(),
             "n_train": result.n_train, "n_val": result.n_val, "train_videos": train_ids,
             "history": history, **figures,
             "mlflow_run_id": run.run_id, "model_name": model_name(spec.name), "model_version": version,
             "dagster_run_id": context.run.run_id,
         }
-        storage.write_json(info, storage.denoiser_info_path(spec.name))
-        run.log_artifact(storage.denoiser_info_path(spec.name), "denoiser")
+        store.write_json(keys.denoiser_info, info)
+        run.log_artifact(store.read_bytes(keys.denoiser_info), "denoiser.json", "denoiser")
     return MaterializeResult(metadata={
-        "checkpoint": MetadataValue.path(str(ckpt_path)),
-        "loss_curve": MetadataValue.path(str(loss_png)),
+        "checkpoint": MetadataValue.path(store.location(keys.denoiser)),
+        "loss_curve": MetadataValue.path(store.location(keys.loss_curve)),
         "rows": int(x.shape[0]),
         "feature_dim": int(x.shape[1]),
         **{k: v for k, v in figures.items() if v is not None},

@@ -13,7 +13,8 @@ from PIL import Image
 
 from vad_core.footage.clips import ClipConfig, clip_starts, tile_boxes
 from vad_core.errors import VADInputError
-from vad_core.io.feature_tables import FEATURE_FORMAT_VERSION, FORMAT_KEY, feature_path, read_clip_features, results_frame
+from vad_core.io.feature_tables import FEATURE_FORMAT_VERSION, FORMAT_KEY, feature_key, read_clip_features, results_frame
+from vad_core.io.store import LocalTableStore, MemoryTableStore
 from vad_core.features import extract_all, extract_features
 from vad_core.footage import VideoSource, build_manifest, probe_video
 from vad_core.io.tables import feature_matrix
@@ -115,12 +116,12 @@ def test_frame_folder_table(tmp_path) -> None:
     row = probe_video(VideoSource("cam1", folder, "frames"))
     bb = PixelStatsBackbone(grid=2, step=1)
     events: list[dict] = []
-    out = tmp_path / "feat" / "cam1.parquet"
-    result = extract_features(row, bb, SMALL, out, batch_size=4, callback=events.append)
+    store, out = LocalTableStore(tmp_path), "feat/cam1.parquet"
+    result = extract_features(row, bb, SMALL, store, out, batch_size=4, callback=events.append)
     assert result.ok and not result.skipped
     assert (result.n_clips, result.n_tiles, result.n_rows, result.dim) == (3, 5, 15, 24)
 
-    df, meta = read_clip_features(out)
+    df, meta = read_clip_features(store, out)
     keys, feats = expected_rows(frames, SMALL, bb)
     assert table_keys(df) == keys
     assert [k[1] for k in keys[::5]] == [0, 4, 6] and [k[2] for k in keys[::5]] == [4, 8, 10]
@@ -147,28 +148,28 @@ def test_rerun_is_noop_and_changes_reextract(tmp_path) -> None:
     folder = write_folder(tmp_path / "cam", frames)
     row = probe_video(VideoSource("cam", folder, "frames"))
     bb = PixelStatsBackbone(step=1)
-    out = tmp_path / "cam.parquet"
-    extract_features(row, bb, SMALL, out)
-    before = os.stat(out).st_mtime_ns
+    store, out = LocalTableStore(tmp_path), "cam.parquet"
+    extract_features(row, bb, SMALL, store, out)
+    before = os.stat(tmp_path / out).st_mtime_ns
     events: list[dict] = []
-    again = extract_features(row, bb, SMALL, out, callback=events.append)
-    assert again.skipped and again.n_rows == 10 and os.stat(out).st_mtime_ns == before
+    again = extract_features(row, bb, SMALL, store, out, callback=events.append)
+    assert again.skipped and again.n_rows == 10 and os.stat(tmp_path / out).st_mtime_ns == before
     assert events == [{"event": "video_done", "video_id": "cam", "clips_total": 2, "rows_total": 10,
                        "clips_done": 2, "rows_done": 10, "skipped": True, "seconds": again.seconds}]
 
     # A new backbone or clip config makes the table stale.
-    assert not extract_features(row, PixelStatsBackbone(grid=1, step=1), SMALL, out).skipped
+    assert not extract_features(row, PixelStatsBackbone(grid=1, step=1), SMALL, store, out).skipped
     overlap = ClipConfig(clip_len=4, stride=2, short_side=48, tile_size=32)
-    res = extract_features(row, bb, overlap, out)
+    res = extract_features(row, bb, overlap, store, out)
     assert not res.skipped and res.n_clips == len(clip_starts(8, 4, 2)) == 3
 
     # The video changes behind the (now stale) manifest row: re-probed and re-extracted.
     changed = frames.copy()
     changed[5, :, :] = 0
     Image.fromarray(changed[5]).save(folder / "005.png")
-    res = extract_features(row, bb, overlap, out)
+    res = extract_features(row, bb, overlap, store, out)
     assert not res.skipped
-    df, meta = read_clip_features(out)
+    df, meta = read_clip_features(store, out)
     assert meta["video_fingerprint"] != row["fingerprint"]
     _, feats = expected_rows(changed, overlap, bb)
     np.testing.assert_allclose(feature_matrix(df), feats, atol=1e-6)
@@ -181,7 +182,7 @@ def test_error_videos(tmp_path) -> None:
     row = probe_video(VideoSource("bad", bad, "file"))
     assert row["status"] == "error"
     with pytest.raises(VADInputError, match="'bad'.*status 'error'"):
-        extract_features(row, PixelStatsBackbone(), SMALL, tmp_path / "bad.parquet")
+        extract_features(row, PixelStatsBackbone(), SMALL, LocalTableStore(tmp_path), "bad.parquet")
     assert not (tmp_path / "bad.parquet").exists()
 
     # A frame broken after probing: the stale row is re-probed and refused, nothing is written.
@@ -189,10 +190,10 @@ def test_error_videos(tmp_path) -> None:
     row = probe_video(VideoSource("cut", folder, "frames"))
     (folder / "003.png").write_bytes(b"not a png")
     with pytest.raises(VADInputError, match="003.png"):
-        extract_features(row, PixelStatsBackbone(), SMALL, tmp_path / "cut.parquet")
+        extract_features(row, PixelStatsBackbone(), SMALL, LocalTableStore(tmp_path), "cut.parquet")
     assert not (tmp_path / "cut.parquet").exists()
     with pytest.raises(VADInputError, match="batch_size"):
-        extract_features(row, PixelStatsBackbone(), SMALL, tmp_path / "x.parquet", batch_size=0)
+        extract_features(row, PixelStatsBackbone(), SMALL, LocalTableStore(tmp_path), "x.parquet", batch_size=0)
 
 
 def test_extract_all_goes_on_and_mp4(tmp_path) -> None:
@@ -205,12 +206,13 @@ def test_extract_all_goes_on_and_mp4(tmp_path) -> None:
     assert manifest["video_id"].tolist() == ["b", "c", "street/a"]
     events: list[dict] = []
     bb = PixelStatsBackbone(step=1)
-    results = extract_all(manifest, bb, SMALL, tmp_path / "feat", callback=events.append)
+    store = LocalTableStore(tmp_path)
+    results = extract_all(manifest, bb, SMALL, store, "feat", callback=events.append)
     by_id = {r.video_id: r for r in results}
     assert by_id["b"].ok and by_id["street/a"].ok
-    assert not by_id["c"].ok and "c.mp4" in by_id["c"].error and by_id["c"].out_path is None
-    assert by_id["street/a"].out_path == str(feature_path(tmp_path / "feat", "street/a"))
-    assert Path(by_id["street/a"].out_path) == tmp_path / "feat" / "street" / "a.parquet"
+    assert not by_id["c"].ok and "c.mp4" in by_id["c"].error and by_id["c"].key is None
+    assert by_id["street/a"].key == feature_key("feat", "street/a") == "feat/street/a.parquet"
+    assert (tmp_path / "feat" / "street" / "a.parquet").is_file()
     report = results_frame(results)
     assert report["video_id"].tolist() == ["b", "c", "street/a"]
     assert report["error"].notna().tolist() == [False, True, False]
@@ -218,22 +220,22 @@ def test_extract_all_goes_on_and_mp4(tmp_path) -> None:
     assert [e["videos_done"] for e in done] == [1, 2, 3] and all(e["videos_total"] == 3 for e in done)
 
     # The mp4's table: same rows as the frames would give; features close (lossy codec).
-    df, meta = read_clip_features(by_id["street/a"].out_path)
+    df, meta = read_clip_features(store, by_id["street/a"].key)
     keys, feats = expected_rows(frames, SMALL, bb)
     assert table_keys(df) == keys and meta["fps"] == "10.0"
     np.testing.assert_allclose(feature_matrix(df)[:, :12], feats[:, :12], atol=0.03)  # colour means
 
-    again = extract_all(manifest, bb, SMALL, tmp_path / "feat")
+    again = extract_all(manifest, bb, SMALL, store, "feat")
     assert [r.skipped for r in again] == [True, False, True]
-    assert extract_features(manifest.iloc[0], bb, SMALL, by_id["b"].out_path).skipped  # a Series row
+    assert extract_features(manifest.iloc[0], bb, SMALL, store, by_id["b"].key).skipped  # a Series row
 
 
 def test_resize_tiling_one_box(tmp_path) -> None:
     folder = write_folder(tmp_path / "v", make_frames(5))
     config = ClipConfig(clip_len=4, stride=4, tiling="resize", tile_size=32)
     result = extract_features(probe_video(VideoSource("v", folder, "frames")), PixelStatsBackbone(), config,
-                              tmp_path / "v.parquet")
-    df, meta = read_clip_features(result.out_path)
+                              LocalTableStore(tmp_path), "v.parquet")
+    df, meta = read_clip_features(LocalTableStore(tmp_path), result.key)
     assert table_keys(df) == [(0, 0, 4, 0, 0, 0, 96, 48), (1, 1, 5, 0, 0, 0, 96, 48)]
     assert meta["tiling"] == "resize" and meta["n_tiles"] == "1"
 
@@ -244,9 +246,9 @@ def test_ped2_video_through_cheap_backbone(ped2_dir: Path, tmp_path) -> None:
         pytest.skip(f"{folder} not found")
     bb = PixelStatsBackbone()
     result = extract_features(VideoSource("testing/frames/01", folder, "frames"), bb, ClipConfig(),
-                              tmp_path / "01.parquet")
+                              LocalTableStore(tmp_path), "01.parquet")
     assert (result.n_clips, result.n_tiles, result.n_rows) == (12, 3, 36)
-    df, meta = read_clip_features(result.out_path)
+    df, meta = read_clip_features(LocalTableStore(tmp_path), result.key)
     assert df["x"].tolist() == [0, 68, 136] * 12
     assert (df["y"] == 8).all() and (df["w"] == 224).all() and (df["h"] == 224).all()
     starts = list(range(0, 161, 16)) + [164]
@@ -274,14 +276,14 @@ class _Fixed:
 def test_device_and_backbone_contract(tmp_path) -> None:
     frames = make_frames(4)
     row = probe_video(VideoSource("v", write_folder(tmp_path / "v", frames), "frames"))
-    res = extract_features(row, _Fixed(2), SMALL, tmp_path / "a.parquet", device="cpu")
-    df, _ = read_clip_features(res.out_path)
+    res = extract_features(row, _Fixed(2), SMALL, LocalTableStore(tmp_path), "a.parquet", device="cpu")
+    df, _ = read_clip_features(LocalTableStore(tmp_path), res.key)
     expected = [frames[:, 8:40, x:x + 32].astype(np.float64).mean() for x in (0, 16, 32, 48, 64)]
     np.testing.assert_allclose(feature_matrix(df)[:, 0], expected, rtol=1e-6)
     with pytest.raises(VADInputError, match="is on cpu, device meta"):
-        extract_features(row, _Fixed(2), SMALL, tmp_path / "b.parquet", device="meta")
+        extract_features(row, _Fixed(2), SMALL, LocalTableStore(tmp_path), "b.parquet", device="meta")
     with pytest.raises(VADInputError, match=r"returned shape \(5, 3\), expected \(5, 2\)"):
-        extract_features(row, _Fixed(2, out_dim=3), SMALL, tmp_path / "c.parquet")
+        extract_features(row, _Fixed(2, out_dim=3), SMALL, LocalTableStore(tmp_path), "c.parquet")
     assert not (tmp_path / "c.parquet").exists()
 
     class _NaNAfterFirst(_Fixed):
@@ -291,5 +293,19 @@ def test_device_and_backbone_contract(tmp_path) -> None:
             return out
 
     with pytest.raises(VADInputError, match="non-finite features for clip 0 tile 1"):
-        extract_features(row, _NaNAfterFirst(2), SMALL, tmp_path / "d.parquet")
+        extract_features(row, _NaNAfterFirst(2), SMALL, LocalTableStore(tmp_path), "d.parquet")
     assert not (tmp_path / "d.parquet").exists()
+
+
+def test_extraction_into_a_memory_store_touches_no_disk(tmp_path) -> None:
+    frames = make_frames(10)
+    row = probe_video(VideoSource("cam1", write_folder(tmp_path / "cam1", frames), "frames"))
+    store = MemoryTableStore()
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = extract_features(row, PixelStatsBackbone(grid=2, step=1), SMALL, store, "features/cam1.parquet")
+    assert result.ok and store.list("features") == ["features/cam1.parquet"]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # only the footage is on disk
+    df, meta = read_clip_features(store, result.key)
+    assert len(df) == result.n_rows == 15 and meta["video_id"] == "cam1"
+    again = extract_features(row, PixelStatsBackbone(grid=2, step=1), SMALL, store, "features/cam1.parquet")
+    assert again.skipped and again.n_rows == 15

@@ -1,4 +1,4 @@
-"""`make ui`: the Dagster UI (webserver + daemon, so the sensor and schedule run) and the MLflow UI.
+"""`vad ui` (`make ui`): the Dagster UI (webserver + daemon, so the sensor and schedule run) and the MLflow UI.
 
 Both listen on 127.0.0.1 (ports from VAD_DAGSTER_PORT / VAD_MLFLOW_PORT, default 3000 / 5000,
 or the next free ones). Each server starts in its own session (process group): a `dagster dev`
@@ -7,6 +7,7 @@ group and waits, then kills what is left.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
@@ -18,10 +19,11 @@ import urllib.request
 from pathlib import Path
 from typing import Mapping
 
-from vad_pipeline.demo import dagster_home
-from vad_pipeline.resources import MLflowTracker, VadStorage
+from vad_pipeline.cli.instance import dagster_home
+from vad_pipeline.resources.storage import VadStorage
+from vad_pipeline.resources.tracking import MLflowTracker
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
@@ -106,7 +108,14 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
     return False
 
 
-def main() -> int:
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """`vad ui`."""
+    parser = commands.add_parser("ui", help="start the Dagster UI (with the daemon) and the MLflow UI on 127.0.0.1",
+                                 description=__doc__.splitlines()[0])
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
     storage = VadStorage()
     logs = storage.root() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -115,7 +124,7 @@ def main() -> int:
     d_port = free_port(int(os.environ.get("VAD_DAGSTER_PORT", 3000)))
     procs: dict[str, subprocess.Popen] = {"dagster": start_dagster_dev(d_port, env, logs / "dagster.log")}
     urls = {"dagster": f"http://127.0.0.1:{d_port}"}
-    if tracker._owns_store():
+    if tracker.owns_store():
         tracker.client().search_experiments()  # create the SQLite store before the UI opens it
         m_port = free_port(int(os.environ.get("VAD_MLFLOW_PORT", 5000)))
         procs["mlflow"] = start_mlflow_ui(m_port, tracker.resolved_uri(), logs / "mlflow.log")
@@ -151,5 +160,5 @@ def main() -> int:
     return code
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["add_parser", "free_port", "run", "start_dagster_dev", "start_mlflow_ui", "stop_process_group",
+           "stop_process_groups", "wait_http"]

@@ -31,6 +31,7 @@ def write_dataset(root: Path) -> tuple[VadStorage, DatasetResource]:
     """The tables the study reads, as the upstream assets write them: features, index, manifest, truth."""
     data = generated()
     storage = VadStorage(home=str(root / "home"))
+    store, keys = storage.store(), storage.dataset_keys("gen")
     (root / "footage").mkdir()
     spec_path = root / "gen.yaml"
     spec_path.write_text(SPEC)
@@ -39,12 +40,12 @@ def write_dataset(root: Path) -> tuple[VadStorage, DatasetResource]:
         n = len(rows)
         table = build_feature_table(vid, rows["clip"], rows["start_frame"], rows["end_frame"], rows["tile"],
                                     np.zeros((n, 4)), data.features[rows.index])
-        write_feature_table(table, storage.feature_path("gen", vid), {"backbone": "generated", "dim": "16"})
+        write_feature_table(table, store, keys.features(vid), {"backbone": "generated", "dim": "16"})
         index.append({"video_id": vid, "train": True, "evaluate": vid.startswith("test/"), "backbone": "generated"})
-    storage.write_table(pd.DataFrame(index), storage.feature_index_path("gen"))
-    storage.write_table(pd.DataFrame({"video_id": list(data.n_frames), "status": "ok",
-                                      "n_frames": list(data.n_frames.values())}), storage.manifest_path("gen"))
-    storage.write_table(data.ground_truth, storage.ground_truth_path("gen"))
+    store.write_table(keys.feature_index, pd.DataFrame(index))
+    store.write_table(keys.manifest, pd.DataFrame({"video_id": list(data.n_frames), "status": "ok",
+                                                   "n_frames": list(data.n_frames.values())}))
+    store.write_table(keys.ground_truth, data.ground_truth)
     return storage, DatasetResource(spec=str(spec_path))
 
 
@@ -60,7 +61,7 @@ def test_parameter_study_asset_logs_parent_and_child_runs(tmp_path: Path, monkey
     finally:
         torch.set_num_threads(before)
     assert result.success
-    out = storage.dataset_dir("gen") / "study"
+    out = storage.root() / "gen" / "study"
     table = pd.read_parquet(out / "study_results.parquet")
     models = pd.read_parquet(out / "study_models.parquet")
     # 2 noise settings, then one more seed around the label-free one

@@ -18,10 +18,11 @@ from dagster import (
     schedule,
 )
 
-from vad_pipeline.jobs import TRAINING_JOB, job_run_config, training_job
-from vad_pipeline.partitions import VIDEO_PARTITIONS_NAME
-from vad_pipeline.resources import DatasetResource, VadStorage
-from vad_pipeline.state import combined_fingerprint, feature_table_fingerprints, last_trained_fingerprint
+from vad_pipeline.automation.jobs import TRAINING_JOB, job_run_config, training_job
+from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME
+from vad_pipeline.resources.dataset import DatasetResource
+from vad_pipeline.resources.storage import VadStorage
+from vad_pipeline.automation.fingerprints import combined_fingerprint, feature_table_fingerprints, last_trained_fingerprint
 
 DEFAULT_CRON = "0 3 * * 1"
 
@@ -59,8 +60,9 @@ def build_retraining_schedule(
     def _schedule(context: ScheduleEvaluationContext, storage: VadStorage, dataset: DatasetResource):
         spec = dataset.load(home=storage.root())
         videos = [v for v in context.instance.get_dynamic_partitions(VIDEO_PARTITIONS_NAME) if spec.includes(v)]
-        current = combined_fingerprint(feature_table_fingerprints(storage, spec.name, videos))
-        run, reason = decide(current, last_trained_fingerprint(storage, spec.name))
+        store, keys = storage.store(), storage.dataset_keys(spec.name)
+        current = combined_fingerprint(feature_table_fingerprints(store, keys, videos))
+        run, reason = decide(current, last_trained_fingerprint(store, keys))
         if not run:
             return SkipReason(reason)
         context.log.info(reason)

@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from vad_core.io.hashing import sha256_file
-from vad_pipeline.resources import VadStorage
+from vad_core.io.store import TableStore
+from vad_pipeline.resources.storage import DatasetKeys
 
 
 def stat_fingerprint(path: str | os.PathLike) -> str:
@@ -34,13 +34,13 @@ def stat_fingerprint(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def feature_table_fingerprints(storage: VadStorage, dataset: str, video_ids: Iterable[str]) -> dict[str, str]:
+def feature_table_fingerprints(store: TableStore, keys: DatasetKeys, video_ids: Iterable[str]) -> dict[str, str]:
     """`{video_id: sha256 of its feature table}` for the videos whose table exists."""
     out: dict[str, str] = {}
     for vid in sorted(set(video_ids)):
-        path = storage.feature_path(dataset, vid)
-        if path.is_file():
-            out[vid] = sha256_file(path)
+        key = keys.features(vid)
+        if store.exists(key):
+            out[vid] = store.sha256(key)
     return out
 
 
@@ -54,7 +54,7 @@ def combined_fingerprint(per_video: Mapping[str, str]) -> str | None:
     return h.hexdigest()
 
 
-def last_trained_fingerprint(storage: VadStorage, dataset: str) -> str | None:
+def last_trained_fingerprint(store: TableStore, keys: DatasetKeys) -> str | None:
     """The features fingerprint the current denoiser was trained on (None: never trained)."""
-    info = storage.read_json(storage.denoiser_info_path(dataset))
+    info = store.read_json(keys.denoiser_info)
     return info.get("features_fingerprint") if isinstance(info, dict) else None

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vad_pipeline.demo import init_dagster_home
-from vad_pipeline.ui import free_port, start_dagster_dev, stop_process_group, wait_http
+from vad_pipeline.cli.instance import init_dagster_home
+from vad_pipeline.cli.ui import free_port, start_dagster_dev, stop_process_group, wait_http
 
 QUERY = """
 { workspaceOrError { __typename ... on Workspace { locationEntries { name

@@ -6,10 +6,6 @@ import json
 import math
 
 import numpy as np
-from vad_core.study.selection import label_free_sigma
-from vad_core.io.tables import read_metadata
-from vad_core.diffusion.denoiser import load_checkpoint
-from vad_pipeline.assets.common import load_feature_rows
 import pandas as pd
 import pytest
 from dagster import AssetKey
@@ -18,11 +14,14 @@ from sklearn.metrics import roc_auc_score
 
 from vad_core.footage.clips import ClipConfig, tile_boxes
 from vad_core.footage import read_frames
-from vad_core.io.tables import read_feature_matrix, read_parquet
-from vad_core.features.backbones.pixelstats import PixelStatsBackbone
 from vad_core.diffusion.denoiser import load_checkpoint
+from vad_core.features.backbones.pixelstats import PixelStatsBackbone
+from vad_core.io.feature_tables import read_feature_matrix
+from vad_core.study.selection import label_free_sigma
+from vad_pipeline.assets.common import load_feature_rows
 from vad_pipeline.assets.training import model_name
-from vad_pipeline.partitions import VIDEO_PARTITIONS_NAME
+from vad_pipeline.resources.storage import DatasetKeys
+from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME
 
 from tests.pipeline.conftest import RUN_CONFIG
 
@@ -30,8 +29,11 @@ VIDEOS = ["test/01", "test/02", "train/01", "train/02"]
 N_FRAMES, CLIP = 48, 16
 
 
-def _table(path) -> pd.DataFrame:
-    return read_parquet(path)[0]
+K = DatasetKeys("tiny")
+
+
+def _table(p, key: str) -> pd.DataFrame:
+    return p.storage.store().read_frame(key)[0]
 
 
 def _meta(p, asset: str, key: str):
@@ -57,14 +59,14 @@ def _artifacts(client, run_id: str, path: str = "") -> set[str]:
 
 def test_manifest_and_ground_truth(tiny_pipeline) -> None:
     p = tiny_pipeline
-    manifest = _table(p.storage.manifest_path("tiny"))
+    manifest = _table(p, K.manifest)
     assert manifest["video_id"].tolist() == VIDEOS
     assert (manifest["status"] == "ok").all() and (manifest["kind"] == "file").all()
     assert manifest["n_frames"].tolist() == [N_FRAMES] * 4
     assert manifest[["width", "height"]].drop_duplicates().values.tolist() == [[128, 96]]
     assert _meta(p, "video_manifest", "videos_ok") == 4
 
-    truth = _table(p.storage.ground_truth_path("tiny"))
+    truth = _table(p, K.ground_truth)
     csv = pd.read_csv(p.spec.footage_root / "ground_truth.csv")
     assert list(truth.columns) == ["video_id", "start_frame", "end_frame", "source"]
     got = sorted(zip(truth["video_id"], truth["start_frame"], truth["end_frame"]))
@@ -78,11 +80,11 @@ def test_clip_features_one_partition_per_video(tiny_pipeline) -> None:
     boxes = tile_boxes(128, 96, ClipConfig(short_side=96, tile_size=64))
     backbone = PixelStatsBackbone(grid=2)
     for vid in VIDEOS:
-        df, meta = read_parquet(p.storage.feature_path("tiny", vid))
+        df, meta = p.storage.store().read_frame(K.features(vid))
         assert list(df.columns) == ["video_id", "clip", "start_frame", "end_frame", "tile", "x", "y", "w", "h", "feature"]
         assert len(df) == 3 * len(boxes) and df["clip"].nunique() == 3
         assert df.groupby("clip")["start_frame"].first().tolist() == [0, 16, 32]
-        x = read_feature_matrix(p.storage.feature_path("tiny", vid))
+        x = read_feature_matrix(p.storage.store(), K.features(vid))
         assert x.shape == (len(df), 24) and np.isfinite(x).all()
         # Independent recomputation of one row: decode the clip, cut the tile, embed it.
         row = df[(df["clip"] == 1) & (df["tile"] == len(boxes) - 1)].iloc[0]
@@ -96,21 +98,21 @@ def test_clip_features_one_partition_per_video(tiny_pipeline) -> None:
 
 def test_feature_index_fingerprint(tiny_pipeline) -> None:
     p = tiny_pipeline
-    index = _table(p.storage.feature_index_path("tiny"))
+    index = _table(p, K.feature_index)
     assert index["video_id"].tolist() == VIDEOS
     assert index["dim"].unique().tolist() == [24] and (index["n_nonfinite"] == 0).all()
     assert index["train"].all() and index["evaluate"].tolist() == [True, True, False, False]
     h = hashlib.sha256()
     for vid in VIDEOS:
-        digest = hashlib.sha256(p.storage.feature_path("tiny", vid).read_bytes()).hexdigest()
+        digest = hashlib.sha256(p.storage.store().read_bytes(K.features(vid))).hexdigest()
         h.update(f"{vid}\t{digest}\n".encode())
     assert _meta(p, "feature_index", "features_fingerprint") == h.hexdigest()
 
 
 def test_denoiser_checkpoint_and_mlflow_run(tiny_pipeline) -> None:
     p = tiny_pipeline
-    info = json.loads(p.storage.denoiser_info_path("tiny").read_text())
-    model = load_checkpoint(p.storage.denoiser_path("tiny"))
+    info = p.storage.store().read_json(K.denoiser_info)
+    model = load_checkpoint(p.storage.root() / K.denoiser)  # the stored checkpoint is a plain local file
     assert model.model_config.dim == 24 and model.model_config.hidden == (64, 32)
     assert info["sigma_data"] == pytest.approx(model.sigma_data)
     assert len(info["history"]) == RUN_CONFIG["denoiser"]["epochs"] == info["epochs_run"]
@@ -135,14 +137,14 @@ def test_denoiser_checkpoint_and_mlflow_run(tiny_pipeline) -> None:
     version = client.get_model_version(model_name("tiny"), info["model_version"])
     assert version.run_id == run.info.run_id and version.tags["dataset"] == "tiny"
     assert float(version.tags["frame_auc"]) == pytest.approx(
-        json.loads((p.storage.report_dir("tiny") / "report.json").read_text())["scorers"]["diffusion"]["metrics"]["roc_auc"],
+        p.storage.store().read_json(K.report_json)["scorers"]["diffusion"]["metrics"]["roc_auc"],
         abs=1e-4)
 
 
 def test_segment_and_frame_scores(tiny_pipeline) -> None:
     p = tiny_pipeline
-    clips = _table(p.storage.segment_scores_path("tiny"))
-    tiles = _table(p.storage.tile_scores_path("tiny"))
+    clips = _table(p, K.segment_scores)
+    tiles = _table(p, K.tile_scores)
     assert list(clips.columns) == ["video_id", "clip", "start_frame", "end_frame", "score", "tile", "batch",
                                    "threshold", "anomalous"]
     assert len(clips) == 4 * 3 and np.isfinite(clips["score"]).all()
@@ -153,14 +155,14 @@ def test_segment_and_frame_scores(tiny_pipeline) -> None:
     threshold = s.mean() + 1.0 * s.std()  # one batch (12 clips < 8192), population std
     np.testing.assert_allclose(clips["threshold"].to_numpy(), threshold, rtol=1e-12)
     np.testing.assert_array_equal(clips["anomalous"].to_numpy(), s > threshold)
-    meta = read_metadata(p.storage.segment_scores_path("tiny"))
+    meta = p.storage.store().read_metadata(K.segment_scores)
     assert meta["sigma_choice"] == "label-free"  # the default: chosen from the unlabelled rows
-    model = load_checkpoint(p.storage.denoiser_path("tiny"))
-    keys, x = load_feature_rows(p.storage, "tiny", VIDEOS)
+    model = load_checkpoint(p.storage.store().read_bytes(K.denoiser))
+    keys, x = load_feature_rows(p.storage.store(), K, VIDEOS)
     sigma, _ = label_free_sigma(model.scaler, model.sigma_data, x, tiles=keys["tile"].to_numpy())
     assert float(meta["sigma"]) == sigma
 
-    frames = _table(p.storage.frame_scores_path("tiny"))
+    frames = _table(p, K.frame_scores)
     assert list(frames.columns) == ["video_id", "frame", "score", "anomalous", "label"]
     assert len(frames) == 4 * N_FRAMES
     by_clip = clips.set_index(["video_id", "clip"])["score"]
@@ -180,11 +182,11 @@ def test_segment_and_frame_scores(tiny_pipeline) -> None:
 
 def test_baseline_scores_knn_matches_independent_computation(tiny_pipeline) -> None:
     p = tiny_pipeline
-    table = _table(p.storage.baseline_scores_path("tiny"))
+    table = _table(p, K.baseline_scores)
     assert sorted(table["scorer"].unique()) == ["gcl", "gcl_ae", "iforest", "knn", "pca"]
     assert table.groupby("scorer").size().tolist() == [12] * 5 and np.isfinite(table["score"]).all()
     # kNN (k = 3) per tile position, leave-one-out, mean distance; clip score = max over tiles.
-    rows = pd.concat([_table(p.storage.feature_path("tiny", v)) for v in VIDEOS], ignore_index=True)
+    rows = pd.concat([_table(p, K.features(v)) for v in VIDEOS], ignore_index=True)
     x = np.stack(rows["feature"].to_numpy()).astype(np.float64)
     score = np.empty(len(rows))
     for t in rows["tile"].unique():
@@ -199,10 +201,9 @@ def test_baseline_scores_knn_matches_independent_computation(tiny_pipeline) -> N
 
 def test_evaluation_report_and_mlflow(tiny_pipeline) -> None:
     p = tiny_pipeline
-    report_dir = p.storage.report_dir("tiny")
-    report = json.loads((report_dir / "report.json").read_text())
-    markdown = (report_dir / "report.md").read_text()
-    frames = _table(p.storage.frame_scores_path("tiny"))
+    report = p.storage.store().read_json(K.report_json)
+    markdown = p.storage.store().read_bytes(K.report_md).decode()
+    frames = _table(p, K.frame_scores)
     labelled = frames[frames["label"].notna()]
     auc = roc_auc_score(labelled["label"].astype(int), labelled["score"])
     assert report["scorers"]["diffusion"]["metrics"]["roc_auc"] == pytest.approx(auc)
@@ -216,7 +217,7 @@ def test_evaluation_report_and_mlflow(tiny_pipeline) -> None:
     for pth in report["plots"]:
         assert open(pth, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert len(report["top_clips"]) == 2
-    assert report["top_clips"][0]["score"] == pytest.approx(_table(p.storage.segment_scores_path("tiny"))["score"].max())
+    assert report["top_clips"][0]["score"] == pytest.approx(_table(p, K.segment_scores)["score"].max())
     assert _meta(p, "evaluation_report", "frame_auc_diffusion") == pytest.approx(auc)
     assert "# Evaluation report: tiny" in _meta(p, "evaluation_report", "preview")
 

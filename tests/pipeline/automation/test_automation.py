@@ -14,12 +14,12 @@ from dagster import (
     instance_for_test,
 )
 
-from vad_pipeline.jobs import FEATURES_JOB, FOOTAGE_JOB
-from vad_pipeline.partitions import VIDEO_PARTITIONS_NAME
+from vad_pipeline.automation.jobs import FEATURES_JOB, FOOTAGE_JOB
+from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME
 from vad_pipeline.resources import DatasetResource, VadStorage
-from vad_pipeline.schedules import build_retraining_schedule, retraining_decision
-from vad_pipeline.sensors import new_footage_sensor, plan_footage_update
-from vad_pipeline.state import combined_fingerprint, feature_table_fingerprints
+from vad_pipeline.automation.schedules import build_retraining_schedule, retraining_decision
+from vad_pipeline.automation.sensors import new_footage_sensor, plan_footage_update
+from vad_pipeline.automation.fingerprints import combined_fingerprint, feature_table_fingerprints
 
 
 @pytest.fixture()
@@ -146,19 +146,18 @@ def _schedule_scenario(stack: contextlib.ExitStack, storage: VadStorage, resourc
     runs, skip = evaluate()
     assert not runs and skip == "no feature tables yet: nothing to train on"
 
+    store, keys = storage.store(), storage.dataset_keys("cams")
     for vid in ("v1", "v2"):
-        path = storage.feature_path("cams", vid)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(vid.encode() * 10)
+        store.write_bytes(keys.features(vid), vid.encode() * 10)
     runs, skip = evaluate()
     assert len(runs) == 1 and skip is None  # never trained
     assert runs[0].run_config == {"ops": {"denoiser": {"config": {"epochs": 2}}}}
 
-    fp = combined_fingerprint(feature_table_fingerprints(storage, "cams", ["v1", "v2"]))
-    storage.write_json({"features_fingerprint": fp}, storage.denoiser_info_path("cams"))
+    fp = combined_fingerprint(feature_table_fingerprints(store, keys, ["v1", "v2"]))
+    store.write_json(keys.denoiser_info, {"features_fingerprint": fp})
     runs, skip = evaluate()
     assert not runs and skip.startswith("features unchanged since the last trained denoiser")
 
-    storage.feature_path("cams", "v2").write_bytes(b"new features")
+    store.write_bytes(keys.features("v2"), b"new features")
     runs, skip = evaluate()
     assert len(runs) == 1 and runs[0].run_key != f"retrain@{fp}"

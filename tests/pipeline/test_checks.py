@@ -8,16 +8,16 @@ from dagster import AssetKey, instance_for_test
 
 from vad_core.io.feature_tables import build_feature_table, write_feature_table
 from vad_pipeline.definitions import make_definitions
-from vad_pipeline.jobs import TRAINING_JOB
-from vad_pipeline.partitions import VIDEO_PARTITIONS_NAME
-from vad_pipeline.resources import BackboneResource, DatasetResource, NoOpTracker, VadStorage
+from vad_pipeline.automation.jobs import TRAINING_JOB
+from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME
+from vad_pipeline.resources import BackboneResource, DatasetResource, RecordingTracker, VadStorage
 
 
 def _write_table(storage: VadStorage, video_id: str, x: np.ndarray) -> None:
     n = x.shape[0]
     table = build_feature_table(video_id, np.arange(n), np.arange(n) * 16, np.arange(n) * 16 + 16,
                                 np.zeros(n), np.tile([0, 0, 64, 64], (n, 1)), x)
-    write_feature_table(table, storage.feature_path("cams", video_id),
+    write_feature_table(table, storage.store(), storage.dataset_keys("cams").features(video_id),
                         {"backbone": "test", "dim": str(x.shape[1]), "n_clips": str(n), "n_tiles": "1"})
 
 
@@ -32,7 +32,8 @@ def test_nan_features_block_training(tmp_path: Path) -> None:
     _write_table(storage, "cam2", bad)
     defs = make_definitions({"storage": storage, "dataset": DatasetResource(spec=str(spec)),
                              "backbone": BackboneResource(name="pixelstats-2", device="cpu"),
-                             "tracker": NoOpTracker()})
+                             "tracker": RecordingTracker(name="blocking")})
+    RecordingTracker(name="blocking").reset()
     with instance_for_test() as instance:
         instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, ["cam1", "cam2"])
         result = defs.resolve_job_def(TRAINING_JOB).execute_in_process(
@@ -47,4 +48,5 @@ def test_nan_features_block_training(tmp_path: Path) -> None:
         assert not result.success and not result.is_node_failed("denoiser")
         assert instance.get_latest_materialization_event(AssetKey("denoiser")) is None
         assert instance.get_latest_materialization_event(AssetKey("feature_index")) is not None
-        assert not storage.denoiser_path("cams").exists()
+        assert not storage.store().exists(storage.dataset_keys("cams").denoiser)
+        assert RecordingTracker(name="blocking").recording().runs == []  # no training run was started

@@ -24,11 +24,12 @@ from dagster import (
     sensor,
 )
 
-from vad_pipeline.datasets import DatasetSpec
-from vad_pipeline.jobs import FEATURES_JOB, FOOTAGE_JOB, features_job, footage_job, job_run_config
-from vad_pipeline.partitions import VIDEO_PARTITIONS_NAME, video_partitions
-from vad_pipeline.resources import DatasetResource, VadStorage
-from vad_pipeline.state import stat_fingerprint
+from vad_pipeline.specs import DatasetSpec
+from vad_pipeline.automation.jobs import FEATURES_JOB, FOOTAGE_JOB, features_job, footage_job, job_run_config
+from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME, video_partitions
+from vad_pipeline.resources.dataset import DatasetResource
+from vad_pipeline.resources.storage import VadStorage
+from vad_pipeline.automation.fingerprints import stat_fingerprint
 
 # discover(spec) -> {video_id: fingerprint}, plus the ids it could not read this tick.
 Discover = Callable[[DatasetSpec], tuple[dict[str, str], dict[str, str]]]
@@ -120,13 +121,14 @@ def build_new_footage_sensor(
         for vid, msg in errors.items():
             context.log.warning(f"could not fingerprint {vid}: {msg}")
         previous = _load_cursor(context.cursor)
+        store, keys = storage.store(), storage.dataset_keys(spec.name)
         # A video that failed to stat this tick keeps its old fingerprint: no false "changed".
         found = {**{v: previous[v] for v in errors if v in previous}, **found}
         plan = plan_footage_update(
             found,
             context.instance.get_dynamic_partitions(VIDEO_PARTITIONS_NAME),
             previous,
-            has_features=lambda vid: storage.feature_path(spec.name, vid).is_file(),
+            has_features=lambda vid: store.exists(keys.features(vid)),
         )
         if plan.removed:
             context.log.warning(f"{len(plan.removed)} partitioned videos are gone from {spec.footage_root}: "

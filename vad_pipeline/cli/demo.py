@@ -1,7 +1,7 @@
-"""`make demo`: generate the demo footage, materialize every asset, print the summary.
+"""`vad demo` (`make demo`): generate the demo footage, materialize every asset, print the summary.
 
-    python -m vad_pipeline.demo                 # the demo dataset (VAD_DATASET selects another)
-    VAD_DATASET=ucsd_ped2 python -m vad_pipeline.demo
+    vad demo                          # the demo dataset (VAD_DATASET or --dataset selects another)
+    vad demo --dataset ucsd_ped2
 
 The runs go through the same Definitions, jobs and persistent Dagster instance (DAGSTER_HOME,
 default `<VAD_HOME>/dagster`) that `make ui` shows afterwards: one footage run, one features
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +21,14 @@ from typing import Any, Callable, Mapping
 
 from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
 
-from vad_core.io.tables import read_parquet
-from vad_pipeline.datasets import DatasetSpec, default_home, ensure_footage, load_spec
-from vad_pipeline.jobs import FEATURES_JOB, FOOTAGE_JOB, TRAINING_JOB, job_run_config
-from vad_pipeline.partitions import VIDEO_PARTITIONS_NAME
-from vad_pipeline.resources import VadStorage
+from vad_core.errors import VADInputError
+
+from vad_pipeline.automation.jobs import FEATURES_JOB, FOOTAGE_JOB, TRAINING_JOB, job_run_config
+from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME
+from vad_pipeline.cli.instance import dagster_home
+from vad_pipeline.resources.storage import VadStorage
+from vad_pipeline.resources.tracking import MLflowTracker
+from vad_pipeline.specs import DatasetSpec, ensure_footage, load_spec
 
 Echo = Callable[[str], None]
 
@@ -39,7 +41,7 @@ class PipelineSummary:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     partition_wall_s: dict[str, float] = field(default_factory=dict)
     partition_work_s: dict[str, float] = field(default_factory=dict)
-    report_path: Path | None = None
+    report_path: str | None = None
     report: dict[str, Any] | None = None
     run_ids: list[str] = field(default_factory=list)
 
@@ -55,34 +57,7 @@ class PipelineSummary:
         return {"dataset": self.dataset, "stage_seconds": self.stage_seconds,
                 "partition_wall_s": self.partition_wall_s, "partition_work_s": self.partition_work_s,
                 "overhead_per_partition_s": self.overhead_per_partition_s,
-                "report_path": str(self.report_path) if self.report_path else None, "run_ids": self.run_ids}
-
-
-INSTANCE_YAML = """\
-# Written by vad_pipeline on first use; edit freely.
-telemetry:
-  enabled: false
-concurrency:
-  runs:
-    # One run at a time: a features run already keeps every core of a small machine busy, and a
-    # sensor tick over new footage would otherwise start a run (and a backbone) per video at once.
-    max_concurrent_runs: 1
-"""
-
-
-def dagster_home(home: Path | None = None) -> Path:
-    """DAGSTER_HOME, default `<VAD_HOME>/dagster`, created with telemetry off (no network)."""
-    return init_dagster_home(Path(os.environ.get("DAGSTER_HOME") or (home or default_home()) / "dagster"))
-
-
-def init_dagster_home(path: Path) -> Path:
-    """Create the folder and, when it has none, the project's `dagster.yaml`."""
-    path = path.resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    config = path / "dagster.yaml"
-    if not config.exists():
-        config.write_text(INSTANCE_YAML)
-    return path
+                "report_path": self.report_path, "run_ids": self.run_ids}
 
 
 def _step_seconds(instance: DagsterInstance, result: ExecuteInProcessResult) -> dict[str, float]:
@@ -106,7 +81,8 @@ def materialize_all(defs: Definitions, instance: DagsterInstance, spec: DatasetS
         instance=instance, run_config=cfg(FOOTAGE_JOB))
     summary.run_ids.append(res.run_id)
     summary.stage_seconds["footage (manifest + ground truth)"] = time.perf_counter() - t0
-    manifest, _ = read_parquet(storage.manifest_path(spec.name))
+    store, keys = storage.store(), storage.dataset_keys(spec.name)
+    manifest, _ = store.read_frame(keys.manifest)
     ok = manifest.loc[manifest["status"] == "ok", "video_id"].astype(str).tolist()
     bad = manifest.loc[manifest["status"] != "ok"]
     for row in bad.itertuples():
@@ -140,8 +116,8 @@ def materialize_all(defs: Definitions, instance: DagsterInstance, spec: DatasetS
     summary.stage_seconds["train, score, report (one run)"] = time.perf_counter() - t0
     for step, seconds in _step_seconds(instance, res).items():
         summary.stage_seconds[f"  step {step}"] = seconds
-    summary.report_path = storage.report_dir(spec.name) / "report.md"
-    summary.report = storage.read_json(storage.report_dir(spec.name) / "report.json")
+    summary.report_path = store.location(keys.report_md)
+    summary.report = store.read_json(keys.report_json)
     return summary
 
 
@@ -174,7 +150,7 @@ def format_summary(summary: PipelineSummary, storage: VadStorage, tracking: str)
     lines += [
         "== outputs",
         f"   report:   {summary.report_path}",
-        f"   tables:   {storage.dataset_dir(summary.dataset)}",
+        f"   tables:   {storage.store().location(summary.dataset)}",
         f"   tracking: {tracking}",
         "== explore",
         "   make ui    # Dagster UI (assets, runs, sensor, schedule) and MLflow UI, on 127.0.0.1",
@@ -182,22 +158,38 @@ def format_summary(summary: PipelineSummary, storage: VadStorage, tracking: str)
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """`vad demo`."""
+    parser = commands.add_parser("demo", help="materialize every asset of a dataset and print the figures",
+                                 description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", help="spec name or YAML path (default: VAD_DATASET, else demo)")
     parser.add_argument("--config", help="JSON file of asset configs: {asset_name: {field: value}}")
     parser.add_argument("--summary-json", help="also write the timings and figures here")
     parser.add_argument("--log-level", default="WARNING", help="Dagster console log level (default WARNING)")
-    args = parser.parse_args(argv)
+    parser.set_defaults(run=run)
+
+
+def _run_config(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise VADInputError(f"--config {path}: not a readable JSON file ({exc})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise VADInputError(f"--config {path}: expected {{asset_name: {{field: value}}}}")
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
     if args.dataset:
         os.environ["VAD_DATASET"] = args.dataset
     storage = VadStorage()
-    os.environ["DAGSTER_HOME"] = str(dagster_home(storage.root()))
-    from vad_pipeline.definitions import defs
-    from vad_pipeline.resources import MLflowTracker
-
     spec = load_spec(home=storage.root())
-    run_config = {**spec.run_config, **(json.loads(Path(args.config).read_text()) if args.config else {})}
+    run_config = {**spec.run_config, **_run_config(args.config)}
+    os.environ["DAGSTER_HOME"] = str(dagster_home(storage.root()))
+    from vad_pipeline.definitions import defs  # after DAGSTER_HOME: the definitions read the environment
+
     total = time.perf_counter()
     print(f"== dataset {spec.name!r}: footage {spec.footage_root}")
     print(f"   VAD_HOME={storage.root()}  DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
@@ -216,5 +208,4 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["PipelineSummary", "add_parser", "format_summary", "materialize_all", "run"]

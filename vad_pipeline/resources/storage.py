@@ -1,0 +1,116 @@
+"""The storage resource: where a dataset's tables, checkpoint and report live, by key.
+
+`VadStorage.store()` is the `vad_core.io.store.TableStore` every asset, sensor and schedule reads
+and writes through; `DatasetKeys` fixes the layout under it (design.md). Assets name outputs by
+key and never touch a path for them, so another backend (an object store) is a different store,
+not an edit of the assets: `home` may later be any location `vad_core.io.store.open_store` knows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from dagster import ConfigurableResource
+
+from vad_core.io.feature_tables import feature_key
+from vad_core.io.store import TableStore, join_key, open_store
+from vad_pipeline.specs import default_home
+
+
+@dataclass(frozen=True)
+class DatasetKeys:
+    """The keys of one dataset's outputs: `<dataset>/...`, the layout README.md documents."""
+
+    dataset: str
+
+    def _key(self, *parts: str) -> str:
+        return join_key(self.dataset, *parts)
+
+    @property
+    def manifest(self) -> str:
+        return self._key("video_manifest.parquet")
+
+    @property
+    def ground_truth(self) -> str:
+        return self._key("ground_truth.parquet")
+
+    @property
+    def features_prefix(self) -> str:
+        return self._key("features")
+
+    def features(self, video_id: str) -> str:
+        """`<dataset>/features/<video_id>.parquet` (sub-folders of the id kept)."""
+        return feature_key(self.features_prefix, video_id)
+
+    @property
+    def feature_index(self) -> str:
+        return self._key("feature_index.parquet")
+
+    @property
+    def denoiser(self) -> str:
+        return self._key("denoiser", "denoiser.pt")
+
+    @property
+    def denoiser_info(self) -> str:
+        """JSON beside the checkpoint: fingerprints, figures and the MLflow run/model version."""
+        return self._key("denoiser", "denoiser.json")
+
+    @property
+    def loss_curve(self) -> str:
+        return self._key("denoiser", "loss_curve.png")
+
+    @property
+    def segment_scores(self) -> str:
+        return self._key("scores", "segment_scores.parquet")
+
+    @property
+    def tile_scores(self) -> str:
+        """Companion of the segment scores: the score of every (clip, tile), for localization."""
+        return self._key("scores", "segment_tile_scores.parquet")
+
+    @property
+    def frame_scores(self) -> str:
+        return self._key("scores", "frame_scores.parquet")
+
+    @property
+    def baseline_scores(self) -> str:
+        return self._key("scores", "baseline_scores.parquet")
+
+    @property
+    def report_json(self) -> str:
+        return self._key("report", "report.json")
+
+    @property
+    def report_md(self) -> str:
+        return self._key("report", "report.md")
+
+    def report_plot(self, name: str) -> str:
+        return self._key("report", "plots", name)
+
+    def study(self, name: str) -> str:
+        """`<dataset>/study/<name>` (results tables, comparison.md, label_free.json, figures/<png>)."""
+        return self._key("study", name)
+
+
+class VadStorage(ConfigurableResource):
+    """Every table, checkpoint and report of a dataset lives under `<home>/<dataset name>/`.
+
+    `home` defaults to `VAD_HOME` (else `./vad_home`), read when the resource is used so a test
+    or a shell can point it elsewhere. All writes are atomic (see `vad_core.io.store`).
+    """
+
+    home: Optional[str] = None
+
+    def root(self) -> Path:
+        """The local folder of the instance state (Dagster home, MLflow store, logs) and the tables."""
+        return Path(self.home).expanduser().resolve() if self.home else default_home()
+
+    def store(self) -> TableStore:
+        return open_store(self.root())
+
+    def dataset_keys(self, dataset: str) -> DatasetKeys:
+        return DatasetKeys(dataset)
+
+
+__all__ = ["DatasetKeys", "VadStorage"]
