@@ -153,7 +153,7 @@ def bench_dim(dim: int, rows: int, repeats: int, device: torch.device, bf16: boo
     res["train_gflops"] = train_flops / t["step"] / 1e9
     res["train_ref_torch_mm_gflops"] = train_flops / t["torch_mm"] / 1e9
     res["train_fraction_of_torch_mm"] = t["torch_mm"] / t["step"]
-    del opt, ema
+    opt = ema = None  # free the optimiser state and the EMA copy before scoring  # noqa: F841
 
     # -- scoring -------------------------------------------------------------------------
     model.eval().requires_grad_(False)

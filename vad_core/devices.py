@@ -24,3 +24,6 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise VADInputError(f"device {device!r} requested but MPS is not available on this machine")
     return dev
+
+
+__all__ = ["resolve_device"]

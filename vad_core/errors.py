@@ -34,3 +34,6 @@ def check_features(x: object, name: str = "features", dim: int | None = None) ->
             f"(first bad row: {int(bad_rows[0])})"
         )
     return arr
+
+
+__all__ = ["VADInputError", "check_features"]

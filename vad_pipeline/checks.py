@@ -156,3 +156,9 @@ def report_has_aucs(storage: VadStorage, dataset: DatasetResource) -> AssetCheck
 
 ALL_CHECKS = [manifest_has_videos, features_finite_one_dim, loss_finite_and_decreasing, segment_scores_finite,
               frame_scores_finite, baseline_scores_finite, report_has_aucs]
+
+
+__all__ = [
+    "ALL_CHECKS", "baseline_scores_finite", "features_finite_one_dim", "frame_scores_finite",
+    "loss_finite_and_decreasing", "manifest_has_videos", "report_has_aucs", "segment_scores_finite"
+]

@@ -41,3 +41,6 @@ def make_definitions(resources: Mapping[str, Any] | None = None) -> Definitions:
 
 
 defs = make_definitions()
+
+
+__all__ = ["default_resources", "defs", "make_definitions"]

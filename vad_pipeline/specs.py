@@ -231,3 +231,9 @@ def ensure_footage(spec: DatasetSpec) -> bool:
 
     generate_demo_footage(spec.footage_root, seed=spec.seed, **spec.generator_options)
     return True
+
+
+__all__ = [
+    "DATASETS_DIR", "DEFAULT_DATASET", "LAYOUTS", "AnnotationSpec", "DatasetSpec", "default_home", "ensure_footage",
+    "load_spec", "parse_spec", "spec_file"
+]

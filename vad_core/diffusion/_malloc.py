@@ -78,3 +78,6 @@ def reuse_large_allocations(enabled: bool = True) -> Iterator[bool]:
                 lib.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
                 lib.mallopt(_M_TRIM_THRESHOLD, _RESTORED_TRIM)
                 lib.malloc_trim(0)
+
+
+__all__ = ["reuse_large_allocations"]

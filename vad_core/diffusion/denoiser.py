@@ -78,6 +78,7 @@ class TrainedModel(Protocol):
 
 
 def cpu_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of a module's state (checkpoints, the best epoch kept during training)."""
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 

@@ -306,3 +306,6 @@ def _folded_group(
             for w, b in zip(weights[:-1], biases[:-1]):
                 h = _linear(h, w, b, True, onednn)
         return _linear(h, weights[-1], biases[-1], False, onednn)
+
+
+__all__ = ["DenoiserConfig", "MLPDenoiser", "film_silu", "sinusoidal_embedding"]

@@ -127,3 +127,6 @@ def row_noise(seed: int, row_keys: np.ndarray, draw: int, dim: int, out: np.ndar
     for job in jobs:
         job.result()
     return out
+
+
+__all__ = ["GOLDEN", "mix64", "row_bases", "row_noise"]

@@ -138,3 +138,6 @@ class _RowMSE(torch.autograd.Function):
 def row_mse(f: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """mean over dims of `(f - target)^2`: `(N, D), (N, D) -> (N,)`."""
     return _RowMSE.apply(f, target)
+
+
+__all__ = ["EDMPrecond", "Scalar", "edm_loss", "edm_scalings", "measure_sigma_data", "row_mse"]

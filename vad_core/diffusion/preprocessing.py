@@ -135,3 +135,6 @@ class FeatureScaler:
             )
         scaler.mean, scaler.scale = mean, scale
         return scaler
+
+
+__all__ = ["MODES", "FeatureScaler"]

@@ -137,3 +137,8 @@ def sample_lms(model: Model, x: torch.Tensor, sigmas: torch.Tensor, order: int =
         for c, d in zip(coeffs[i], reversed(ds)):
             x.add_(d, alpha=float(c))
     return x
+
+
+__all__ = [
+    "Model", "get_sigmas_karras", "lms_coefficients", "sample_euler", "sample_heun", "sample_lms", "sigma_range"
+]

@@ -243,10 +243,6 @@ def _fit(
     return result
 
 
-def cpu_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
-
-
 def memorization_auc(
     denoiser: TrainedDenoiser, x: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
     tiles: np.ndarray | None, config: TrainConfig,

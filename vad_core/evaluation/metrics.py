@@ -289,3 +289,9 @@ def evaluate(frames: pd.DataFrame, smoothing_sigma: float | None = None) -> Eval
             smoothed_average_precision=average_precision(y, smoothed),
         )
     return EvaluationResult(**result)
+
+
+__all__ = [
+    "CLIP_COLUMNS", "GROUND_TRUTH_COLUMNS", "EvaluationResult", "average_precision", "clips_to_frames", "evaluate",
+    "frame_labels", "frame_table", "paper_protocol_auc", "per_video_auc", "roc_auc", "smooth_scores"
+]

@@ -175,3 +175,6 @@ def import_precomputed(
             callback({"event": "video_done", "videos_done": index + 1, "videos_total": len(groups),
                       **result.to_dict()})
     return results
+
+
+__all__ = ["DEFAULT_SUFFIXES", "import_precomputed", "load_feature_array", "video_id_from_name"]

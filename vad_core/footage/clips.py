@@ -239,3 +239,9 @@ def prefetch(iterable: Iterable[T], max_queue: int = 8) -> Iterator[T]:
     finally:
         stop.set()
         worker.join(timeout=30.0)
+
+
+__all__ = [
+    "Box", "ClipBatch", "ClipConfig", "TileLayout", "clip_intervals", "clip_starts", "iter_clips", "prefetch",
+    "tile_boxes", "tile_layout"
+]

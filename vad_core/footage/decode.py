@@ -99,3 +99,5 @@ def read_frames(
         raise VADInputError(f"{path}: no frames in [{start}, {stop})")
     return np.stack(out)
 
+
+__all__ = ["decode_packets", "frame_size", "iter_frames", "read_frames"]

@@ -118,3 +118,9 @@ def discover_videos(root: str | os.PathLike) -> list[VideoSource]:
         for vid, path, kind, full in found
     ]
     return sorted(sources, key=lambda s: s.video_id)
+
+
+__all__ = [
+    "IMAGE_EXTENSIONS", "SKIP_DIR_SUFFIXES", "VIDEO_EXTENSIONS", "Kind", "VideoSource", "discover_videos",
+    "list_frames"
+]

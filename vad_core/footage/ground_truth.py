@@ -250,3 +250,9 @@ def frame_mask(ground_truth: pd.DataFrame, video_id: str, n_frames: int) -> np.n
     for s, e in zip(rows["start_frame"].to_numpy(), rows["end_frame"].to_numpy()):
         out[max(0, int(s)):min(n_frames, int(e))] = 1
     return out
+
+
+__all__ = [
+    "FORMATS", "GT_COLUMNS", "GT_DTYPES", "VideoIds", "detect_format", "frame_mask", "ground_truth_frame",
+    "mask_to_intervals", "read_ground_truth"
+]

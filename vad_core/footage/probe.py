@@ -229,3 +229,8 @@ def build_manifest(
         if callback is not None:
             callback(i + 1, len(sources), rows[-1])
     return manifest_frame(rows)
+
+
+__all__ = [
+    "MANIFEST_COLUMNS", "MANIFEST_DTYPES", "build_manifest", "fingerprint_source", "manifest_frame", "probe_video"
+]

@@ -1,1 +1,71 @@
-"""Tables and checksums: Parquet helpers, the clip-features table, sha256 helpers."""
+"""Storage and tables: the TableStore interface (local, memory, any pyarrow file system), Arrow
+table helpers, the clip-features table and the one sha256 helper."""
+from vad_core.io.feature_tables import (
+    COLUMNS,
+    FEATURE_FORMAT_VERSION,
+    FeatureResult,
+    build_feature_table,
+    feature_key,
+    is_up_to_date,
+    read_clip_features,
+    read_feature_matrix,
+    results_frame,
+    table_counts,
+    write_feature_table,
+)
+from vad_core.io.hashing import fingerprint_array, sha256_file, update_from_file, update_from_stream
+from vad_core.io.store import (
+    STORE_SCHEMES,
+    FileSystemStore,
+    LocalTableStore,
+    MemoryTableStore,
+    TableStore,
+    check_key,
+    join_key,
+    jsonable,
+    open_store,
+)
+from vad_core.io.tables import (
+    arrow_feature_matrix,
+    atomic_path,
+    atomic_write_bytes,
+    feature_matrix,
+    features_to_arrow,
+    schema_metadata,
+    to_arrow_table,
+    with_metadata,
+)
+
+__all__ = [
+    "COLUMNS",
+    "FEATURE_FORMAT_VERSION",
+    "STORE_SCHEMES",
+    "FeatureResult",
+    "FileSystemStore",
+    "LocalTableStore",
+    "MemoryTableStore",
+    "TableStore",
+    "arrow_feature_matrix",
+    "atomic_path",
+    "atomic_write_bytes",
+    "build_feature_table",
+    "check_key",
+    "feature_key",
+    "feature_matrix",
+    "features_to_arrow",
+    "fingerprint_array",
+    "is_up_to_date",
+    "join_key",
+    "jsonable",
+    "open_store",
+    "read_clip_features",
+    "read_feature_matrix",
+    "results_frame",
+    "schema_metadata",
+    "sha256_file",
+    "table_counts",
+    "to_arrow_table",
+    "update_from_file",
+    "update_from_stream",
+    "with_metadata",
+]

@@ -103,3 +103,9 @@ def arrow_feature_matrix(table: pa.Table, column: str = "feature") -> np.ndarray
         return feature_matrix(table.to_pandas(), column)
     width = col.type.list_size
     return col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, width)
+
+
+__all__ = [
+    "arrow_feature_matrix", "atomic_path", "atomic_write_bytes", "feature_matrix", "features_to_arrow",
+    "schema_metadata", "to_arrow_table", "umask_mode", "with_metadata"
+]

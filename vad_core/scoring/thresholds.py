@@ -78,3 +78,6 @@ def batch_decisions(scores: object, k: float = 1.0, batch_size: int = 8192) -> B
     # A batch of equal scores has nothing above the rest; rounding in the mean must not flag it.
     varied = (np.maximum.reduceat(arr, starts) > np.minimum.reduceat(arr, starts))[batch]
     return BatchDecisions(batch=batch, threshold=threshold, anomalous=(arr > threshold) & varied)
+
+
+__all__ = ["BatchDecisions", "batch_decisions"]

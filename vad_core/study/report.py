@@ -68,6 +68,12 @@ def _pct(x: float) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f}"
 
 
+def _pick(part: pd.DataFrame, selection: str, column: str) -> float:
+    """`column` of the row chosen by `selection`, NaN when that selection has no row."""
+    chosen = part["selection"] == selection
+    return float(part.loc[chosen, column].iloc[0]) if chosen.any() else float("nan")
+
+
 def comparison_markdown(table: pd.DataFrame) -> str:
     """The paper's Table 2 shape: method x features -> frame AUC (label-free, oracle) and paper-protocol AUC."""
     sel = selections(table)
@@ -81,12 +87,11 @@ def comparison_markdown(table: pd.DataFrame) -> str:
         line = [method_label(method, score_type)]
         for f in feats:
             part = sel[(sel["features"] == f) & (sel["method"] == method) & (sel["score_type"] == score_type)]
-            get = lambda name, col: (part.loc[part["selection"] == name, col].iloc[0]  # noqa: E731
-                                     if (part["selection"] == name).any() else np.nan)
-            lf = get("label-free", "frame_auc")
-            line += [f"{_pct(lf)} ({_pct(get('label-free', 'frame_auc_smoothed'))})",
-                     _pct(get("oracle (test labels)", "frame_auc")),
-                     f"{_pct(get('label-free', 'paper_auc'))} / {_pct(get('oracle paper protocol (test labels)', 'paper_auc'))}"]
+            lf = _pick(part, "label-free", "frame_auc")
+            line += [f"{_pct(lf)} ({_pct(_pick(part, 'label-free', 'frame_auc_smoothed'))})",
+                     _pct(_pick(part, "oracle (test labels)", "frame_auc")),
+                     f"{_pct(_pick(part, 'label-free', 'paper_auc'))} / "
+                     f"{_pct(_pick(part, 'oracle paper protocol (test labels)', 'paper_auc'))}"]
         rows.append(line)
     return markdown_table(header, rows)
 

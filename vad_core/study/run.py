@@ -176,7 +176,9 @@ def run_study(
         neighbours = data_neighbours(data, config)
         tables_of_data: list[pd.DataFrame] = []
 
-        def run(setting: TrainSetting) -> None:
+        def run(setting: TrainSetting, data: StudyData = data, evaluator: Evaluator = evaluator,
+                keys: np.ndarray = keys, neighbours: dict[str, float] = neighbours,
+                tables_of_data: list[pd.DataFrame] = tables_of_data) -> None:
             result, summary, rows = train_and_score(data, setting, config, evaluator, keys)
             models.append(summary)
             rows["posterior_neighbours"] = rows["variant"].map(neighbours)

@@ -289,3 +289,9 @@ def generate_demo_footage(root: str | os.PathLike, seed: int = 0, n_train: int =
     files = {p.relative_to(root).as_posix(): sha256_file(p) for p in (*videos, gt_csv)}
     atomic_write_bytes(root / _PARAMS_FILE, json.dumps({"params": params, "files": files}, indent=1).encode())
     return result
+
+
+__all__ = [
+    "ANOMALY_KINDS", "GENERATOR_VERSION", "DemoConfig", "DemoFootage", "anomaly_mask", "generate_demo_footage",
+    "plan_video", "render_video", "visible_fraction", "write_mp4"
+]

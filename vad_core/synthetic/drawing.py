@@ -214,3 +214,6 @@ def draw_agent(c: Canvas, a: Agent, t: int, person_height: float) -> None:
         _draw_walker(c, a, t, h, stride_amp=0.07, lean=0.0)
     else:
         _draw_walker(c, a, t, h, stride_amp=0.16, lean=0.02)
+
+
+__all__ = ["Agent", "Canvas", "agent_boxes", "draw_agent", "perspective", "render_background", "rgb"]

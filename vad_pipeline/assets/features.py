@@ -132,3 +132,6 @@ def feature_index(context: AssetExecutionContext, storage: VadStorage, dataset: 
         "nonfinite_values": int(df["n_nonfinite"].sum()),
         "features_fingerprint": fingerprint or "",
     })
+
+
+__all__ = ["FeatureConfig", "clip_features", "feature_index", "index_features"]

@@ -73,3 +73,6 @@ def ground_truth(context: AssetExecutionContext, storage: VadStorage, dataset: D
         "videos_with_anomalies": int(df["video_id"].nunique()),
         "anomalous_frames": int((df["end_frame"] - df["start_frame"]).sum()) if len(df) else 0,
     })
+
+
+__all__ = ["ManifestConfig", "ground_truth", "video_manifest"]

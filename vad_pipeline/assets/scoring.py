@@ -193,3 +193,6 @@ def baseline_scores(context: AssetExecutionContext, config: BaselinesConfig, sto
         **{f"{name}_seconds": s["seconds"] for name, s in summary.items()},
         "mlflow_run_id": run.run_id or "",
     })
+
+
+__all__ = ["BaselinesConfig", "ScoringConfig", "ThresholdConfig", "baseline_scores", "frame_scores", "segment_scores"]

@@ -133,3 +133,6 @@ def denoiser(context: AssetExecutionContext, config: TrainingConfig, storage: Va
         "mlflow_run_id": run.run_id or "",
         "model_version": version or "",
     })
+
+
+__all__ = ["TrainingConfig", "denoiser", "model_name"]

@@ -58,3 +58,6 @@ def last_trained_fingerprint(store: TableStore, keys: DatasetKeys) -> str | None
     """The features fingerprint the current denoiser was trained on (None: never trained)."""
     info = store.read_json(keys.denoiser_info)
     return info.get("features_fingerprint") if isinstance(info, dict) else None
+
+
+__all__ = ["combined_fingerprint", "feature_table_fingerprints", "last_trained_fingerprint", "stat_fingerprint"]

@@ -53,3 +53,9 @@ def job_run_config(job: str, asset_configs: Mapping[str, Mapping[str, Any]],
     if log_level:
         config["loggers"] = {"console": {"config": {"log_level": log_level}}}
     return config
+
+
+__all__ = [
+    "CONFIGURABLE", "FEATURES_JOB", "FOOTAGE_JOB", "STUDY_ASSETS", "TRAINING_JOB", "features_job", "footage_job",
+    "job_run_config", "training_job"
+]

@@ -10,3 +10,6 @@ from dagster import DynamicPartitionsDefinition
 VIDEO_PARTITIONS_NAME = "videos"
 
 video_partitions = DynamicPartitionsDefinition(name=VIDEO_PARTITIONS_NAME)
+
+
+__all__ = ["VIDEO_PARTITIONS_NAME", "video_partitions"]

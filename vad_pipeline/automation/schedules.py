@@ -73,3 +73,6 @@ def build_retraining_schedule(
 
 
 retraining_schedule = build_retraining_schedule()
+
+
+__all__ = ["DEFAULT_CRON", "Decide", "build_retraining_schedule", "retraining_decision", "retraining_schedule"]

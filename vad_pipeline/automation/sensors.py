@@ -166,3 +166,9 @@ def _manifest_request(plan: FootagePlan, spec: DatasetSpec) -> RunRequest:
 
 
 new_footage_sensor = build_new_footage_sensor()
+
+
+__all__ = [
+    "Discover", "FootagePlan", "build_new_footage_sensor", "discover_footage", "new_footage_sensor",
+    "plan_footage_update"
+]

@@ -60,3 +60,8 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+__all__ = [
+    "CACHE_ENV", "LOCK_TIMEOUT_S", "cache_dir", "locked", "read_json", "save_torch_atomic", "write_json_atomic"
+]

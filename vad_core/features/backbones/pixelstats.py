@@ -89,3 +89,6 @@ def from_registry(variant: str | None, options: BackboneOptions) -> PixelStatsBa
     except ValueError:
         raise VADInputError(f"backbone pixelstats-{variant}: expected pixelstats-<grid> or "
                             f"pixelstats-<grid>x<step> with integers") from None
+
+
+__all__ = ["PixelStatsBackbone", "from_registry"]

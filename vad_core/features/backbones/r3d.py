@@ -174,3 +174,9 @@ def from_registry(variant: str | None, options: BackboneOptions) -> R3DBackbone:
     no_variant("r3d_18", variant)
     return load_r3d18(device=options.device, weights=options.weights, compile=options.compile,
                       precision=options.precision, batch_size=options.batch_size)
+
+
+__all__ = [
+    "KINETICS_MEAN", "KINETICS_STD", "R3D18", "R3D_FILENAME", "R3D_URL", "BasicBlock", "R3DBackbone",
+    "from_registry", "load_into", "load_r3d18", "load_state_file", "resolve_weights_file", "torch_hub_checkpoints"
+]

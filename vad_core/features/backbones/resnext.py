@@ -142,3 +142,9 @@ def from_registry(variant: str | None, options: BackboneOptions) -> ResNeXtBackb
     no_variant("resnext101", variant)
     return load_resnext101(device=options.device, weights=options.weights, compile=options.compile,
                            precision=options.precision, batch_size=options.batch_size)
+
+
+__all__ = [
+    "NORMALIZATIONS", "RESNEXT_HOW_TO", "WEIGHTS_ENV", "ResNeXt3D", "ResNeXtBackbone", "ResNeXtBottleneck",
+    "from_registry", "load_resnext101"
+]

@@ -126,3 +126,6 @@ def _fingerprint(x: np.ndarray) -> bytes:
     h.update(str(x.shape).encode())
     h.update(memoryview(np.ascontiguousarray(x)).cast("B"))
     return h.digest()
+
+
+__all__ = ["POOLED", "AnomalyScorer", "PerTileScorer", "check_tiles"]

@@ -264,3 +264,6 @@ class GCLScorer(GCLAutoencoderScorer):
 
     def _score_one(self, model: _Fitted, x: np.ndarray, same: bool) -> np.ndarray:
         return _score_gcl(model, x, use_discriminator=True)
+
+
+__all__ = ["Discriminator", "GCLAutoencoderScorer", "GCLConfig", "GCLScorer", "Generator", "batch_pseudo_labels"]

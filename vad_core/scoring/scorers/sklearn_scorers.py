@@ -115,3 +115,6 @@ class IsolationForestScorer(PerTileScorer):
 
     def _score_one(self, model: IsolationForest, x: np.ndarray, same: bool) -> np.ndarray:
         return -model.score_samples(x).astype(np.float64)
+
+
+__all__ = ["IsolationForestScorer", "KNNScorer", "PCAScorer"]
