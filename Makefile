@@ -17,11 +17,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip check
 	@touch $(STAMP)
 
-test: setup
+# The README's test command (and CI's): lint, format check, type check, then the whole suite.
+test: lint typecheck
 	$(BIN)/python -m pytest -q
 
+# The fast subset on its own: no lint, no type check, no slow tests.
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# mypy's files and per-module strictness are in pyproject.toml ([tool.mypy]).
+typecheck: setup
+	$(BIN)/mypy
 
 bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

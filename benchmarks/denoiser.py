@@ -14,6 +14,7 @@ For each feature dimension D (N = 8192 rows, the paper-size MLP):
 Timings are the minimum over repeats, model and reference interleaved, so load from other
 processes hurts both sides alike. `--quick` runs D = 512 only, once.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,10 +32,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vad_core.diffusion._malloc import reuse_large_allocations  # noqa: E402
 from vad_core.devices import resolve_device  # noqa: E402
-from vad_core.diffusion.precond import EDMPrecond, edm_loss  # noqa: E402
+from vad_core.diffusion._malloc import reuse_large_allocations  # noqa: E402
 from vad_core.diffusion.network import DenoiserConfig, MLPDenoiser  # noqa: E402
+from vad_core.diffusion.precond import EDMPrecond, edm_loss  # noqa: E402
 from vad_core.diffusion.sampling import get_sigmas_karras, sample_lms, sigma_range  # noqa: E402
 from vad_core.diffusion.training import TrainConfig, ema_update  # noqa: E402
 
@@ -122,7 +123,7 @@ def bench_dim(dim: int, rows: int, repeats: int, device: torch.device, bf16: boo
     inner = MLPDenoiser(DenoiserConfig(dim=dim)).to(device)
     # Leave the zero initialisation of the output and FiLM heads, so that every path does real work.
     for head in linears(inner):
-        nn.init.normal_(head[0].weight, std=0.5 / head[0].in_features**0.5)
+        nn.init.normal_(head[0].weight, std=0.5 / head[0].in_features ** 0.5)
     model = EDMPrecond(inner, sigma_data=1.0)
     x = torch.randn(rows, dim, device=device)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
@@ -131,8 +132,14 @@ def bench_dim(dim: int, rows: int, repeats: int, device: torch.device, bf16: boo
     # -- training ------------------------------------------------------------------------
     # The optimiser and EMA exactly as `training.fit` builds and applies them.
     cfg = TrainConfig()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
-                            weight_decay=cfg.weight_decay, fused=device.type in ("cpu", "cuda"))
+    opt = torch.optim.AdamW(
+        model.parameters(),
+        lr=cfg.lr,
+        betas=cfg.betas,
+        eps=cfg.eps,
+        weight_decay=cfg.weight_decay,
+        fused=device.type in ("cpu", "cuda"),
+    )
     ema = copy.deepcopy(model).requires_grad_(False)
 
     def train_step() -> None:
@@ -248,7 +255,11 @@ def main() -> None:
     repeats = args.repeats or (1 if args.quick else 3)
     bf16_ok = not args.no_bf16 and (
         (device.type == "cuda" and torch.cuda.is_bf16_supported())
-        or (device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        or (
+            device.type == "cpu"
+            and torch.backends.mkldnn.is_available()
+            and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
     )
     report: dict = {
         "benchmark": "denoiser",

@@ -15,6 +15,7 @@ played 1x and 3x (peak RSS, and `tracemalloc` with the cheap backbone; target: n
 The host's load average is recorded beside the figures: on a shared CPU, other processes
 lower both rates, and the fraction only stays meaningful when the load was low and steady.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,21 +25,22 @@ import platform
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import av
 import numpy as np
 import torch
 from PIL import Image
 
+from vad_core.features import extract_all, extract_features
 from vad_core.features.backbones import load_backbone
 from vad_core.features.backbones.i3d import count_flops
-from vad_core.footage.clips import ClipConfig, iter_clips
-from vad_core.features import extract_all, extract_features
-from vad_core.footage import VideoSource, build_manifest, list_frames, probe_video
 from vad_core.features.backbones.pixelstats import PixelStatsBackbone
+from vad_core.footage import VideoSource, build_manifest, list_frames, probe_video
+from vad_core.footage.clips import ClipConfig, iter_clips
 from vad_core.io.store import LocalTableStore
 
 SHARED = Path(os.environ.get("VAD_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
@@ -70,7 +72,10 @@ def gemm_rate(device: str = "cpu", n: int = 4096, warmup: int = 3, repeats: int 
     a = torch.randn(n, n, generator=gen).to(dev)
     w = torch.randn(n, n, generator=gen).to(dev)
     if dev.type == "cpu":
-        fn: Callable[[], Any] = lambda: torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], "")
+
+        def fn() -> Any:
+            return torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], "")
+
         kernel = "torch.ops.mkldnn._linear_pointwise"
     else:
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -79,8 +84,14 @@ def gemm_rate(device: str = "cpu", n: int = 4096, warmup: int = 3, repeats: int 
     return {"kernel": kernel, "n": n, "seconds": seconds, "gflops": 2 * n**3 / seconds / 1e9}
 
 
-def i3d_model_only(device: str = "cpu", batch: int = 8, compile: bool = True, warmup: int = 2,
-                   repeats: int = 3, precision: str = "fp32") -> dict[str, Any]:
+def i3d_model_only(
+    device: str = "cpu",
+    batch: int = 8,
+    compile: bool = True,
+    warmup: int = 2,
+    repeats: int = 3,
+    precision: str = "fp32",
+) -> dict[str, Any]:
     """I3D `embed` throughput on `batch` random 16x224x224 clips (resize off: clips are 224 already)."""
     t0 = time.perf_counter()
     backbone = load_backbone("i3d", device=device, compile=compile, precision=precision, batch_size=batch)
@@ -93,11 +104,16 @@ def i3d_model_only(device: str = "cpu", batch: int = 8, compile: bool = True, wa
     gflop_per_clip = count_flops(16, 224, 224) / 1e9
     clips_per_s = batch / seconds
     return {
-        "device": str(backbone.device), "precision": precision, "batch": batch,
+        "device": str(backbone.device),
+        "precision": precision,
+        "batch": batch,
         "compiled": getattr(backbone, "_compiled", None) is not None,
-        "load_s": round(load_s, 2), "first_call_s": round(first_s, 2),
-        "seconds_per_batch": seconds, "clips_per_s": clips_per_s,
-        "gflop_per_clip": gflop_per_clip, "gflops": clips_per_s * gflop_per_clip,
+        "load_s": round(load_s, 2),
+        "first_call_s": round(first_s, 2),
+        "seconds_per_batch": seconds,
+        "clips_per_s": clips_per_s,
+        "gflop_per_clip": gflop_per_clip,
+        "gflops": clips_per_s * gflop_per_clip,
     }
 
 
@@ -113,8 +129,10 @@ def model_only(device: str = "cpu", batch: int = 8, repeats: int = 3, compile: b
     for run in runs.values():
         run["fraction_of_gemm"] = run["gflops"] / gemm
     return {
-        "gemm_gflops_before": gemm_before["gflops"], "gemm_gflops_after": gemm_after["gflops"],
-        "gemm_kernel": gemm_before["kernel"], "i3d": runs,
+        "gemm_gflops_before": gemm_before["gflops"],
+        "gemm_gflops_after": gemm_after["gflops"],
+        "gemm_kernel": gemm_before["kernel"],
+        "i3d": runs,
         "best_fraction_of_gemm": max(r["fraction_of_gemm"] for r in runs.values()),
         "loadavg_1min_before": load_before,
         "loadavg_1min_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
@@ -168,8 +186,11 @@ def _embed_rate(backbone: Any, tiles: np.ndarray, repeats: int) -> dict[str, Any
     for _ in range(repeats):
         backbone.embed(tiles, resize=False)
     seconds = time.perf_counter() - t0
-    return {"tile_clips": repeats * len(tiles), "seconds": round(seconds, 3),
-            "tile_clips_per_s": round(repeats * len(tiles) / seconds, 3)}
+    return {
+        "tile_clips": repeats * len(tiles),
+        "seconds": round(seconds, 3),
+        "tile_clips_per_s": round(repeats * len(tiles) / seconds, 3),
+    }
 
 
 def _extract_rate(backbone: Any, row: dict, config: ClipConfig, out: Path, batch: int) -> dict[str, Any]:
@@ -180,9 +201,14 @@ def _extract_rate(backbone: Any, row: dict, config: ClipConfig, out: Path, batch
     result = extract_features(row, backbone, config, LocalTableStore(out.parent), out.name, batch_size=batch)
     seconds = time.perf_counter() - t0
     peak = _peak_rss_mib() if reset else None
-    return {"video": str(row["video_id"]), "frames": int(row["n_frames"]), "tile_clips": result.n_rows,
-            "seconds": round(seconds, 3), "tile_clips_per_s": round(result.n_rows / seconds, 3),
-            "peak_rss_mib": None if peak is None else round(peak, 1)}
+    return {
+        "video": str(row["video_id"]),
+        "frames": int(row["n_frames"]),
+        "tile_clips": result.n_rows,
+        "seconds": round(seconds, 3),
+        "tile_clips_per_s": round(result.n_rows / seconds, 3),
+        "peak_rss_mib": None if peak is None else round(peak, 1),
+    }
 
 
 def _traced_peak(row: dict, config: ClipConfig, out: Path, batch: int) -> dict[str, Any]:
@@ -191,16 +217,24 @@ def _traced_peak(row: dict, config: ClipConfig, out: Path, batch: int) -> dict[s
     out.unlink(missing_ok=True)
     tracemalloc.start()
     try:
-        result = extract_features(row, PixelStatsBackbone(), config, LocalTableStore(out.parent), out.name,
-                                  batch_size=batch)
+        result = extract_features(
+            row, PixelStatsBackbone(), config, LocalTableStore(out.parent), out.name, batch_size=batch
+        )
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     return {"frames": int(row["n_frames"]), "tile_clips": result.n_rows, "traced_peak_mib": round(peak / 2**20, 2)}
 
 
-def end_to_end(device: str = "cpu", batch: int = 8, compile: bool = True, repeats: int = 3,
-               video: str = "testing/frames/01", ped2_all: bool = False, backbone: Any = None) -> dict[str, Any]:
+def end_to_end(
+    device: str = "cpu",
+    batch: int = 8,
+    compile: bool = True,
+    repeats: int = 3,
+    video: str = "testing/frames/01",
+    ped2_all: bool = False,
+    backbone: Any = None,
+) -> dict[str, Any]:
     """End-to-end tile-clips/s from a Ped2 frame folder and from an mp4 of the same frames, as a
     fraction of model-only (target >= 0.9), and peak memory for the mp4 1x and 3x as long.
 
@@ -235,14 +269,22 @@ def end_to_end(device: str = "cpu", batch: int = 8, compile: bool = True, repeat
         traced_1x = _traced_peak(mp4_row, config, tmp / "t1.parquet", batch)
         traced_3x = _traced_peak(long_row, config, tmp / "t3.parquet", batch)
         report: dict[str, Any] = {
-            "backbone": backbone.name, "device": str(getattr(backbone, "device", "cpu")), "batch": batch,
-            "compiled": getattr(backbone, "_compiled", None) is not None, "tile_shape": list(tiles.shape[1:]),
-            "model_only_before": before, "model_only_after": after,
-            "model_only_tile_clips_per_s": round(model_rate, 3), **runs,
-            "min_fraction_of_model": min(r["fraction_of_model"] for r in runs.values()), "target_fraction": 0.9,
+            "backbone": backbone.name,
+            "device": str(getattr(backbone, "device", "cpu")),
+            "batch": batch,
+            "compiled": getattr(backbone, "_compiled", None) is not None,
+            "tile_shape": list(tiles.shape[1:]),
+            "model_only_before": before,
+            "model_only_after": after,
+            "model_only_tile_clips_per_s": round(model_rate, 3),
+            **runs,
+            "min_fraction_of_model": min(r["fraction_of_model"] for r in runs.values()),
+            "target_fraction": 0.9,
             "memory_vs_length": {
-                "peak_rss_mib_1x": runs["mp4"]["peak_rss_mib"], "peak_rss_mib_3x": runs["mp4_3x"]["peak_rss_mib"],
-                "traced_1x": traced_1x, "traced_3x": traced_3x,
+                "peak_rss_mib_1x": runs["mp4"]["peak_rss_mib"],
+                "peak_rss_mib_3x": runs["mp4_3x"]["peak_rss_mib"],
+                "traced_1x": traced_1x,
+                "traced_3x": traced_3x,
                 "traced_ratio_3x_over_1x": round(traced_3x["traced_peak_mib"] / traced_1x["traced_peak_mib"], 3),
             },
         }
@@ -253,8 +295,11 @@ def end_to_end(device: str = "cpu", batch: int = 8, compile: bool = True, repeat
             seconds = time.perf_counter() - t0
             rows = sum(r.n_rows for r in results)
             report["ped2_all"] = {
-                "videos": len(results), "errors": [r.error for r in results if r.error],
-                "frames": int(manifest["n_frames"].sum()), "tile_clips": rows, "seconds": round(seconds, 2),
+                "videos": len(results),
+                "errors": [r.error for r in results if r.error],
+                "frames": int(manifest["n_frames"].sum()),
+                "tile_clips": rows,
+                "seconds": round(seconds, 2),
                 "tile_clips_per_s": round(rows / seconds, 3),
                 "fraction_of_model": round(rows / seconds / model_rate, 3),
             }
@@ -264,9 +309,14 @@ def end_to_end(device: str = "cpu", batch: int = 8, compile: bool = True, repeat
 
 
 def environment() -> dict[str, Any]:
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-            "machine": platform.machine(), "processor": platform.processor() or platform.platform(),
-            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.platform(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -278,11 +328,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-e2e", action="store_true", help="skip the end-to-end part")
     parser.add_argument("--ped2-all", action="store_true", help="end to end over all Ped2 videos too")
     args = parser.parse_args(argv)
-    results = {"environment": environment(),
-               "model_only": model_only(args.device, args.batch, args.repeats, compile=not args.no_compile)}
+    results = {
+        "environment": environment(),
+        "model_only": model_only(args.device, args.batch, args.repeats, compile=not args.no_compile),
+    }
     if not args.no_e2e:
-        results["end_to_end"] = end_to_end(args.device, args.batch, compile=not args.no_compile,
-                                           repeats=args.repeats, ped2_all=args.ped2_all)
+        results["end_to_end"] = end_to_end(
+            args.device, args.batch, compile=not args.no_compile, repeats=args.repeats, ped2_all=args.ped2_all
+        )
     print(json.dumps(results, indent=2))
     return results
 

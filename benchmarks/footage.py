@@ -7,6 +7,7 @@ frames/s (every JPEG decoded at 1/8 scale plus sha256), and `iter_clips` tile-cl
 (decode, tile, copy; no model). Also times `generate_demo_footage` from scratch and the
 probe / clip iteration of its mp4 files.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from vad_core.footage.clips import ClipConfig, iter_clips
 from vad_core.footage import build_manifest
+from vad_core.footage.clips import ClipConfig, iter_clips
 from vad_core.synthetic import generate_demo_footage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,8 +44,13 @@ def main() -> None:
         manifest = build_manifest(args.ped2)
         dt = time.perf_counter() - t0
         frames = int(manifest["n_frames"].sum())
-        out["ped2_manifest"] = {"videos": len(manifest), "frames": frames, "seconds": round(dt, 3),
-                                "frames_per_s": round(frames / dt, 1), "ok": int((manifest.status == "ok").sum())}
+        out["ped2_manifest"] = {
+            "videos": len(manifest),
+            "frames": frames,
+            "seconds": round(dt, 3),
+            "frames_per_s": round(frames / dt, 1),
+            "ok": int((manifest.status == "ok").sum()),
+        }
         out["ped2_iter_clips_tiles"] = clip_rate(manifest, ClipConfig())
     with tempfile.TemporaryDirectory() as tmp:
         root = args.demo_root or Path(tmp) / "demo"
@@ -55,8 +61,12 @@ def main() -> None:
         manifest = build_manifest(demo.root)
         dt = time.perf_counter() - t0
         frames = int(manifest["n_frames"].sum())
-        out["demo_manifest"] = {"videos": len(manifest), "frames": frames, "seconds": round(dt, 3),
-                                "frames_per_s": round(frames / dt, 1)}
+        out["demo_manifest"] = {
+            "videos": len(manifest),
+            "frames": frames,
+            "seconds": round(dt, 3),
+            "frames_per_s": round(frames / dt, 1),
+        }
         out["demo_iter_clips_tiles"] = clip_rate(manifest, ClipConfig())
     print(json.dumps(out, indent=1))
 

@@ -6,6 +6,7 @@ the bounded-memory path: one-step denoising score, one draw, a small untrained d
 and memory of the stream do not depend on the weights). Reports the process's peak RSS while
 scoring beside the table's in-memory size (rows x D x 4 bytes); issue 2's bar is a ratio < 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,13 +24,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vad_core.diffusion.precond import EDMPrecond  # noqa: E402
+from vad_core.diffusion.denoiser import TrainedDenoiser  # noqa: E402
 from vad_core.diffusion.network import DenoiserConfig, MLPDenoiser  # noqa: E402
+from vad_core.diffusion.precond import EDMPrecond  # noqa: E402
 from vad_core.diffusion.preprocessing import FeatureScaler  # noqa: E402
 from vad_core.diffusion.reconstruction import ScoreConfig, score_stream  # noqa: E402
-from vad_core.io.tables import features_to_arrow  # noqa: E402
-from vad_core.diffusion.denoiser import TrainedDenoiser  # noqa: E402
 from vad_core.diffusion.training import TrainConfig  # noqa: E402
+from vad_core.io.tables import features_to_arrow  # noqa: E402
 
 
 def _rss_peak_mib() -> float:
@@ -48,7 +49,9 @@ def write_table(path: Path, rows: int, dim: int, group: int = 65536) -> None:
         for start in range(0, rows, group):
             n = min(group, rows - start)
             x = rng.standard_normal((n, dim), dtype=np.float32)
-            writer.write_table(pa.table({"row": np.arange(start, start + n), "feature": features_to_arrow(x)}, schema=schema))
+            writer.write_table(
+                pa.table({"row": np.arange(start, start + n), "feature": features_to_arrow(x)}, schema=schema)
+            )
 
 
 def main() -> None:
@@ -78,14 +81,23 @@ def main() -> None:
         score_s = time.perf_counter() - t0
         table_mib = args.rows * args.dim * 4 / 2**20
         peak = _rss_peak_mib()
-        print(json.dumps({
-            "rows": n, "dim": args.dim, "table_mib": round(table_mib, 1),
-            "file_mib": round(path.stat().st_size / 2**20, 1),
-            "rss_before_scoring_mib": round(base, 1), "peak_rss_mib": round(peak, 1),
-            "peak_over_table": round(peak / table_mib, 3), "target_peak_over_table": 2.0,
-            "write_seconds": round(write_s, 1), "score_seconds": round(score_s, 1),
-            "rows_per_second": round(n / score_s, 1),
-        }))
+        print(
+            json.dumps(
+                {
+                    "rows": n,
+                    "dim": args.dim,
+                    "table_mib": round(table_mib, 1),
+                    "file_mib": round(path.stat().st_size / 2**20, 1),
+                    "rss_before_scoring_mib": round(base, 1),
+                    "peak_rss_mib": round(peak, 1),
+                    "peak_over_table": round(peak / table_mib, 3),
+                    "target_peak_over_table": 2.0,
+                    "write_seconds": round(write_s, 1),
+                    "score_seconds": round(score_s, 1),
+                    "rows_per_second": round(n / score_s, 1),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

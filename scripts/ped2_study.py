@@ -11,6 +11,7 @@ frame AUC on the testing videos present. The first feature set gets the full gri
 Writes the results table (Parquet), the model table, heatmaps under docs/figures/ and
 docs/results.md. `--quick` runs a small grid (minutes) for a smoke check.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,17 +27,26 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from vad_core.footage.ground_truth import read_ground_truth  # noqa: E402
+from vad_core.io.store import LocalTableStore  # noqa: E402
 from vad_core.study import STUDY_TRAIN, StudyConfig, load_study_data, run_study  # noqa: E402
 from vad_core.study.report import comparison_markdown, seed_spread, selections, study_heatmaps  # noqa: E402
-from vad_core.io.store import LocalTableStore  # noqa: E402
 
 GT = REPO.parent / "shared" / "data" / "ucsd_ped2" / "ped2.mat"
 
 DEFAULT = StudyConfig(train=replace(STUDY_TRAIN, device="cpu"))
 SMALL = replace(DEFAULT, P_means=(-1.2,), P_stds=(1.2,), widths=DEFAULT.widths[:1], scalers=("global",), seeds=(0,))
-QUICK = replace(DEFAULT, P_means=(-1.2, 0.0), P_stds=(1.2,), widths=DEFAULT.widths[:1], scalers=("global",),
-                seeds=(0,), start_steps=(3, 6, 9), sigmas=(1.0, 2.0), n_draws=4,
-                train=replace(DEFAULT.train, epochs=5))
+QUICK = replace(
+    DEFAULT,
+    P_means=(-1.2, 0.0),
+    P_stds=(1.2,),
+    widths=DEFAULT.widths[:1],
+    scalers=("global",),
+    seeds=(0,),
+    start_steps=(3, 6, 9),
+    sigmas=(1.0, 2.0),
+    n_draws=4,
+    train=replace(DEFAULT.train, epochs=5),
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,8 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         name, folder = spec.split("=", 1)
         data = load_study_data(LocalTableStore(folder), "", gt, name)
         config = QUICK if args.quick else (DEFAULT if i == 0 else SMALL)
-        print(f"{name}: {data.features.shape[0]} rows x {data.features.shape[1]} dims, "
-              f"evaluated {len(data.evaluated)} videos", flush=True)
+        print(
+            f"{name}: {data.features.shape[0]} rows x {data.features.shape[1]} dims, "
+            f"evaluated {len(data.evaluated)} videos",
+            flush=True,
+        )
         results.append(run_study(data, config, log=lambda m: print(m, flush=True)))
     seconds = time.perf_counter() - start
     import pandas as pd
@@ -75,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     table = pd.concat([r.table for r in results], ignore_index=True)
     models = pd.concat([r.models for r in results], ignore_index=True)
     store = LocalTableStore(out)
-    store.write_table("study_results.parquet", table, {"config": json.dumps(results[0].config.to_dict()),
-                                                       "seconds": f"{seconds:.1f}"})
+    store.write_table(
+        "study_results.parquet", table, {"config": json.dumps(results[0].config.to_dict()), "seconds": f"{seconds:.1f}"}
+    )
     store.write_table("study_models.parquet", models)
     figures = save_figures(study_heatmaps(table), docs / "figures")
     write_results_md(table, models, figures, seconds, docs / "results.md", quick=args.quick)
@@ -109,10 +123,10 @@ def write_results_md(table, models, figures, seconds: float, path: Path, quick: 
         f"squeezed to 224x224. Study run time: {seconds / 60:.1f} min on the shared 2-core CPU "
         f"(1 torch thread){' (quick grid)' if quick else ''}.",
         "",
-        "Label-free = chosen from the unlabelled rows alone (vad_core.study.selection): the model with the lowest held-out "
-        "denoising error among the non-memorizing ones; the denoising sigma where the exact leave-one-out posterior "
-        "of the unlabelled rows spreads over about 5 rows; the reconstruction start step with the most reliable "
-        "scores across noise draws; k from Otsu's threshold. "
+        "Label-free = chosen from the unlabelled rows alone (vad_core.study.selection): the model with the lowest "
+        "held-out denoising error among the non-memorizing ones; the denoising sigma where the exact leave-one-out "
+        "posterior of the unlabelled rows spreads over about 5 rows; the reconstruction start step with the most "
+        "reliable scores across noise draws; k from Otsu's threshold. "
         "Oracle = best on the test labels (the paper's practice); shown for reference only.",
         "",
         "## Comparison (the paper's Table 2 shape)",
@@ -121,26 +135,44 @@ def write_results_md(table, models, figures, seconds: float, path: Path, quick: 
         "",
     ]
     if not spread.empty:
-        lines += ["## Seed spread of the label-free settings", "",
-                  "| features | method | score | variant | seeds | frame AUC mean (min-max) | smoothed mean |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r.features} | {r.method} | {r.score_type} | {r.variant} | {r.seeds} | "
-                  f"{fmt(r.frame_auc_mean)} ({fmt(r.frame_auc_min)}-{fmt(r.frame_auc_max)}) | "
-                  f"{fmt(r.frame_auc_smoothed_mean)} |" for r in spread.itertuples()]
+        lines += [
+            "## Seed spread of the label-free settings",
+            "",
+            "| features | method | score | variant | seeds | frame AUC mean (min-max) | smoothed mean |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r.features} | {r.method} | {r.score_type} | {r.variant} | {r.seeds} | "
+            f"{fmt(r.frame_auc_mean)} ({fmt(r.frame_auc_min)}-{fmt(r.frame_auc_max)}) | "
+            f"{fmt(r.frame_auc_smoothed_mean)} |"
+            for r in spread.itertuples()
+        ]
         lines.append("")
-    lines += ["## Selected settings", "",
-              "| features | method | score | selection | frame AUC | smoothed | paper AUC | setting | variant | k |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "## Selected settings",
+        "",
+        "| features | method | score | selection | frame AUC | smoothed | paper AUC | setting | variant | k |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in sel.itertuples():
         setting = getattr(r, "setting_id", None)
-        lines.append(f"| {r.features} | {r.method} | {r.score_type} | {r.selection} | {fmt(r.frame_auc)} | "
-                     f"{fmt(r.frame_auc_smoothed)} | {fmt(r.paper_auc)} | {setting if isinstance(setting, str) else ''} "
-                     f"| {r.variant} | {r.k:g} |")
-    lines += ["", "## Trained models", "",
-              "| features | setting | phase | best epoch / run | memorization AUC | held-out error | train s |",
-              "|---|---|---|---|---|---|---|"]
-    lines += [f"| {m.features} | {m.setting_id} | {m.phase} | {m.best_epoch}/{m.epochs_run} | "
-              f"{m.memorization_auc:.3f} | {m.held_out_error:.4f} | {m.train_seconds:.0f} |" for m in models.itertuples()]
+        lines.append(
+            f"| {r.features} | {r.method} | {r.score_type} | {r.selection} | {fmt(r.frame_auc)} | "
+            f"{fmt(r.frame_auc_smoothed)} | {fmt(r.paper_auc)} | {setting if isinstance(setting, str) else ''} "
+            f"| {r.variant} | {r.k:g} |"
+        )
+    lines += [
+        "",
+        "## Trained models",
+        "",
+        "| features | setting | phase | best epoch / run | memorization AUC | held-out error | train s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {m.features} | {m.setting_id} | {m.phase} | {m.best_epoch}/{m.epochs_run} | "
+        f"{m.memorization_auc:.3f} | {m.held_out_error:.4f} | {m.train_seconds:.0f} |"
+        for m in models.itertuples()
+    ]
     lines += ["", "## Heatmaps", ""]
     lines += [f"![{p.stem}](figures/{p.name})" for p in figures]
     notes = kept_notes(path)
@@ -159,7 +191,7 @@ def kept_notes(path: Path) -> str:
     except FileNotFoundError:
         return ""
     start, end = text.find(NOTES[0]), text.find(NOTES[1])
-    return text[start:end + len(NOTES[1])] if 0 <= start < end else ""
+    return text[start : end + len(NOTES[1])] if 0 <= start < end else ""
 
 
 if __name__ == "__main__":

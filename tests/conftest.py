@@ -1,4 +1,5 @@
 """Shared fixtures: the read-only ../shared folder beside the checkout, temp homes."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """docs/api.md is the contract: every name it lists under a module imports from that module, the list
 is the module's `__all__`, and every module of the two packages with a public API has a section."""
+
 from __future__ import annotations
 
 import importlib
@@ -34,11 +35,14 @@ def test_every_documented_name_imports_and_is_exported(module: str) -> None:
     missing = [n for n in names if not hasattr(mod, n)]
     assert not missing, f"{module}: documented but not importable: {missing}"
     exported = list(getattr(mod, "__all__", []))
-    assert sorted(names) == sorted(exported), f"{module}: docs/api.md lists {sorted(set(names) ^ set(exported))} differently from __all__"
+    assert sorted(names) == sorted(exported), (
+        f"{module}: docs/api.md lists {sorted(set(names) ^ set(exported))} differently from __all__"
+    )
 
 
 def test_every_stage_package_is_documented() -> None:
-    packages = ["vad_core"] + [f"vad_core.{p.name}" for p in sorted((REPO / "vad_core").iterdir())
-                               if (p / "__init__.py").is_file()]
+    packages = ["vad_core"] + [
+        f"vad_core.{p.name}" for p in sorted((REPO / "vad_core").iterdir()) if (p / "__init__.py").is_file()
+    ]
     missing = [p for p in packages if p not in documented()]
     assert not missing, f"packages without a docs/api.md section: {missing}"

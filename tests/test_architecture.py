@@ -7,6 +7,7 @@ inside functions included (a lazy import hides a cycle, it does not remove one).
 each of those packages too, except the importing module's own packages (they are already
 being initialized when it runs).
 """
+
 from __future__ import annotations
 
 import ast
@@ -88,7 +89,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
                 stack.pop()
                 path.pop()
             elif colour.get(child, 2) == 1:
-                return path[path.index(child):] + [child]
+                return path[path.index(child) :] + [child]
             elif colour.get(child) == 0:
                 colour[child] = 1
                 stack.append((child, iter(sorted(graph[child]))))
@@ -131,10 +132,12 @@ def test_vad_core_imports_neither_dagster_nor_mlflow() -> None:
 def test_importing_all_of_vad_core_loads_no_dagster_or_mlflow() -> None:
     """Transitively too: import every vad_core module in a fresh interpreter and look at sys.modules."""
     core = sorted(m for m in module_files() if m.startswith("vad_core"))
-    code = ("import importlib, sys\n"
-            f"for m in {core!r}: importlib.import_module(m)\n"
-            f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN_IN_CORE!r})\n"
-            "print(','.join(bad))")
+    code = (
+        "import importlib, sys\n"
+        f"for m in {core!r}: importlib.import_module(m)\n"
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN_IN_CORE!r})\n"
+        "print(','.join(bad))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"vad_core pulled in: {out.stdout.strip()}"
@@ -142,6 +145,9 @@ def test_importing_all_of_vad_core_loads_no_dagster_or_mlflow() -> None:
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_no_module_over_400_lines(package: str) -> None:
-    long = {str(p.relative_to(REPO)): n for p in (REPO / package).rglob("*.py")
-            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    long = {
+        str(p.relative_to(REPO)): n
+        for p in (REPO / package).rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
     assert not long, f"modules over {MAX_LINES} lines: {long}"

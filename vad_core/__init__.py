@@ -5,6 +5,7 @@
 The names below are the everyday entry points; each stage package re-exports its full API
 (docs/api.md is the contract). vad_core never imports dagster or mlflow.
 """
+
 from vad_core.devices import resolve_device
 from vad_core.diffusion import (
     ScoreConfig,

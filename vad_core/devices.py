@@ -1,4 +1,5 @@
 """Device choice: CUDA, then MPS, then CPU, unless the caller names one."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Errors that name the bad input, and the validation helpers that raise them."""
+
 from __future__ import annotations
 
 import numpy as np

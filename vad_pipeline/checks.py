@@ -3,6 +3,7 @@
 `features_finite_one_dim` is blocking: in a run that also trains, a failure stops the denoiser
 (and everything after it) before any training starts.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,9 +54,12 @@ def manifest_has_videos(storage: VadStorage, dataset: DatasetResource) -> AssetC
     )
 
 
-@asset_check(asset="feature_index", blocking=True,
-             description="Every feature table finite, all with one dimension, and at least one train row "
-             "(blocking: training does not run on bad features).")
+@asset_check(
+    asset="feature_index",
+    blocking=True,
+    description="Every feature table finite, all with one dimension, and at least one train row "
+    "(blocking: training does not run on bad features).",
+)
 def features_finite_one_dim(storage: VadStorage, dataset: DatasetResource) -> AssetCheckResult:
     spec = dataset_spec(storage, dataset)
     store, key = storage.store(), storage.dataset_keys(spec.name).feature_index
@@ -67,7 +71,10 @@ def features_finite_one_dim(storage: VadStorage, dataset: DatasetResource) -> As
         problems.append("no feature tables at all")
     bad = df[df["n_nonfinite"] > 0]
     if len(bad):
-        problems.append("non-finite values in " + ", ".join(f"{v} ({n})" for v, n in zip(bad["video_id"], bad["n_nonfinite"])))
+        problems.append(
+            "non-finite values in "
+            + ", ".join(f"{v} ({n})" for v, n in zip(bad["video_id"], bad["n_nonfinite"], strict=True))
+        )
     dims = sorted(df["dim"].unique().tolist())
     if len(dims) > 1:
         problems.append(f"tables disagree on the feature dimension: {dims}")
@@ -79,13 +86,17 @@ def features_finite_one_dim(storage: VadStorage, dataset: DatasetResource) -> As
     return AssetCheckResult(
         passed=not problems,
         description="; ".join(problems) or f"{len(df)} tables, {int(df['n_rows'].sum())} rows, dim {dims[0]}",
-        metadata={"tables": len(df), "nonfinite_values": int(df["n_nonfinite"].sum()) if len(df) else 0,
-                  "dims": str(dims)},
+        metadata={
+            "tables": len(df),
+            "nonfinite_values": int(df["n_nonfinite"].sum()) if len(df) else 0,
+            "dims": str(dims),
+        },
     )
 
 
-@asset_check(asset="denoiser", description="Training loss finite at every epoch and lower at the end "
-             "than after the first epoch.")
+@asset_check(
+    asset="denoiser", description="Training loss finite at every epoch and lower at the end than after the first epoch."
+)
 def loss_finite_and_decreasing(storage: VadStorage, dataset: DatasetResource) -> AssetCheckResult:
     spec = dataset_spec(storage, dataset)
     info = storage.store().read_json(storage.dataset_keys(spec.name).denoiser_info)
@@ -94,13 +105,16 @@ def loss_finite_and_decreasing(storage: VadStorage, dataset: DatasetResource) ->
     losses = [h.get("train_loss") for h in info["history"]]
     finite = all(v is not None and math.isfinite(v) for v in losses)
     decreasing = finite and (len(losses) < 2 or losses[-1] < losses[0])
-    desc = (f"train loss {losses[0]:.4g} -> {losses[-1]:.4g} over {len(losses)} epochs" if finite
-            else "non-finite training loss")
+    desc = (
+        f"train loss {losses[0]:.4g} -> {losses[-1]:.4g} over {len(losses)} epochs"
+        if finite
+        else "non-finite training loss"
+    )
     return AssetCheckResult(
         passed=finite and decreasing,
         severity=AssetCheckSeverity.ERROR if not finite else AssetCheckSeverity.WARN,
-        description=desc, metadata={"first_loss": losses[0] if finite else -1.0,
-                                    "last_loss": losses[-1] if finite else -1.0},
+        description=desc,
+        metadata={"first_loss": losses[0] if finite else -1.0, "last_loss": losses[-1] if finite else -1.0},
     )
 
 
@@ -112,53 +126,91 @@ def _scores_check(store: TableStore, key: str, what: str, columns: list[str]) ->
         return bad
     s = df["score"].to_numpy(np.float64)
     n_bad = int((~np.isfinite(s)).sum())
-    return AssetCheckResult(passed=n_bad == 0 and len(df) > 0,
-                            description=f"{len(df)} rows, {n_bad} non-finite scores",
-                            metadata={"rows": len(df), "nonfinite": n_bad})
+    return AssetCheckResult(
+        passed=n_bad == 0 and len(df) > 0,
+        description=f"{len(df)} rows, {n_bad} non-finite scores",
+        metadata={"rows": len(df), "nonfinite": n_bad},
+    )
 
 
 @asset_check(asset="segment_scores", description="Clip scores and thresholds finite; design.md columns.")
 def segment_scores_finite(storage: VadStorage, dataset: DatasetResource) -> AssetCheckResult:
     spec = dataset_spec(storage, dataset)
-    return _scores_check(storage.store(), storage.dataset_keys(spec.name).segment_scores, "segment_scores",
-                         ["video_id", "clip", "start_frame", "end_frame", "batch", "score", "tile", "threshold", "anomalous"])
+    return _scores_check(
+        storage.store(),
+        storage.dataset_keys(spec.name).segment_scores,
+        "segment_scores",
+        ["video_id", "clip", "start_frame", "end_frame", "batch", "score", "tile", "threshold", "anomalous"],
+    )
 
 
 @asset_check(asset="frame_scores", description="Frame scores finite; design.md columns.")
 def frame_scores_finite(storage: VadStorage, dataset: DatasetResource) -> AssetCheckResult:
     spec = dataset_spec(storage, dataset)
-    return _scores_check(storage.store(), storage.dataset_keys(spec.name).frame_scores, "frame_scores", ["video_id", "frame", "score", "anomalous", "label"])
+    return _scores_check(
+        storage.store(),
+        storage.dataset_keys(spec.name).frame_scores,
+        "frame_scores",
+        ["video_id", "frame", "score", "anomalous", "label"],
+    )
 
 
 @asset_check(asset="baseline_scores", description="Every baseline's clip scores finite.")
 def baseline_scores_finite(storage: VadStorage, dataset: DatasetResource) -> AssetCheckResult:
     spec = dataset_spec(storage, dataset)
-    return _scores_check(storage.store(), storage.dataset_keys(spec.name).baseline_scores, "baseline_scores", ["scorer", "video_id", "clip", "score", "anomalous"])
+    return _scores_check(
+        storage.store(),
+        storage.dataset_keys(spec.name).baseline_scores,
+        "baseline_scores",
+        ["scorer", "video_id", "clip", "score", "anomalous"],
+    )
 
 
-@asset_check(asset="evaluation_report", description="report.json and report.md present; when ground "
-             "truth labels frames, a finite ROC AUC for every scorer.")
+@asset_check(
+    asset="evaluation_report",
+    description="report.json and report.md present; when ground "
+    "truth labels frames, a finite ROC AUC for every scorer.",
+)
 def report_has_aucs(storage: VadStorage, dataset: DatasetResource) -> AssetCheckResult:
     spec = dataset_spec(storage, dataset)
     store, keys = storage.store(), storage.dataset_keys(spec.name)
     report = store.read_json(keys.report_json)
     if report is None or not store.exists(keys.report_md):
-        return AssetCheckResult(passed=False, description=f"report files missing: {store.location(keys.report_json)}, "
-                                                          f"{store.location(keys.report_md)}")
+        return AssetCheckResult(
+            passed=False,
+            description=f"report files missing: {store.location(keys.report_json)}, {store.location(keys.report_md)}",
+        )
     if not report.get("n_labelled_frames"):
         return AssetCheckResult(passed=True, description="no labelled frames: no AUC expected")
-    missing = [n for n, r in report["scorers"].items()
-               if not (r.get("metrics") and r["metrics"].get("roc_auc") is not None)]
-    return AssetCheckResult(passed=not missing,
-                            description=f"AUC missing for {missing}" if missing else
-                            f"AUCs for {len(report['scorers'])} scorers on {report['n_labelled_frames']} labelled frames")
+    missing = [
+        n for n, r in report["scorers"].items() if not (r.get("metrics") and r["metrics"].get("roc_auc") is not None)
+    ]
+    return AssetCheckResult(
+        passed=not missing,
+        description=f"AUC missing for {missing}"
+        if missing
+        else f"AUCs for {len(report['scorers'])} scorers on {report['n_labelled_frames']} labelled frames",
+    )
 
 
-ALL_CHECKS = [manifest_has_videos, features_finite_one_dim, loss_finite_and_decreasing, segment_scores_finite,
-              frame_scores_finite, baseline_scores_finite, report_has_aucs]
+ALL_CHECKS = [
+    manifest_has_videos,
+    features_finite_one_dim,
+    loss_finite_and_decreasing,
+    segment_scores_finite,
+    frame_scores_finite,
+    baseline_scores_finite,
+    report_has_aucs,
+]
 
 
 __all__ = [
-    "ALL_CHECKS", "baseline_scores_finite", "features_finite_one_dim", "frame_scores_finite",
-    "loss_finite_and_decreasing", "manifest_has_videos", "report_has_aucs", "segment_scores_finite"
+    "ALL_CHECKS",
+    "baseline_scores_finite",
+    "features_finite_one_dim",
+    "frame_scores_finite",
+    "loss_finite_and_decreasing",
+    "manifest_has_videos",
+    "report_has_aucs",
+    "segment_scores_finite",
 ]

@@ -4,18 +4,20 @@ Loaded by `dagster dev -w workspace.yaml` and by the demo runner. Resources read
 settings from the environment when used: VAD_HOME, VAD_DATASET, VAD_BACKBONE, VAD_DEVICE,
 MLFLOW_TRACKING_URI.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from dagster import Definitions
 
 from vad_pipeline.assets import ALL_ASSETS
 from vad_pipeline.assets.study import study_assets, study_jobs
-from vad_pipeline.checks import ALL_CHECKS
 from vad_pipeline.automation.jobs import features_job, footage_job, training_job
 from vad_pipeline.automation.schedules import retraining_schedule
 from vad_pipeline.automation.sensors import new_footage_sensor
+from vad_pipeline.checks import ALL_CHECKS
 from vad_pipeline.resources import BackboneResource, DatasetResource, MLflowTracker, VadStorage
 
 

@@ -21,13 +21,15 @@ A spec looks like this (every relative path resolves against the spec's own fold
 
 `VAD_DATASET` selects a spec: a path to a YAML file, or the name of one in `datasets/`.
 """
+
 from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -125,8 +127,19 @@ def parse_spec(data: Any, base: Path, home: Path | None = None, source: Path | s
     home = home or default_home()
     if not isinstance(data, dict):
         raise VADInputError(f"{source}: a dataset spec must be a YAML mapping, got {type(data).__name__}")
-    known = {"name", "footage_root", "layout", "include", "annotations", "train", "evaluate", "generator", "seed",
-             "generator_options", "run_config"}
+    known = {
+        "name",
+        "footage_root",
+        "layout",
+        "include",
+        "annotations",
+        "train",
+        "evaluate",
+        "generator",
+        "seed",
+        "generator_options",
+        "run_config",
+    }
     if "footage_root" not in data:
         raise VADInputError(f"{source}: missing required key 'footage_root'")
     name = data.get("name") or (Path(source).stem if isinstance(source, (str, Path)) else "dataset")
@@ -143,12 +156,17 @@ def parse_spec(data: Any, base: Path, home: Path | None = None, source: Path | s
         if not isinstance(ann, dict) or "path" not in ann:
             raise VADInputError(f"{source}: 'annotations' must be a path or a mapping with 'path', got {ann!r}")
         ids = ann.get("video_ids")
-        ok = (ids is None or isinstance(ids, str)
-              or (isinstance(ids, list) and all(isinstance(v, str) for v in ids))
-              or (isinstance(ids, dict) and all(isinstance(v, str) for v in ids.values())))
+        ok = (
+            ids is None
+            or isinstance(ids, str)
+            or (isinstance(ids, list) and all(isinstance(v, str) for v in ids))
+            or (isinstance(ids, dict) and all(isinstance(v, str) for v in ids.values()))
+        )
         if not ok:
-            raise VADInputError(f"{source}: 'annotations.video_ids' must be a template string, a list of "
-                                f"strings or a mapping of ids, got {ids!r}")
+            raise VADInputError(
+                f"{source}: 'annotations.video_ids' must be a template string, a list of "
+                f"strings or a mapping of ids, got {ids!r}"
+            )
         if isinstance(ids, list):
             ids = tuple(ids)
         elif isinstance(ids, dict):
@@ -165,8 +183,12 @@ def parse_spec(data: Any, base: Path, home: Path | None = None, source: Path | s
     if not isinstance(seed, int):
         raise VADInputError(f"{source}: 'seed' must be an integer, got {seed!r}")
     run_config = data.get("run_config") or {}
-    if not isinstance(run_config, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in run_config.items()):
-        raise VADInputError(f"{source}: 'run_config' must map asset names to mappings of config fields, got {run_config!r}")
+    if not isinstance(run_config, dict) or not all(
+        isinstance(k, str) and isinstance(v, dict) for k, v in run_config.items()
+    ):
+        raise VADInputError(
+            f"{source}: 'run_config' must map asset names to mappings of config fields, got {run_config!r}"
+        )
     options = data.get("generator_options") or {}
     if not isinstance(options, dict):
         raise VADInputError(f"{source}: 'generator_options' must be a mapping, got {options!r}")
@@ -234,6 +256,14 @@ def ensure_footage(spec: DatasetSpec) -> bool:
 
 
 __all__ = [
-    "DATASETS_DIR", "DEFAULT_DATASET", "LAYOUTS", "AnnotationSpec", "DatasetSpec", "default_home", "ensure_footage",
-    "load_spec", "parse_spec", "spec_file"
+    "DATASETS_DIR",
+    "DEFAULT_DATASET",
+    "LAYOUTS",
+    "AnnotationSpec",
+    "DatasetSpec",
+    "default_home",
+    "ensure_footage",
+    "load_spec",
+    "parse_spec",
+    "spec_file",
 ]

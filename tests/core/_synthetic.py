@@ -5,10 +5,11 @@ out as clips x 3 tiles like the real tables; in 3% of the clips one tile is repl
 point at distance 12 from its component's centre, where normal rows lie at ~5.7 +- 0.7, so it is
 off the data's support (kNN distance separates them perfectly).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -39,10 +40,15 @@ def mixture(seed: int = 0, n_clips: int = 300, frac: float = 0.03, radius: float
     planted = anomalous * N_TILES + rng.integers(0, N_TILES, anomalous.size)
     direction = rng.normal(size=(planted.size, DIM))
     x[planted] = centres[comp[planted]] + radius * direction / np.linalg.norm(direction, axis=1, keepdims=True)
-    rows = pd.DataFrame({
-        "video_id": [f"video_{c // 50:02d}" for c in clips], "clip": clips % 50,
-        "start_frame": (clips % 50) * 16, "end_frame": (clips % 50) * 16 + 16, "tile": tiles,
-    })
+    rows = pd.DataFrame(
+        {
+            "video_id": [f"video_{c // 50:02d}" for c in clips],
+            "clip": clips % 50,
+            "start_frame": (clips % 50) * 16,
+            "end_frame": (clips % 50) * 16 + 16,
+            "tile": tiles,
+        }
+    )
     labels = np.zeros(n_clips, dtype=np.int64)
     labels[anomalous] = 1  # clip c is (video_{c//50}, c%50): already in sorted (video_id, clip) order
     return Mixture(x.astype(np.float32), rows, labels, np.sort(planted))
@@ -50,17 +56,32 @@ def mixture(seed: int = 0, n_clips: int = 300, frac: float = 0.03, radius: float
 
 # Small and fast: 10 epochs x 20 steps of 256 rows (a few seconds on 2 cores).
 SMALL = TrainConfig(
-    epochs=10, batch_size=256, min_steps_per_epoch=20, lr=2e-3, hidden=(128, 64, 32), emb_dim=32,
-    fourier_features=32, seed=0, device="cpu",
+    epochs=10,
+    batch_size=256,
+    min_steps_per_epoch=20,
+    lr=2e-3,
+    hidden=(128, 64, 32),
+    emb_dim=32,
+    fourier_features=32,
+    seed=0,
+    device="cpu",
 )
 # Tiny: for tests that need trained (non-trivial) weights, not a good model.
 TINY = TrainConfig(
-    epochs=2, batch_size=64, min_steps_per_epoch=5, lr=2e-3, hidden=(32, 16), emb_dim=16,
-    fourier_features=16, seed=0, device="cpu", memorization_rows=256,
+    epochs=2,
+    batch_size=64,
+    min_steps_per_epoch=5,
+    lr=2e-3,
+    hidden=(32, 16),
+    emb_dim=16,
+    fourier_features=16,
+    seed=0,
+    device="cpu",
+    memorization_rows=256,
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def trained(kind: str = "small") -> tuple[Mixture, TrainResult]:
     """The mixture and a model fitted on it, computed once per test session."""
     data = mixture()

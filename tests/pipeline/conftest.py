@@ -4,20 +4,21 @@ Four synthetic videos (2 normal, 2 with an anomaly) of 48 frames at 128x96, the 
 `pixelstats` backbone, a few training epochs: every asset is materialized in-process through
 the same jobs and runner as `make demo`, into a temp VAD_HOME with a real MLflow SQLite store.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from dagster import DagsterInstance, Definitions, instance_for_test
 
-from vad_pipeline.specs import DatasetSpec, ensure_footage, load_spec
-from vad_pipeline.definitions import make_definitions
 from vad_pipeline.cli.demo import PipelineSummary, materialize_all
+from vad_pipeline.definitions import make_definitions
 from vad_pipeline.resources import BackboneResource, DatasetResource, MLflowTracker, VadStorage
+from vad_pipeline.specs import DatasetSpec, ensure_footage, load_spec
 
 TINY_SPEC = """\
 name: tiny
@@ -33,11 +34,16 @@ evaluate: ["test/*"]
 
 RUN_CONFIG = {
     "clip_features": {"short_side": 96, "tile_size": 64, "batch_size": 16},
-    "denoiser": {"epochs": 3, "hidden": [64, 32], "min_steps_per_epoch": 5, "batch_size": 256,
-                 "fourier_features": 16, "patience": 0},
+    "denoiser": {
+        "epochs": 3,
+        "hidden": [64, 32],
+        "min_steps_per_epoch": 5,
+        "batch_size": 256,
+        "fourier_features": 16,
+        "patience": 0,
+    },
     "segment_scores": {"n_draws": 2, "threshold_k": 1.0},
-    "baseline_scores": {"pca_components": 4, "gcl_epochs": 2, "gcl_d_epochs": 2, "iforest_estimators": 20,
-                        "knn_k": 3},
+    "baseline_scores": {"pca_components": 4, "gcl_epochs": 2, "gcl_d_epochs": 2, "iforest_estimators": 20, "knn_k": 3},
     "evaluation_report": {"top_clips": 2, "max_curve_videos": 2, "smoothing_sigma": 4.0},
 }
 

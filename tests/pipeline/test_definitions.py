@@ -1,4 +1,5 @@
 """The code location loads; configs map onto vad_core's; specs, storage and trackers behave."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,36 +9,57 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey
 
-from vad_core.footage.clips import ClipConfig
-from vad_core.errors import VADInputError
 from vad_core.diffusion.reconstruction import ScoreConfig
 from vad_core.diffusion.training import TrainConfig
+from vad_core.errors import VADInputError
+from vad_core.footage.clips import ClipConfig
 from vad_pipeline.assets.features import FeatureConfig
 from vad_pipeline.assets.scoring import ScoringConfig
 from vad_pipeline.assets.training import TrainingConfig
-from vad_pipeline.specs import DATASETS_DIR, load_spec, parse_spec, spec_file
 from vad_pipeline.definitions import defs
-from vad_pipeline.resources import ExperimentTracker, MLflowTracker, RecordingTracker, VadStorage, flatten_params
+from vad_pipeline.resources import VadStorage
+from vad_pipeline.specs import DATASETS_DIR, load_spec, parse_spec, spec_file
 
-ASSETS = {"video_manifest", "ground_truth", "clip_features", "feature_index", "denoiser", "segment_scores",
-          "frame_scores", "baseline_scores", "evaluation_report", "parameter_study"}
+ASSETS = {
+    "video_manifest",
+    "ground_truth",
+    "clip_features",
+    "feature_index",
+    "denoiser",
+    "segment_scores",
+    "frame_scores",
+    "baseline_scores",
+    "evaluation_report",
+    "parameter_study",
+}
 
 
 def test_definitions_load_with_assets_checks_jobs_sensor_schedule() -> None:
     repo = defs.get_repository_def()
     assert {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()} == ASSETS
     assert repo.asset_graph.get(AssetKey("clip_features")).partitions_def.name == "videos"
-    assert {j for j in repo.job_names if not j.startswith("__")} == {"footage_job", "features_job", "train_and_score_job",
-                                                                 "parameter_study_job"}
+    assert {j for j in repo.job_names if not j.startswith("__")} == {
+        "footage_job",
+        "features_job",
+        "train_and_score_job",
+        "parameter_study_job",
+    }
     assert [s.name for s in repo.sensor_defs] == ["new_footage_sensor"]
     assert [s.name for s in repo.schedule_defs] == ["retraining_schedule"]
     assert repo.schedule_defs[0].cron_schedule == (os.environ.get("VAD_RETRAIN_CRON") or "0 3 * * 1")
     checks = {k.name for k in repo.asset_graph.asset_check_keys}
-    assert {"features_finite_one_dim", "loss_finite_and_decreasing", "segment_scores_finite",
-            "frame_scores_finite", "report_has_aucs"} <= checks
+    assert {
+        "features_finite_one_dim",
+        "loss_finite_and_decreasing",
+        "segment_scores_finite",
+        "frame_scores_finite",
+        "report_has_aucs",
+    } <= checks
     # The training job holds everything downstream of the per-video features, blocking check included.
     training = defs.resolve_job_def("train_and_score_job")
-    assert {"feature_index", "denoiser", "baseline_scores", "evaluation_report"} <= {n.name for n in training.graph.node_defs}
+    assert {"feature_index", "denoiser", "baseline_scores", "evaluation_report"} <= {
+        n.name for n in training.graph.node_defs
+    }
 
 
 def test_dagster_configs_map_to_vad_core_configs() -> None:
@@ -80,14 +102,17 @@ def test_vad_dataset_selects_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert spec_file() == DATASETS_DIR / "ucsd_ped2.yaml"
 
 
-@pytest.mark.parametrize("data, message", [
-    ({}, "missing required key 'footage_root'"),
-    ({"footage_root": "x", "layout": "tapes"}, "'layout' must be one of"),
-    ({"footage_root": "x", "evaluate": []}, "'evaluate' must be"),
-    ({"footage_root": "x", "annotations": {"format": "csv"}}, "'annotations' must be a path or a mapping"),
-    ({"footage_root": "x", "generator": "gan"}, "'generator' must be 'synthetic'"),
-    (["footage_root"], "must be a YAML mapping"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({}, "missing required key 'footage_root'"),
+        ({"footage_root": "x", "layout": "tapes"}, "'layout' must be one of"),
+        ({"footage_root": "x", "evaluate": []}, "'evaluate' must be"),
+        ({"footage_root": "x", "annotations": {"format": "csv"}}, "'annotations' must be a path or a mapping"),
+        ({"footage_root": "x", "generator": "gan"}, "'generator' must be 'synthetic'"),
+        (["footage_root"], "must be a YAML mapping"),
+    ],
+)
 def test_bad_specs_are_named_errors(tmp_path: Path, data, message: str) -> None:
     with pytest.raises(VADInputError, match=message):
         parse_spec(data, base=tmp_path, home=tmp_path, source="bad.yaml")
@@ -110,5 +135,8 @@ def test_storage_keys_and_atomic_writes_under_home(tmp_path: Path) -> None:
     assert store.read_json("ds/missing.json") is None
     # the layout README.md documents
     assert (keys.manifest, keys.segment_scores, keys.report_md, keys.report_plot("roc.png")) == (
-        "ds/video_manifest.parquet", "ds/scores/segment_scores.parquet", "ds/report/report.md",
-        "ds/report/plots/roc.png")
+        "ds/video_manifest.parquet",
+        "ds/scores/segment_scores.parquet",
+        "ds/report/report.md",
+        "ds/report/plots/roc.png",
+    )

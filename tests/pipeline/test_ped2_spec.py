@@ -1,19 +1,21 @@
 """The shipped Ped2 spec reads ../shared/data/ucsd_ped2 in place: manifest and ground truth."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from dagster import instance_for_test
 
-from vad_pipeline.definitions import make_definitions
 from vad_pipeline.automation.jobs import FOOTAGE_JOB
+from vad_pipeline.definitions import make_definitions
 from vad_pipeline.resources import DatasetResource, RecordingTracker, VadStorage
 
 
 def test_ped2_footage_assets(ped2_dir: Path, tmp_path: Path) -> None:
     storage = VadStorage(home=str(tmp_path))
-    defs = make_definitions({"storage": storage, "dataset": DatasetResource(spec="ucsd_ped2"),
-                             "tracker": RecordingTracker(name="ped2")})
+    defs = make_definitions(
+        {"storage": storage, "dataset": DatasetResource(spec="ucsd_ped2"), "tracker": RecordingTracker(name="ped2")}
+    )
     with instance_for_test() as instance:
         result = defs.resolve_job_def(FOOTAGE_JOB).execute_in_process(instance=instance)
     assert result.success

@@ -5,6 +5,7 @@ the trained denoiser and its checkpoints, and per-row reconstruction / denoising
     scores = score_rows(result.denoiser, features)     # diffusion.reconstruction
     blob = checkpoint_bytes(result)                     # diffusion.denoiser
 """
+
 from vad_core.diffusion.config import TrainConfig
 from vad_core.diffusion.denoiser import (
     CHECKPOINT_FORMAT,

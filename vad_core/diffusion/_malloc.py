@@ -15,6 +15,7 @@ environment, the context manager does nothing. Nested/concurrent uses are counte
 entry applies the settings and the last exit restores them. Results are unaffected (only where
 memory comes from changes).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -48,7 +49,7 @@ def _glibc() -> ctypes.CDLL | None:
                 _libc = lib
             except (OSError, AttributeError):
                 _libc = None
-    return _libc
+    return _libc if isinstance(_libc, ctypes.CDLL) else None
 
 
 def _trim_value(value: int) -> int:

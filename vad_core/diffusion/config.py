@@ -3,6 +3,7 @@
 `TrainConfig` travels with every checkpoint (`to_dict` / `from_dict`), so the scoring side can
 read the noise range a model was trained on without importing the training loop.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
@@ -78,15 +79,20 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Inverse of `to_dict`; unknown keys (from another version) are ignored."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def model_config(self, dim: int) -> DenoiserConfig:
         return DenoiserConfig(
-            dim=dim, hidden=self.hidden, embedding=self.embedding, fourier_features=self.fourier_features,
-            emb_dim=self.emb_dim, n_tiles=self.n_tiles, seed=self.seed,
+            dim=dim,
+            hidden=self.hidden,
+            embedding=self.embedding,
+            fourier_features=self.fourier_features,
+            emb_dim=self.emb_dim,
+            n_tiles=self.n_tiles,
+            seed=self.seed,
         )
 
 

@@ -6,6 +6,7 @@ tensors, numbers, strings and lists, so it loads with `torch.load(weights_only=T
 in it is unpickled as code. `checkpoint_bytes` / `load_checkpoint(bytes)` let a caller keep
 checkpoints wherever it stores things; `save_checkpoint(path)` writes a local file atomically.
 """
+
 from __future__ import annotations
 
 import io
@@ -58,11 +59,14 @@ class TrainedDenoiser:
         return f"{where} (trained on {self.dim}-dimensional features, fingerprint {self.fingerprint[:12]})"
 
     @torch.no_grad()
-    def denoise(self, x_scaled: torch.Tensor, sigma: float | torch.Tensor, tiles: torch.Tensor | None = None) -> torch.Tensor:
+    def denoise(
+        self, x_scaled: torch.Tensor, sigma: float | torch.Tensor, tiles: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """D(x; sigma) for scaled rows `(N, D)`; sigma a scalar or `(N,)`; tiles `(N,)` used iff n_tiles > 0."""
-        return self.model(x_scaled, sigma, tiles if self.n_tiles > 0 else None)
+        out: torch.Tensor = self.model(x_scaled, sigma, tiles if self.n_tiles > 0 else None)
+        return out
 
-    def to(self, device: str | torch.device) -> "TrainedDenoiser":
+    def to(self, device: str | torch.device) -> TrainedDenoiser:
         self.model.to(resolve_device(str(device)))
         return self
 
@@ -146,18 +150,29 @@ def load_checkpoint(
         model = EDMPrecond(MLPDenoiser(model_config), sigma_data)
         model.load_state_dict(payload["ema_state_dict"])
     except (KeyError, TypeError, RuntimeError) as exc:
-        raise VADInputError(
-            f"checkpoint {where}: incomplete or inconsistent ({type(exc).__name__}: {exc})"
-        ) from None
+        raise VADInputError(f"checkpoint {where}: incomplete or inconsistent ({type(exc).__name__}: {exc})") from None
     if scaler.dim != model_config.dim:
         raise VADInputError(f"checkpoint {where}: scaler has {scaler.dim} dims, model {model_config.dim}")
     model.to(resolve_device(device)).eval().requires_grad_(False)
     return TrainedDenoiser(
-        model=model, scaler=scaler, sigma_data=sigma_data, model_config=model_config, train_config=train_config,
-        fingerprint=str(payload["fingerprint"]), history=list(payload.get("history") or []),
-        memorization_auc=payload.get("memorization_auc"), source=where,
+        model=model,
+        scaler=scaler,
+        sigma_data=sigma_data,
+        model_config=model_config,
+        train_config=train_config,
+        fingerprint=str(payload["fingerprint"]),
+        history=list(payload.get("history") or []),
+        memorization_auc=payload.get("memorization_auc"),
+        source=where,
     )
 
 
-__all__ = ["CHECKPOINT_FORMAT", "TrainedDenoiser", "TrainedModel", "checkpoint_bytes", "cpu_state_dict",
-           "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "TrainedDenoiser",
+    "TrainedModel",
+    "checkpoint_bytes",
+    "cpu_state_dict",
+    "load_checkpoint",
+    "save_checkpoint",
+]

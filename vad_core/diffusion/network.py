@@ -17,10 +17,12 @@ into the weights and a layer is one GEMM with a fused activation (`_folded_forwa
 SiLU is the activation k-diffusion and EDM use: smooth, so the learned score is smooth in x, and
 oneDNN fuses it into the GEMM ("swish").
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -59,9 +61,11 @@ class DenoiserConfig:
         if self.fourier_features < 2 or self.fourier_features % 2:
             raise VADInputError(f"DenoiserConfig.fourier_features must be even and >= 2, got {self.fourier_features}")
         if self.n_tiles < 0 or self.emb_dim < 1:
-            raise VADInputError(f"DenoiserConfig: n_tiles must be >= 0 and emb_dim >= 1 (got {self.n_tiles}, {self.emb_dim})")
+            raise VADInputError(
+                f"DenoiserConfig: n_tiles must be >= 0 and emb_dim >= 1 (got {self.n_tiles}, {self.emb_dim})"
+            )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
         return d
@@ -83,6 +87,12 @@ def sinusoidal_embedding(c_noise: torch.Tensor, n: int, max_positions: float = 1
 class MLPDenoiser(nn.Module):
     """F(x; c_noise, tile): `forward(x (N, D), c_noise (N,) or scalar, tile (N,) | None) -> (N, D)`."""
 
+    fourier_freqs: torch.Tensor  # buffer, FiLM only
+    mapping: nn.Sequential | None
+    film_gain: nn.ModuleList | None
+    film_shift: nn.ModuleList | None
+    tile_embedding: nn.Embedding | None
+
     def __init__(self, config: DenoiserConfig) -> None:
         super().__init__()
         self.config = config
@@ -98,13 +108,15 @@ class MLPDenoiser(nn.Module):
             # Separate gain and shift heads per layer (one wide head would need a full-width
             # split/cat in backward). Zero weights, unit gain and zero shift at init make F start
             # as a plain MLP whatever the noise level (adaLN-zero style).
-            self.film_gain = nn.ModuleList(nn.Linear(c.emb_dim, w) for w in widths)
-            self.film_shift = nn.ModuleList(nn.Linear(c.emb_dim, w) for w in widths)
-            for head in (*self.film_gain, *self.film_shift):
+            gains = [nn.Linear(c.emb_dim, w) for w in widths]
+            shifts = [nn.Linear(c.emb_dim, w) for w in widths]
+            for head in (*gains, *shifts):
                 nn.init.zeros_(head.weight)
                 nn.init.zeros_(head.bias)
-            for head in self.film_gain:
+            for head in gains:
                 nn.init.ones_(head.bias)
+            self.film_gain = nn.ModuleList(gains)
+            self.film_shift = nn.ModuleList(shifts)
             in_dim = c.dim
         else:
             self.mapping = None
@@ -117,7 +129,7 @@ class MLPDenoiser(nn.Module):
         # saves a bias broadcast and a bias-gradient reduction per layer in training. (Not so before a
         # LayerNorm, which the bias enters nonlinearly.)
         bias = not (c.embedding == "film" and c.norm == "none")
-        self.layers = nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(dims[:-1], dims[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(dims[:-1], dims[1:], strict=False))
         self.out = nn.Linear(widths[-1], c.dim)
         # k-diffusion zero-initialises the output projection: D(x; sigma) = c_skip x at the start,
         # the ideal denoiser of zero-mean data with std sigma_data, a stable starting point.
@@ -126,7 +138,7 @@ class MLPDenoiser(nn.Module):
 
     # -- embeddings ------------------------------------------------------------------------
     def noise_features(self, c_noise: torch.Tensor, tile: torch.Tensor | None) -> torch.Tensor:
-        """Fourier (film) or sinusoidal (concat) features of c_noise plus the tile embedding: `(N, fourier_features)`."""
+        """Fourier (film) or sinusoidal (concat) features of c_noise and the tile embedding: `(N, fourier_features)`."""
         c = self.config
         if c.embedding == "film":
             arg = (2 * math.pi) * c_noise.float()[:, None] * self.fourier_freqs
@@ -139,8 +151,9 @@ class MLPDenoiser(nn.Module):
 
     def film_params(self, feats: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """FiLM (gain, shift) for every hidden layer, each `(N, width)`."""
+        assert self.mapping is not None and self.film_gain is not None and self.film_shift is not None, "FiLM only"
         emb = self.mapping(feats)
-        return [(g(emb), s(emb)) for g, s in zip(self.film_gain, self.film_shift)]
+        return [(g(emb), s(emb)) for g, s in zip(self.film_gain, self.film_shift, strict=False)]
 
     # -- validation ------------------------------------------------------------------------
     def check_inputs(
@@ -168,7 +181,9 @@ class MLPDenoiser(nn.Module):
         if tile.shape != (x.shape[0],) or tile.is_floating_point():
             raise VADInputError(f"tile: expected integer shape ({x.shape[0]},), got {tile.dtype} {tuple(tile.shape)}")
         if tile.numel() and (int(tile.min()) < 0 or int(tile.max()) >= c.n_tiles):
-            raise VADInputError(f"tile: indices must lie in [0, {c.n_tiles}), got [{int(tile.min())}, {int(tile.max())}]")
+            raise VADInputError(
+                f"tile: indices must lie in [0, {c.n_tiles}), got [{int(tile.min())}, {int(tile.max())}]"
+            )
         return c_noise, tile.long()
 
     # -- forward ---------------------------------------------------------------------------
@@ -189,10 +204,12 @@ class MLPDenoiser(nn.Module):
             h = torch.cat([x, feats.to(x.dtype)], dim=1)
             for layer in self.layers:
                 h = F.silu(self._norm(layer(h)))
-            return self.out(h)
-        for layer, (gain, shift) in zip(self.layers, self.film_params(feats)):
+            out: torch.Tensor = self.out(h)
+            return out
+        for layer, (gain, shift) in zip(self.layers, self.film_params(feats), strict=False):
             h = film_silu(self._norm(layer(h)), gain, shift)
-        return self.out(h)
+        out = self.out(h)
+        return out
 
     def _norm(self, h: torch.Tensor) -> torch.Tensor:
         return F.layer_norm(h, h.shape[-1:]) if self.config.norm == "layer" else h
@@ -207,15 +224,13 @@ class _FiLMSiLU(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, z: torch.Tensor, gain: torch.Tensor,
-                shift: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, z: torch.Tensor, gain: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
         pre = torch.addcmul(shift, z, gain)
         ctx.save_for_backward(z, gain, pre)
         return F.silu(pre)
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
-                 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         z, gain, pre = ctx.saved_tensors
         d_pre = torch.ops.aten.silu_backward(grad, pre)
         need_z, need_gain, need_shift = ctx.needs_input_grad
@@ -225,24 +240,30 @@ class _FiLMSiLU(torch.autograd.Function):
 def film_silu(z: torch.Tensor, gain: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """FiLM then SiLU: `silu(gain * z + shift)`, all `(N, W)`; a fused backward when autograd records."""
     if torch.is_grad_enabled() and (z.requires_grad or gain.requires_grad or shift.requires_grad):
-        return _FiLMSiLU.apply(z, gain, shift)
+        out: torch.Tensor = _FiLMSiLU.apply(z, gain, shift)  # type: ignore[no-untyped-call]  # torch: unannotated
+        return out
     return F.silu(torch.addcmul(shift, z, gain), inplace=True)
 
 
 def _use_onednn(x: torch.Tensor, dtype: torch.dtype) -> bool:
-    return x.device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available()
+    return (
+        x.device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]  # torch: unannotated
+    )
 
 
 def _linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, silu: bool, onednn: bool) -> torch.Tensor:
     if onednn:
         # oneDNN's GEMM with the activation fused as a post-op: on AVX-512 CPUs it runs float32
         # GEMM well above the MKL path of torch.mm/F.linear, and bf16 natively.
-        return torch.ops.mkldnn._linear_pointwise(h, w, b, "swish" if silu else "none", [], "")
+        fused: torch.Tensor = torch.ops.mkldnn._linear_pointwise(h, w, b, "swish" if silu else "none", [], "")
+        return fused
     y = F.linear(h, w, b)
     return F.silu(y) if silu else y
 
 
-def _folded_forward(model: MLPDenoiser, x: torch.Tensor, c_noise: torch.Tensor, tile: torch.Tensor | None) -> torch.Tensor:
+def _folded_forward(
+    model: MLPDenoiser, x: torch.Tensor, c_noise: torch.Tensor, tile: torch.Tensor | None
+) -> torch.Tensor:
     """Inference with one noise level shared by all rows: `(N, D) -> (N, D)`.
 
     For a fixed noise (and tile) embedding, FiLM is a per-column affine map after each Linear,
@@ -268,15 +289,22 @@ def _folded_forward(model: MLPDenoiser, x: torch.Tensor, c_noise: torch.Tensor, 
 
 
 def _folded_group(
-    model: MLPDenoiser, x: torch.Tensor, c_noise: torch.Tensor, tile: torch.Tensor | None, dtype: torch.dtype, onednn: bool
+    model: MLPDenoiser,
+    x: torch.Tensor,
+    c_noise: torch.Tensor,
+    tile: torch.Tensor | None,
+    dtype: torch.dtype,
+    onednn: bool,
 ) -> torch.Tensor:
     c = model.config
+    layers = [cast(nn.Linear, layer) for layer in model.layers]
     with torch.autocast(x.device.type, enabled=False):
         feats = model.noise_features(c_noise.reshape(1), tile)  # (1, fourier_features)
-        weights, biases = [], []
+        weights: list[torch.Tensor] = []
+        biases: list[torch.Tensor] = []
         if c.embedding == "film":
             film = [(g[0], s[0]) for g, s in model.film_params(feats)]
-            for layer, (gain, shift) in zip(model.layers, film):
+            for layer, (gain, shift) in zip(layers, film, strict=False):
                 if c.norm == "layer":
                     weights.append(layer.weight)
                     biases.append(layer.bias)
@@ -284,10 +312,10 @@ def _folded_group(
                     weights.append(layer.weight * gain[:, None])
                     biases.append(shift)
         else:
-            first = model.layers[0]
+            first = layers[0]
             weights.append(first.weight[:, : c.dim])
             biases.append(torch.addmv(first.bias, first.weight[:, c.dim :], feats[0]))
-            for layer in model.layers[1:]:
+            for layer in layers[1:]:
                 weights.append(layer.weight)
                 biases.append(layer.bias)
         weights.append(model.out.weight)
@@ -296,14 +324,14 @@ def _folded_group(
         biases = [b.to(dtype) for b in biases]
         h = x.to(dtype)
         if c.norm == "layer":
-            for k, (w, b) in enumerate(zip(weights[:-1], biases[:-1])):
+            for k, (w, b) in enumerate(zip(weights[:-1], biases[:-1], strict=False)):
                 h = F.layer_norm(_linear(h, w, b, False, onednn), (w.shape[0],))
                 if c.embedding == "film":
                     gain, shift = film[k]
                     h = torch.addcmul(shift.to(dtype), h, gain.to(dtype))
                 h = F.silu(h)
         else:
-            for w, b in zip(weights[:-1], biases[:-1]):
+            for w, b in zip(weights[:-1], biases[:-1], strict=False):
                 h = _linear(h, w, b, True, onednn)
         return _linear(h, weights[-1], biases[-1], False, onednn)
 

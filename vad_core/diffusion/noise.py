@@ -17,6 +17,7 @@ definition; the float part is float32. The result is bit-identical for a given m
 numpy build whatever the batch, order or thread count; numpy's SIMD transcendental kernels may
 differ in the last ulp between CPU families.
 """
+
 from __future__ import annotations
 
 import os

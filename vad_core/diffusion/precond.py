@@ -3,18 +3,30 @@
 D(x; sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x; c_noise(sigma)), with sigma_data
 measured from the training features (method.md).
 """
+
 from __future__ import annotations
 
 import math
+from typing import Any, overload
 
 import numpy as np
 import torch
 from torch import nn
 
-from vad_core.errors import VADInputError, check_features
 from vad_core.diffusion.network import MLPDenoiser
+from vad_core.errors import VADInputError, check_features
 
 Scalar = float | torch.Tensor
+
+
+@overload
+def edm_scalings(sigma: float, sigma_data: float) -> tuple[float, float, float, float]: ...
+
+
+@overload
+def edm_scalings(
+    sigma: torch.Tensor, sigma_data: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]: ...
 
 
 def edm_scalings(sigma: Scalar, sigma_data: float) -> tuple[Scalar, Scalar, Scalar, Scalar]:
@@ -74,14 +86,14 @@ class EDMPrecond(nn.Module):
             if s == 0:
                 return x.clone()
             c_skip, c_out, c_in, c_noise = edm_scalings(s, self.sigma_data)
-            f = self.inner(x * c_in, torch.tensor(c_noise, device=x.device), tile)
+            f: torch.Tensor = self.inner(x * c_in, torch.tensor(c_noise, device=x.device), tile)
             return torch.add(x * c_skip, f.to(x.dtype), alpha=c_out)
         if sigma_t.shape not in ((x.shape[0],), (x.shape[0], 1)):
             raise VADInputError(f"sigma: expected a scalar or shape ({x.shape[0]},), got {tuple(sigma_t.shape)}")
         sigma_t = sigma_t.reshape(-1, 1).to(x.dtype)
-        c_skip, c_out, c_in, c_noise = edm_scalings(sigma_t, self.sigma_data)
-        f = self.inner(x * c_in, c_noise.reshape(-1), tile)
-        return c_skip * x + c_out * f.to(x.dtype)
+        skip_t, out_t, in_t, noise_t = edm_scalings(sigma_t, self.sigma_data)
+        f = self.inner(x * in_t, noise_t.reshape(-1), tile)
+        return skip_t * x + out_t * f.to(x.dtype)
 
 
 def edm_loss(
@@ -108,7 +120,7 @@ def edm_loss(
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     c_skip, c_out, c_in, c_noise = edm_scalings(sigma, denoiser.sigma_data)
     x_noisy = torch.addcmul(x, noise, sigma)
-    f = denoiser.inner(x_noisy * c_in, c_noise.reshape(-1), tile)
+    f: torch.Tensor = denoiser.inner(x_noisy * c_in, c_noise.reshape(-1), tile)
     target = torch.addcmul(x / c_out, x_noisy, -c_skip / c_out)  # (x - c_skip x_noisy) / c_out in two passes
     return row_mse(f.to(x.dtype), target)
 
@@ -122,13 +134,14 @@ class _RowMSE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, f: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, f: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         diff = f - target
         ctx.save_for_backward(diff)
-        return torch.linalg.vector_norm(diff, dim=1).square_().div_(diff.shape[1])
+        out: torch.Tensor = torch.linalg.vector_norm(diff, dim=1).square_().div_(diff.shape[1])
+        return out
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         (diff,) = ctx.saved_tensors
         d_f = diff * (grad * (2.0 / diff.shape[1]))[:, None]
         need_f, need_target = ctx.needs_input_grad
@@ -137,7 +150,8 @@ class _RowMSE(torch.autograd.Function):
 
 def row_mse(f: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """mean over dims of `(f - target)^2`: `(N, D), (N, D) -> (N,)`."""
-    return _RowMSE.apply(f, target)
+    out: torch.Tensor = _RowMSE.apply(f, target)  # type: ignore[no-untyped-call]  # torch: unannotated
+    return out
 
 
 __all__ = ["EDMPrecond", "Scalar", "edm_loss", "edm_scalings", "measure_sigma_data", "row_mse"]

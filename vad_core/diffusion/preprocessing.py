@@ -12,6 +12,7 @@ Raw backbone features carry most of their spread in the differences between dime
 The scaler is fitted on training rows only and stored with the model as plain tensors, so a
 checkpoint loads with `torch.load(weights_only=True)`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -44,10 +45,10 @@ class FeatureScaler:
 
     @property
     def dim(self) -> int:
-        self._require_fitted()
-        return int(self.mean.shape[0])
+        mean, _ = self._stats()
+        return int(mean.shape[0])
 
-    def fit(self, x: np.ndarray) -> "FeatureScaler":
+    def fit(self, x: np.ndarray) -> FeatureScaler:
         """Fit mean and scale on training rows `(N, D)` (statistics accumulated in float64)."""
         arr = check_features(x, name="scaler training rows")
         dim = arr.shape[1]
@@ -73,55 +74,56 @@ class FeatureScaler:
         self.scale = scale.astype(np.float32)
         return self
 
-    def _require_fitted(self) -> None:
-        if self.mean is None:
+    def _stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, scale), each `(D,)` float32; `VADInputError` before `fit`."""
+        if self.mean is None or self.scale is None:
             raise VADInputError("FeatureScaler: not fitted (call fit() or from_state_dict() first)")
+        return self.mean, self.scale
 
-    def _check(self, x: np.ndarray | torch.Tensor, name: str) -> None:
-        self._require_fitted()
-        if x.ndim != 2 or x.shape[1] != self.mean.shape[0]:
-            raise VADInputError(
-                f"{name}: expected shape (rows, {self.mean.shape[0]}) for this scaler, got {tuple(x.shape)}"
-            )
+    def _check(self, x: np.ndarray | torch.Tensor, name: str) -> tuple[np.ndarray, np.ndarray]:
+        mean, scale = self._stats()
+        if x.ndim != 2 or x.shape[1] != mean.shape[0]:
+            raise VADInputError(f"{name}: expected shape (rows, {mean.shape[0]}) for this scaler, got {tuple(x.shape)}")
+        return mean, scale
 
     def transform(self, x: np.ndarray | torch.Tensor, name: str = "features") -> np.ndarray | torch.Tensor:
         """`(N, D)` -> `(N, D)` float32 on the model's scale; a tensor stays a tensor on its device."""
         if isinstance(x, torch.Tensor):
-            self._check(x, name)
-            mean = torch.as_tensor(self.mean, device=x.device)
-            scale = torch.as_tensor(self.scale, device=x.device)
+            mean_np, scale_np = self._check(x, name)
+            mean = torch.as_tensor(mean_np, device=x.device)
+            scale = torch.as_tensor(scale_np, device=x.device)
             return (x.float() - mean) / scale
         arr = np.asarray(x, dtype=np.float32)
-        self._check(arr, name)
-        out = arr - self.mean
-        out /= self.scale
+        mean_np, scale_np = self._check(arr, name)
+        out: np.ndarray = arr - mean_np
+        out /= scale_np
         return out
 
     def inverse_transform(self, x: np.ndarray | torch.Tensor, name: str = "features") -> np.ndarray | torch.Tensor:
         """Inverse of `transform`: `(N, D)` scaled -> `(N, D)` original units."""
         if isinstance(x, torch.Tensor):
-            self._check(x, name)
-            mean = torch.as_tensor(self.mean, device=x.device)
-            scale = torch.as_tensor(self.scale, device=x.device)
+            mean_np, scale_np = self._check(x, name)
+            mean = torch.as_tensor(mean_np, device=x.device)
+            scale = torch.as_tensor(scale_np, device=x.device)
             return x.float() * scale + mean
         arr = np.asarray(x, dtype=np.float32)
-        self._check(arr, name)
-        out = arr * self.scale
-        out += self.mean
+        mean_np, scale_np = self._check(arr, name)
+        out: np.ndarray = arr * scale_np
+        out += mean_np
         return out
 
     def state_dict(self) -> dict[str, Any]:
         """Plain types and CPU tensors only (loadable with `torch.load(weights_only=True)`)."""
-        self._require_fitted()
+        mean, scale = self._stats()
         return {
             "mode": self.mode,
             "floor": self.floor,
-            "mean": torch.from_numpy(self.mean.copy()),
-            "scale": torch.from_numpy(self.scale.copy()),
+            "mean": torch.from_numpy(mean.copy()),
+            "scale": torch.from_numpy(scale.copy()),
         }
 
     @classmethod
-    def from_state_dict(cls, d: dict[str, Any]) -> "FeatureScaler":
+    def from_state_dict(cls, d: dict[str, Any]) -> FeatureScaler:
         """Rebuild a fitted scaler from `state_dict()` output."""
         try:
             scaler = cls(mode=str(d["mode"]), floor=float(d.get("floor", 1e-3)))

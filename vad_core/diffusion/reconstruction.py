@@ -14,20 +14,21 @@ Both are averaged over `n_draws` noise draws. Each row's noise is a pure functio
 score does not depend on the rows it is batched with. Rows are processed `batch_rows` at a time
 (a numpy memmap is read slice by slice), so memory stays bounded for any number of rows.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
 from vad_core.diffusion.denoiser import TrainedDenoiser
-from vad_core.errors import VADInputError, check_features
 from vad_core.diffusion.noise import row_noise
-from vad_core.diffusion.sampling import get_sigmas_karras, sample_euler, sample_heun, sample_lms, sigma_range
-
+from vad_core.diffusion.sampling import Model, get_sigmas_karras, sample_euler, sample_heun, sample_lms, sigma_range
+from vad_core.errors import VADInputError, check_features
 
 SCORE_TYPES = ("denoising", "reconstruction")
 SAMPLERS = ("lms", "euler", "heun")
@@ -84,9 +85,7 @@ def _check_rows(features: Any, denoiser: TrainedDenoiser, name: str) -> Any:
     if shape[0] == 0:
         raise VADInputError(f"{name}: is empty (0 rows)")
     if shape[1] != denoiser.dim:
-        raise VADInputError(
-            f"{name}: have {shape[1]} dimensions, but {denoiser.describe()} expects {denoiser.dim}"
-        )
+        raise VADInputError(f"{name}: have {shape[1]} dimensions, but {denoiser.describe()} expects {denoiser.dim}")
     return features
 
 
@@ -110,8 +109,12 @@ class _Scorer:
         p_std = tc.P_std if config.P_std is None else config.P_std
         sigmas = get_sigmas_karras(config.n_steps, *sigma_range(p_mean, p_std), device=self.device)
         self.sigmas = sigmas[config.start_step :]  # sigma_t, ..., sigma_{N-1}, 0
-        self.sampler = {"lms": partial(sample_lms, order=config.lms_order), "euler": sample_euler,
-                        "heun": sample_heun}[config.sampler]
+        samplers: dict[str, Callable[[Model, torch.Tensor, torch.Tensor], torch.Tensor]] = {
+            "lms": partial(sample_lms, order=config.lms_order),
+            "euler": sample_euler,
+            "heun": sample_heun,
+        }
+        self.sampler = samplers[config.sampler]
         self.sigma = config.sigma * denoiser.sigma_data
 
     @torch.no_grad()
@@ -127,7 +130,10 @@ class _Scorer:
         t = None if tiles is None or d.n_tiles == 0 else torch.from_numpy(tiles).to(self.device)
         acc = torch.zeros(x.shape[0], dtype=torch.float64, device=self.device)
         buf = np.empty(x.shape, dtype=np.float32)
-        model = lambda z, s: d.denoise(z, s, t)  # noqa: E731
+
+        def model(z: torch.Tensor, s: float | torch.Tensor) -> torch.Tensor:
+            return d.denoise(z, s, t)
+
         for draw in range(cfg.n_draws):
             eps = torch.from_numpy(row_noise(cfg.seed, keys, draw, x.shape[1], out=buf)).to(self.device)
             sigma = self.sigma if cfg.score_type == "denoising" else float(self.sigmas[0])
@@ -139,7 +145,8 @@ class _Scorer:
                     x_hat = self.sampler(model, x_noisy, self.sigmas)
             # float32 row sums (D terms) are ample for an MSE; the draws accumulate in float64
             acc += x_hat.float().sub_(xs).square_().sum(dim=1).double()
-        return (acc / (cfg.n_draws * x.shape[1])).cpu().numpy()
+        scores: np.ndarray = (acc / (cfg.n_draws * x.shape[1])).cpu().numpy()
+        return scores
 
 
 def score_rows(

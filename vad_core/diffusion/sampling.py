@@ -4,6 +4,7 @@ The ODE is dx/dsigma = (x - D(x; sigma)) / sigma (EDM Eq. 3 with sigma(t) = t). 
 calls `model(x, sigma)` with `sigma` a 0-dim tensor shared by all rows, never at sigma = 0: the
 last step to sigma = 0 is an Euler step, which lands exactly on D(x; sigma_{N-1}).
 """
+
 from __future__ import annotations
 
 import math
@@ -20,7 +21,11 @@ Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def get_sigmas_karras(
-    n: int, sigma_min: float, sigma_max: float, rho: float = 7.0, device: str | torch.device = "cpu",
+    n: int,
+    sigma_min: float,
+    sigma_max: float,
+    rho: float = 7.0,
+    device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Karras et al. (2022) Eq. 5 schedule `(n + 1,)`: sigma_max ... sigma_min, then a trailing 0.
@@ -134,11 +139,9 @@ def sample_lms(model: Model, x: torch.Tensor, sigmas: torch.Tensor, order: int =
         denoised = model(x, sigmas[i])
         buf = ds.pop(0) if len(ds) == order else None
         ds.append(_to_d(x, denoised.to(x.dtype), s[i], out=buf))
-        for c, d in zip(coeffs[i], reversed(ds)):
+        for c, d in zip(coeffs[i], reversed(ds), strict=False):
             x.add_(d, alpha=float(c))
     return x
 
 
-__all__ = [
-    "Model", "get_sigmas_karras", "lms_coefficients", "sample_euler", "sample_heun", "sample_lms", "sigma_range"
-]
+__all__ = ["Model", "get_sigmas_karras", "lms_coefficients", "sample_euler", "sample_heun", "sample_lms", "sigma_range"]

@@ -15,13 +15,15 @@ optimiser steps, whichever is more. Ped2 has ~900 tile rows, one batch of 8192 w
 50 epochs 50 steps, too few to train; with the floor, 50 epochs are at least 2000 steps and
 early-stopping patience keeps a meaning in steps. Large datasets are unaffected.
 """
+
 from __future__ import annotations
 
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,21 +44,21 @@ from vad_core.io.hashing import fingerprint_array
 def lr_factor(step: int, config: TrainConfig) -> float:
     """k-diffusion InverseLR multiplier at optimiser step `step` (0-based)."""
     warmup = 1.0 - config.lr_warmup ** (step + 1)
-    return warmup * (1.0 + step / config.lr_inv_gamma) ** -config.lr_power
+    return float(warmup * (1.0 + step / config.lr_inv_gamma) ** -config.lr_power)
 
 
 def ema_decay(step: int, config: TrainConfig) -> float:
     """k-diffusion EMAWarmup value after `step` updates (0 at the first: EMA = the weights)."""
-    value = 1.0 - (1.0 + step / config.ema_inv_gamma) ** -config.ema_power
+    value = float(1.0 - (1.0 + step / config.ema_inv_gamma) ** -config.ema_power)
     return min(config.ema_max, max(config.ema_min, value))
 
 
 @torch.no_grad()
 def ema_update(model: torch.nn.Module, ema: torch.nn.Module, decay: float) -> None:
     """ema <- decay * ema + (1 - decay) * model for parameters; buffers copied."""
-    ema_params = list(ema.parameters())
+    ema_params: list[torch.Tensor] = list(ema.parameters())
     torch._foreach_lerp_(ema_params, [p.detach() for p in model.parameters()], 1.0 - decay)
-    for b_ema, b in zip(ema.buffers(), model.buffers()):
+    for b_ema, b in zip(ema.buffers(), model.buffers(), strict=True):
         b_ema.copy_(b)
 
 
@@ -86,9 +88,14 @@ class TrainResult:
 def trained_denoiser(result: TrainResult) -> TrainedDenoiser:
     """The scoring view of a `TrainResult` (shares the EMA model, no copy)."""
     return TrainedDenoiser(
-        model=result.ema_model, scaler=result.scaler, sigma_data=result.sigma_data,
-        model_config=result.model_config, train_config=result.config, fingerprint=result.fingerprint,
-        history=result.history, memorization_auc=result.memorization_auc,
+        model=result.ema_model,
+        scaler=result.scaler,
+        sigma_data=result.sigma_data,
+        model_config=result.model_config,
+        train_config=result.config,
+        fingerprint=result.fingerprint,
+        history=result.history,
+        memorization_auc=result.memorization_auc,
     )
 
 
@@ -169,7 +176,10 @@ def _fit(
     sigma_data = measure_sigma_data(x_train_np)
     x_train = torch.from_numpy(x_train_np).to(device)
     x_val = torch.from_numpy(scaler.transform(x[val_idx])).to(device) if val_idx.size else None
-    to_t = lambda idx: None if tile_arr is None else torch.from_numpy(tile_arr[idx]).to(device)  # noqa: E731
+
+    def to_t(idx: np.ndarray) -> torch.Tensor | None:
+        return None if tile_arr is None else torch.from_numpy(tile_arr[idx]).to(device)
+
     t_train, t_val = to_t(train_idx), to_t(val_idx)
 
     model_config = config.model_config(dim)
@@ -179,8 +189,14 @@ def _fit(
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     # The fused kernel updates a whole tensor per call; torch's CPU default is a per-tensor loop
     # of ~10 elementwise ops each, whose many small parallel regions cost more than the update.
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas, eps=config.eps,
-                            weight_decay=config.weight_decay, fused=device.type in ("cpu", "cuda"))
+    opt = torch.optim.AdamW(
+        model.parameters(),
+        lr=config.lr,
+        betas=config.betas,
+        eps=config.eps,
+        weight_decay=config.weight_decay,
+        fused=device.type in ("cpu", "cuda"),
+    )
     noise_gen = torch.Generator(device=device).manual_seed(config.seed)
     order_gen = torch.Generator().manual_seed(config.seed + 1)
 
@@ -189,7 +205,8 @@ def _fit(
     steps_per_epoch = max(math.ceil(n_train / batch), config.min_steps_per_epoch)
     queue = torch.empty(0, dtype=torch.long)  # row order stream, reshuffled whenever it runs dry
     history: list[dict[str, Any]] = []
-    best = (math.inf, 0, None, None)  # (val_loss, epoch, model state, ema state)
+    # (val_loss, epoch, model state, ema state)
+    best: tuple[float, int, dict[str, torch.Tensor] | None, dict[str, torch.Tensor] | None] = (math.inf, 0, None, None)
     step, start = 0, time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         model.train()
@@ -201,10 +218,20 @@ def _fit(
             for group in opt.param_groups:
                 group["lr"] = config.lr * lr_factor(step, config)
             with _autocast(device, config.precision):
-                loss = edm_loss(model, x_train[idx], config.P_mean, config.P_std,
-                                tile=None if t_train is None else t_train[idx], generator=noise_gen).float().mean()
+                loss = (
+                    edm_loss(
+                        model,
+                        x_train[idx],
+                        config.P_mean,
+                        config.P_std,
+                        tile=None if t_train is None else t_train[idx],
+                        generator=noise_gen,
+                    )
+                    .float()
+                    .mean()
+                )
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch: Tensor.backward is unannotated
             opt.step()
             decay = ema_decay(step, config)
             ema_update(model, ema, decay)
@@ -214,38 +241,72 @@ def _fit(
         if not math.isfinite(train_loss):
             raise RuntimeError(f"training diverged at epoch {epoch} (loss {train_loss}); lower TrainConfig.lr")
         val_loss = _val_loss(ema, x_val, t_val, config) if x_val is not None else None
-        record = {"epoch": epoch, "step": step, "train_loss": train_loss, "val_loss": val_loss,
-                  "lr": config.lr * lr_factor(step - 1, config), "ema_decay": decay}
+        record = {
+            "epoch": epoch,
+            "step": step,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "lr": config.lr * lr_factor(step - 1, config),
+            "ema_decay": decay,
+        }
         history.append(record)
         if val_loss is not None and val_loss < best[0]:
             best = (val_loss, epoch, cpu_state_dict(model), cpu_state_dict(ema))
         if callback is not None:
-            callback({"event": "epoch", "epochs": config.epochs, "best_epoch": best[1],
-                      "elapsed_s": time.perf_counter() - start, **record})
+            callback(
+                {
+                    "event": "epoch",
+                    "epochs": config.epochs,
+                    "best_epoch": best[1],
+                    "elapsed_s": time.perf_counter() - start,
+                    **record,
+                }
+            )
         if val_loss is not None and config.patience and epoch - best[1] >= config.patience:
             break
     best_epoch = history[-1]["epoch"]
-    if best[2] is not None:
+    if best[2] is not None and best[3] is not None:
         model.load_state_dict(best[2])
         ema.load_state_dict(best[3])
         best_epoch = best[1]
     model.eval()
 
     result = TrainResult(
-        model=model, ema_model=ema, scaler=scaler, sigma_data=sigma_data, history=history,
-        memorization_auc=None, fingerprint=fingerprint, config=config, model_config=model_config,
-        best_epoch=best_epoch, n_train=int(n_train), n_val=int(val_idx.size), val_indices=val_idx,
+        model=model,
+        ema_model=ema,
+        scaler=scaler,
+        sigma_data=sigma_data,
+        history=history,
+        memorization_auc=None,
+        fingerprint=fingerprint,
+        config=config,
+        model_config=model_config,
+        best_epoch=best_epoch,
+        n_train=int(n_train),
+        n_val=int(val_idx.size),
+        val_indices=val_idx,
     )
     result.memorization_auc = memorization_auc(result.denoiser, x, train_idx, val_idx, tile_arr, config)
     if callback is not None:
-        callback({"event": "done", "epochs_run": len(history), "best_epoch": best_epoch,
-                  "memorization_auc": result.memorization_auc, "elapsed_s": time.perf_counter() - start})
+        callback(
+            {
+                "event": "done",
+                "epochs_run": len(history),
+                "best_epoch": best_epoch,
+                "memorization_auc": result.memorization_auc,
+                "elapsed_s": time.perf_counter() - start,
+            }
+        )
     return result
 
 
 def memorization_auc(
-    denoiser: TrainedDenoiser, x: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
-    tiles: np.ndarray | None, config: TrainConfig,
+    denoiser: TrainedDenoiser,
+    x: np.ndarray,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    tiles: np.ndarray | None,
+    config: TrainConfig,
 ) -> float | None:
     """ROC AUC of held-back (positive) vs training rows by one-step denoising score; None without held-back rows.
 
@@ -260,11 +321,20 @@ def memorization_auc(
     va = np.sort(rng.choice(val_idx, size=min(k, val_idx.size), replace=False))
     rows = np.concatenate([tr, va])
     score_config = ScoreConfig(score_type="denoising", n_draws=4, seed=config.seed)
-    scores = score_rows(denoiser, x[rows], score_config, tiles=None if tiles is None else tiles[rows],
-                        row_keys=rows.astype(np.int64))
+    scores = score_rows(
+        denoiser, x[rows], score_config, tiles=None if tiles is None else tiles[rows], row_keys=rows.astype(np.int64)
+    )
     labels = np.concatenate([np.zeros(tr.size), np.ones(va.size)])
     return float(roc_auc_score(labels, scores))
 
 
-__all__ = ["TrainConfig", "TrainResult", "ema_decay", "ema_update", "fit", "lr_factor", "memorization_auc",
-           "trained_denoiser"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "ema_decay",
+    "ema_update",
+    "fit",
+    "lr_factor",
+    "memorization_auc",
+    "trained_denoiser",
+]

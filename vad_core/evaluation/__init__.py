@@ -1,4 +1,5 @@
 """Evaluation: frame-level metrics, the report (JSON, Markdown) and every plot, from the score tables."""
+
 from vad_core.evaluation.formatting import finite_or_none, fmt, markdown_table
 from vad_core.evaluation.metrics import (
     EvaluationResult,
@@ -43,6 +44,7 @@ __all__ = [
     "per_video_auc",
     "render_markdown",
     "roc_auc",
+    "roc_png",
     "score_curve_png",
     "smooth_scores",
     "top_clips_png",

@@ -1,8 +1,10 @@
 """Small formatting helpers shared by the reports: finite numbers or None, fixed digits, Markdown tables."""
+
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def finite_or_none(x: Any) -> float | None:

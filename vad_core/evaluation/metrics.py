@@ -4,10 +4,12 @@ Frames are numbered from 0 and intervals are half-open `[start, end)` (design.md
 figure is the ROC AUC of the continuous frame scores; the "paper protocol" AUC of the binarised
 decisions (which the authors' code reports, method.md) is given beside it and labelled so.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -82,12 +84,12 @@ def clips_to_frames(clips: pd.DataFrame, n_frames: Mapping[str, int]) -> pd.Data
         rows = np.flatnonzero(codes == code)
         s, e = starts[rows], ends[rows]
         if e.max() > n:
-            raise VADInputError(
-                f"clips: video {video!r} has a clip ending at frame {int(e.max())} past its {n} frames"
-            )
+            raise VADInputError(f"clips: video {video!r} has a clip ending at frame {int(e.max())} past its {n} frames")
         # Flatten every clip into its frame indices once, then reduce with ufunc.at.
         lengths = e - s
-        frame_idx = np.repeat(s, lengths) + (np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths))
+        frame_idx = np.repeat(s, lengths) + (
+            np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        )
         clip_of = np.repeat(rows, lengths)
         frame_score = np.full(n, -np.inf)
         np.maximum.at(frame_score, frame_idx, scores[clip_of])
@@ -188,9 +190,7 @@ def _check_binary(labels: object, scores: object, what: str) -> tuple[np.ndarray
         raise VADInputError("labels: must be 0 (normal) or 1 (anomalous)")
     n_pos = int((y == 1).sum())
     if n_pos == 0 or n_pos == y.size:
-        raise VADInputError(
-            f"labels: only one class present ({n_pos} anomalous of {y.size} frames), AUC is undefined"
-        )
+        raise VADInputError(f"labels: only one class present ({n_pos} anomalous of {y.size} frames), AUC is undefined")
     if not np.all(np.isfinite(s)):
         raise VADInputError(f"{what}: {int((~np.isfinite(s)).sum())} non-finite values")
     return y.astype(np.int8), s
@@ -209,7 +209,7 @@ def average_precision(labels: object, scores: object) -> float:
 
 
 def paper_protocol_auc(labels: object, decisions: object) -> float:
-    """"Paper protocol" AUC: ROC AUC of binarised decisions `(F,)` (the authors' released code).
+    """ "Paper protocol" AUC: ROC AUC of binarised decisions `(F,)` (the authors' released code).
 
     With a single threshold the ROC curve has one interior point, so this equals balanced
     accuracy (TPR + TNR) / 2; it is not the ROC AUC of the scores.
@@ -235,7 +235,7 @@ def frame_table(clips: pd.DataFrame, manifest: pd.DataFrame, truth: pd.DataFrame
     Frame counts come from the manifest's readable videos; labels from `truth` on the videos in `evaluated`.
     """
     ok = manifest[manifest["status"] == "ok"]
-    n_frames = {str(v): int(n) for v, n in zip(ok["video_id"], ok["n_frames"])}
+    n_frames = {str(v): int(n) for v, n in zip(ok["video_id"], ok["n_frames"], strict=True)}
     frames = clips_to_frames(clips, n_frames)
     labels = pd.array(np.full(len(frames), pd.NA), dtype="Int8")
     on = frames["video_id"].isin(evaluated).to_numpy()
@@ -273,7 +273,7 @@ def evaluate(frames: pd.DataFrame, smoothing_sigma: float | None = None) -> Eval
         raise VADInputError("frames: column 'label' has missing values; keep only annotated videos")
     y = frames["label"].to_numpy().astype(np.int64)
     s = frames["score"].to_numpy(dtype=np.float64)
-    result = dict(
+    result: dict[str, Any] = dict(
         roc_auc=roc_auc(y, s),
         average_precision=average_precision(y, s),
         paper_protocol_auc=paper_protocol_auc(y, frames["anomalous"].to_numpy()),
@@ -292,6 +292,16 @@ def evaluate(frames: pd.DataFrame, smoothing_sigma: float | None = None) -> Eval
 
 
 __all__ = [
-    "CLIP_COLUMNS", "GROUND_TRUTH_COLUMNS", "EvaluationResult", "average_precision", "clips_to_frames", "evaluate",
-    "frame_labels", "frame_table", "paper_protocol_auc", "per_video_auc", "roc_auc", "smooth_scores"
+    "CLIP_COLUMNS",
+    "GROUND_TRUTH_COLUMNS",
+    "EvaluationResult",
+    "average_precision",
+    "clips_to_frames",
+    "evaluate",
+    "frame_labels",
+    "frame_table",
+    "paper_protocol_auc",
+    "per_video_auc",
+    "roc_auc",
+    "smooth_scores",
 ]

@@ -4,10 +4,12 @@ Every function returns the encoded PNG; the caller stores it wherever it keeps o
 pipeline writes through its storage interface). Matplotlib with the Agg backend: no display
 needed, safe in worker processes.
 """
+
 from __future__ import annotations
 
 import io
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -29,7 +31,7 @@ def figure_png(fig: plt.Figure, dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
-def loss_curve_png(history: Sequence[Mapping[str, float | None]], best_epoch: int | None = None) -> bytes:
+def loss_curve_png(history: Sequence[Mapping[str, Any]], best_epoch: int | None = None) -> bytes:
     """Training and validation loss per epoch; the kept (best) epoch marked."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     epochs = [h["epoch"] for h in history]
@@ -47,8 +49,14 @@ def loss_curve_png(history: Sequence[Mapping[str, float | None]], best_epoch: in
     return figure_png(fig)
 
 
-def score_curve_png(frame: np.ndarray, score: np.ndarray, anomalous: np.ndarray,
-                    gt_intervals: Sequence[tuple[int, int]], thresholds: Sequence[float], title: str) -> bytes:
+def score_curve_png(
+    frame: np.ndarray,
+    score: np.ndarray,
+    anomalous: np.ndarray,
+    gt_intervals: Sequence[tuple[int, int]],
+    thresholds: Sequence[float],
+    title: str,
+) -> bytes:
     """One video's frame scores `(F,)` with ground-truth spans shaded and threshold crossings marked.
 
     A crossing is a frame where the decision turns from normal to anomalous.
@@ -62,8 +70,14 @@ def score_curve_png(frame: np.ndarray, score: np.ndarray, anomalous: np.ndarray,
     flags = np.asarray(anomalous, dtype=bool)
     onsets = np.flatnonzero(flags & ~np.concatenate([[False], flags[:-1]]))
     if onsets.size:
-        ax.scatter(np.asarray(frame)[onsets], np.asarray(score)[onsets], color="tab:orange", marker="v",
-                   zorder=3, label="threshold crossing")
+        ax.scatter(
+            np.asarray(frame)[onsets],
+            np.asarray(score)[onsets],
+            color="tab:orange",
+            marker="v",
+            zorder=3,
+            label="threshold crossing",
+        )
     ax.set_xlabel("frame")
     ax.set_ylabel("anomaly score")
     ax.set_title(title)
@@ -93,7 +107,7 @@ def top_clips_png(items: Sequence[tuple[np.ndarray, tuple[int, int, int, int], s
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, (image, (x, y, w, h), title) in zip(axes.ravel(), items):
+    for ax, (image, (x, y, w, h), title) in zip(axes.ravel(), items, strict=False):
         ax.imshow(image)
         ax.add_patch(mpatches.Rectangle((x - 0.5, y - 0.5), w, h, fill=False, ec="red", lw=2))
         ax.set_title(title, fontsize=8)
@@ -101,8 +115,9 @@ def top_clips_png(items: Sequence[tuple[np.ndarray, tuple[int, int, int, int], s
     return figure_png(fig)
 
 
-def heatmap_png(table: pd.DataFrame, x: str, y: str, title: str, value: str = "frame_auc",
-                mark: tuple[float, float] | None = None) -> bytes:
+def heatmap_png(
+    table: pd.DataFrame, x: str, y: str, title: str, value: str = "frame_auc", mark: tuple[float, float] | None = None
+) -> bytes:
     """A heatmap of `value` over two columns of `table` (max over any remaining rows per cell)."""
     if table.empty:
         raise VADInputError(f"heatmap {title!r}: no rows to plot")
@@ -117,11 +132,26 @@ def heatmap_png(table: pd.DataFrame, x: str, y: str, title: str, value: str = "f
     for i in range(vals.shape[0]):
         for j in range(vals.shape[1]):
             if np.isfinite(vals[i, j]):
-                ax.text(j, i, f"{100 * vals[i, j]:.1f}", ha="center", va="center", fontsize=7,
-                        color="white" if vals[i, j] < np.nanmean(vals) else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{100 * vals[i, j]:.1f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if vals[i, j] < np.nanmean(vals) else "black",
+                )
     if mark is not None and mark[0] in grid.columns and mark[1] in grid.index:
-        ax.add_patch(plt.Rectangle((list(grid.columns).index(mark[0]) - 0.5, list(grid.index).index(mark[1]) - 0.5),
-                                   1, 1, fill=False, ec="red", lw=2))
+        ax.add_patch(
+            plt.Rectangle(
+                (list[Any](grid.columns).index(mark[0]) - 0.5, list[Any](grid.index).index(mark[1]) - 0.5),
+                1,
+                1,
+                fill=False,
+                ec="red",
+                lw=2,
+            )
+        )
     fig.colorbar(im, ax=ax, label=value.replace("_", " "))
     ax.set_title(title, fontsize=9)
     return figure_png(fig, dpi=90)

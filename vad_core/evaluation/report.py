@@ -10,12 +10,14 @@ temporally smoothed, and the paper-protocol AUC of its batch decisions, per vide
 on the labelled frames. Nothing here knows where tables live: the caller reads them and stores
 the result (the pipeline through its storage interface, `vad report` the same way).
 """
+
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,8 +41,10 @@ class ReportSettings:
 
     def __post_init__(self) -> None:
         if self.top_clips < 0 or self.max_curve_videos < 0:
-            raise VADInputError(f"ReportSettings: top_clips and max_curve_videos must be >= 0, "
-                                f"got {self.top_clips}, {self.max_curve_videos}")
+            raise VADInputError(
+                f"ReportSettings: top_clips and max_curve_videos must be >= 0, "
+                f"got {self.top_clips}, {self.max_curve_videos}"
+            )
         if self.smoothing_sigma is not None and not self.smoothing_sigma > 0:
             raise VADInputError(f"ReportSettings.smoothing_sigma must be > 0 or None, got {self.smoothing_sigma}")
 
@@ -82,14 +86,30 @@ class EvaluationReport:
         out: dict[str, float | None] = {}
         for name, r in self.data["scorers"].items():
             m = r["metrics"] or {}
-            out.update({f"frame_auc.{name}": m.get("roc_auc"), f"frame_ap.{name}": m.get("average_precision"),
-                        f"paper_protocol_auc.{name}": m.get("paper_protocol_auc"),
-                        f"frame_auc_smoothed.{name}": m.get("smoothed_roc_auc")})
+            out.update(
+                {
+                    f"frame_auc.{name}": m.get("roc_auc"),
+                    f"frame_ap.{name}": m.get("average_precision"),
+                    f"paper_protocol_auc.{name}": m.get("paper_protocol_auc"),
+                    f"frame_auc_smoothed.{name}": m.get("smoothed_roc_auc"),
+                }
+            )
         return out
 
 
-DENOISER_KEYS = ("sigma_data", "final_train_loss", "best_val_loss", "memorization_auc", "epochs_run", "best_epoch",
-                 "data_fingerprint", "features_fingerprint", "mlflow_run_id", "model_name", "model_version")
+DENOISER_KEYS = (
+    "sigma_data",
+    "final_train_loss",
+    "best_val_loss",
+    "memorization_auc",
+    "epochs_run",
+    "best_epoch",
+    "data_fingerprint",
+    "features_fingerprint",
+    "mlflow_run_id",
+    "model_name",
+    "model_version",
+)
 
 
 def _evaluate(frames: pd.DataFrame, sigma: float | None) -> tuple[dict[str, Any] | None, str | None]:
@@ -110,7 +130,7 @@ def scorer_frames(tables: ReportTables) -> dict[str, pd.DataFrame]:
     if tables.baselines is None:
         return out
     ok = tables.manifest[tables.manifest["status"] == "ok"]
-    n_frames = {str(v): int(n) for v, n in zip(ok["video_id"], ok["n_frames"])}
+    n_frames = {str(v): int(n) for v, n in zip(ok["video_id"], ok["n_frames"], strict=True)}
     labels = tables.frames[["video_id", "frame", "label"]]
     for name, clips in tables.baselines.groupby("scorer", sort=False):
         out[str(name)] = clips_to_frames(clips, n_frames).merge(labels, on=["video_id", "frame"], how="left")
@@ -126,9 +146,13 @@ def _curve_plots(tables: ReportTables, videos: list[str]) -> dict[str, bytes]:
         c = clips[clips["video_id"] == vid]
         safe = vid.replace("/", "__")
         plots[f"scores_{safe}.png"] = score_curve_png(
-            f["frame"].to_numpy(), f["score"].to_numpy(), f["anomalous"].to_numpy(),
-            list(zip(t["start_frame"].tolist(), t["end_frame"].tolist())), c["threshold"].unique().tolist(),
-            title=f"{vid}: diffusion score")
+            f["frame"].to_numpy(),
+            f["score"].to_numpy(),
+            f["anomalous"].to_numpy(),
+            list(zip(t["start_frame"].tolist(), t["end_frame"].tolist(), strict=True)),
+            c["threshold"].unique().tolist(),
+            title=f"{vid}: diffusion score",
+        )
     return plots
 
 
@@ -140,19 +164,33 @@ def _top_clips(tables: ReportTables, n: int) -> tuple[bytes | None, list[dict[st
     boxes = tables.tiles.drop_duplicates(["video_id", "clip", "tile"]).set_index(["video_id", "clip", "tile"])
     videos = tables.manifest.set_index("video_id")
     items, listed = [], []
+    row: Any  # itertuples rows: one attribute per column
     for row in top.itertuples(index=False):
-        box = boxes.loc[(row.video_id, row.clip, row.tile)]
+        box: Any = boxes.loc[(row.video_id, row.clip, row.tile)]  # type: ignore[index]  # pandas-stubs: a MultiIndex key, not (rows, columns)
         x, y, w, h = (int(box[c]) for c in ("x", "y", "w", "h"))
-        listed.append({"video_id": row.video_id, "clip": int(row.clip), "start_frame": int(row.start_frame),
-                       "end_frame": int(row.end_frame), "score": float(row.score), "tile": int(row.tile),
-                       "box": [x, y, w, h]})
+        listed.append(
+            {
+                "video_id": row.video_id,
+                "clip": int(row.clip),
+                "start_frame": int(row.start_frame),
+                "end_frame": int(row.end_frame),
+                "score": float(row.score),
+                "tile": int(row.tile),
+                "box": [x, y, w, h],
+            }
+        )
         if w <= 0 or h <= 0 or row.video_id not in videos.index:
             continue  # imported features carry no box (-1): nothing to draw
         middle = (int(row.start_frame) + int(row.end_frame)) // 2
-        src = videos.loc[row.video_id]
+        src: Any = videos.loc[row.video_id]
         frame = read_frames(src["path"], src["kind"], middle, middle + 1)[0]
-        items.append((frame, (x, y, w, h), f"{row.video_id} frames {row.start_frame}-{row.end_frame}\n"
-                                             f"score {row.score:.4g}, tile {row.tile}"))
+        items.append(
+            (
+                frame,
+                (x, y, w, h),
+                f"{row.video_id} frames {row.start_frame}-{row.end_frame}\nscore {row.score:.4g}, tile {row.tile}",
+            )
+        )
     if not items:
         return None, listed
     return top_clips_png(items), listed
@@ -160,40 +198,81 @@ def _top_clips(tables: ReportTables, n: int) -> tuple[bytes | None, list[dict[st
 
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The report as Markdown: headline table, per-video AUCs, top clips, plots (linked as `plots/<name>`)."""
-    lines = [f"# Evaluation report: {report['dataset']}", "",
-             f"{report['n_videos']} videos, {report['n_frames']} frames, "
-             f"{report['n_labelled_frames']} labelled ({report['n_anomalous_frames']} anomalous). "
-             f"Code {report['code_version']}, {report['created']}.", ""]
+    lines = [
+        f"# Evaluation report: {report['dataset']}",
+        "",
+        f"{report['n_videos']} videos, {report['n_frames']} frames, "
+        f"{report['n_labelled_frames']} labelled ({report['n_anomalous_frames']} anomalous). "
+        f"Code {report['code_version']}, {report['created']}.",
+        "",
+    ]
     d = report.get("denoiser") or {}
     if d:
-        lines += [f"Denoiser: sigma_data {fmt(d.get('sigma_data'))}, final train loss {fmt(d.get('final_train_loss'))}, "
-                  f"memorization AUC {fmt(d.get('memorization_auc'), 3)} (0.5 = none), "
-                  f"MLflow model version {d.get('model_version')}.", ""]
+        lines += [
+            f"Denoiser: sigma_data {fmt(d.get('sigma_data'))}, final train loss {fmt(d.get('final_train_loss'))}, "
+            f"memorization AUC {fmt(d.get('memorization_auc'), 3)} (0.5 = none), "
+            f"MLflow model version {d.get('model_version')}.",
+            "",
+        ]
     rows = []
     for name, r in report["scorers"].items():
         m = r.get("metrics")
         if m:
-            rows.append([name, fmt(m["roc_auc"]), fmt(m["average_precision"]), fmt(m.get("smoothed_roc_auc")),
-                         fmt(m["paper_protocol_auc"]), fmt(r["anomalous_clip_share"], 3)])
+            rows.append(
+                [
+                    name,
+                    fmt(m["roc_auc"]),
+                    fmt(m["average_precision"]),
+                    fmt(m.get("smoothed_roc_auc")),
+                    fmt(m["paper_protocol_auc"]),
+                    fmt(r["anomalous_clip_share"], 3),
+                ]
+            )
         else:
             rows.append([name, "n/a", "n/a", "n/a", "n/a", fmt(r["anomalous_clip_share"], 3)])
     sigma = report["config"].get("smoothing_sigma")
-    lines += ["## Frame-level figures", "",
-              markdown_table(["scorer", "ROC AUC", "AP", f"ROC AUC smoothed (sigma {sigma})",
-                              "paper-protocol AUC (binarised decisions)", "flagged clip share"], rows), ""]
+    lines += [
+        "## Frame-level figures",
+        "",
+        markdown_table(
+            [
+                "scorer",
+                "ROC AUC",
+                "AP",
+                f"ROC AUC smoothed (sigma {sigma})",
+                "paper-protocol AUC (binarised decisions)",
+                "flagged clip share",
+            ],
+            rows,
+        ),
+        "",
+    ]
     if report.get("note"):
         lines += [f"Note: {report['note']}", ""]
     per_video = {n: (r.get("metrics") or {}).get("per_video_auc", {}) for n, r in report["scorers"].items()}
     vids = sorted({v for pv in per_video.values() for v in pv})
     if vids:
-        lines += ["## Per-video ROC AUC", "",
-                  markdown_table(["video"] + list(per_video), [[v] + [fmt(per_video[n].get(v)) for n in per_video]
-                                                               for v in vids]), ""]
+        lines += [
+            "## Per-video ROC AUC",
+            "",
+            markdown_table(
+                ["video"] + list(per_video), [[v] + [fmt(per_video[n].get(v)) for n in per_video] for v in vids]
+            ),
+            "",
+        ]
     if report.get("top_clips"):
-        lines += ["## Top-scoring clips (diffusion)", "",
-                  markdown_table(["video", "frames", "score", "tile", "box (x, y, w, h)"],
-                                 [[c["video_id"], f"{c['start_frame']}-{c['end_frame']}", fmt(c["score"]), c["tile"],
-                                   tuple(c["box"])] for c in report["top_clips"]]), ""]
+        lines += [
+            "## Top-scoring clips (diffusion)",
+            "",
+            markdown_table(
+                ["video", "frames", "score", "tile", "box (x, y, w, h)"],
+                [
+                    [c["video_id"], f"{c['start_frame']}-{c['end_frame']}", fmt(c["score"]), c["tile"], tuple(c["box"])]
+                    for c in report["top_clips"]
+                ],
+            ),
+            "",
+        ]
     if report.get("plots"):
         names = [PurePosixPath(str(p).replace("\\", "/")).name for p in report["plots"]]
         lines += ["## Plots", ""] + [f"![{PurePosixPath(n).stem}](plots/{n})" for n in names] + [""]
@@ -234,8 +313,11 @@ def build_report(
         for name, f in per_scorer.items():
             if results[name]["metrics"] is not None:
                 lf = f[f["label"].notna()]
-                curves[name] = (lf["label"].astype(int).to_numpy(), lf["score"].to_numpy(),
-                                results[name]["metrics"]["roc_auc"])
+                curves[name] = (
+                    lf["label"].astype(int).to_numpy(),
+                    lf["score"].to_numpy(),
+                    results[name]["metrics"]["roc_auc"],
+                )
         plots["roc.png"] = roc_png(curves)
     evaluated = sorted(labelled["video_id"].unique().tolist())
     others = sorted(set(frames["video_id"].unique()) - set(evaluated))
@@ -247,18 +329,31 @@ def build_report(
     info = tables.denoiser_info
     data = {
         "dataset": dataset,
-        "created": created or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "code_version": code_version, "spec": dict(spec or {}), "config": settings.to_dict(),
-        "n_videos": int(frames["video_id"].nunique()), "n_frames": len(frames),
-        "n_labelled_frames": len(labelled), "n_anomalous_frames": int(labelled["label"].sum()) if len(labelled) else 0,
+        "created": created or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "code_version": code_version,
+        "spec": dict(spec or {}),
+        "config": settings.to_dict(),
+        "n_videos": int(frames["video_id"].nunique()),
+        "n_frames": len(frames),
+        "n_labelled_frames": len(labelled),
+        "n_anomalous_frames": int(labelled["label"].sum()) if len(labelled) else 0,
         "evaluated_videos": evaluated,
         "denoiser": {k: info.get(k) for k in DENOISER_KEYS},
         "scoring": dict(tables.scoring_metadata),
-        "scorers": results, "note": "; ".join(sorted(notes)) or None,
-        "top_clips": top, "plots": [plot_location(name) for name in plots],
+        "scorers": results,
+        "note": "; ".join(sorted(notes)) or None,
+        "top_clips": top,
+        "plots": [plot_location(name) for name in plots],
     }
     return EvaluationReport(data=data, markdown=render_markdown(data), plots=plots)
 
 
-__all__ = ["DENOISER_KEYS", "EvaluationReport", "ReportSettings", "ReportTables", "build_report", "render_markdown",
-           "scorer_frames"]
+__all__ = [
+    "DENOISER_KEYS",
+    "EvaluationReport",
+    "ReportSettings",
+    "ReportTables",
+    "build_report",
+    "render_markdown",
+    "scorer_frames",
+]

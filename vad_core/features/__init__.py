@@ -1,8 +1,9 @@
 """Features: clip-feature tables from footage (a backbone per (clip, tile)) or from precomputed arrays.
 
-    backbone = load_backbone("i3d")
-    results = extract_all(manifest, backbone, ClipConfig(), LocalTableStore("out"), prefix="features")
+backbone = load_backbone("i3d")
+results = extract_all(manifest, backbone, ClipConfig(), LocalTableStore("out"), prefix="features")
 """
+
 from vad_core.features.backbones import Backbone, PixelStatsBackbone, backbone_names, load_backbone
 from vad_core.features.extract import extract_all, extract_features, video_row
 from vad_core.features.precomputed import import_precomputed, load_feature_array, video_id_from_name

@@ -14,32 +14,33 @@ video changed behind a stale manifest row is still re-extracted (and re-probed).
 Tiles are cut by the clip config at `tile_size` pixels, and the backbone sees them at that size
 (`embed(..., resize=False)`): the config, not the backbone, decides the input resolution.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import time
-from typing import Callable, Iterator, Mapping, Protocol
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 import torch
 
-from vad_core.footage.clips import ClipBatch, ClipConfig, clip_starts, iter_clips, prefetch, tile_layout
 from vad_core.devices import resolve_device
 from vad_core.errors import VADInputError
+from vad_core.footage.clips import ClipBatch, ClipConfig, clip_starts, iter_clips, prefetch, tile_layout
+from vad_core.footage.discover import VideoSource
+from vad_core.footage.probe import fingerprint_source, probe_video
 from vad_core.io.feature_tables import (
     FeatureResult,
     build_feature_table,
     feature_key,
     is_up_to_date,
-    results_frame,
     table_counts,
     write_feature_table,
 )
-from vad_core.footage.discover import VideoSource
 from vad_core.io.store import TableStore
-from vad_core.footage.probe import fingerprint_source, probe_video
 
 __all__ = ["BackboneLike", "extract_all", "extract_features", "video_row"]
 
@@ -56,17 +57,17 @@ class BackboneLike(Protocol):
     def embed(self, clips: torch.Tensor, resize: bool = True) -> np.ndarray | torch.Tensor: ...
 
 
-def video_row(video: Mapping | pd.Series | VideoSource | str | os.PathLike) -> dict[str, object]:
+def video_row(video: Mapping | pd.Series | VideoSource | str | os.PathLike) -> dict[str, Any]:
     """A manifest row as a plain dict: rows and Series are taken as they are, a `VideoSource`
     or a path is probed (`vad_core.footage.probe_video`)."""
     if isinstance(video, pd.Series):
-        return video.to_dict()
+        return {str(k): v for k, v in video.to_dict().items()}
     if isinstance(video, Mapping):
         return dict(video)
     return probe_video(video)
 
 
-def _check_ok(row: Mapping[str, object]) -> None:
+def _check_ok(row: Mapping[str, Any]) -> None:
     missing = [k for k in ("video_id", "path", "kind", "status") if k not in row]
     if missing:
         raise VADInputError(f"video manifest row lacks {missing} (got keys {sorted(row)})")
@@ -77,36 +78,48 @@ def _check_ok(row: Mapping[str, object]) -> None:
         )
 
 
-def _fresh_row(row: dict[str, object]) -> dict[str, object]:
+def _fresh_row(row: dict[str, Any]) -> dict[str, Any]:
     """The row, re-probed when the video's content no longer matches its fingerprint."""
     try:
-        current = fingerprint_source(str(row["path"]), row["kind"])  # type: ignore[arg-type]
+        current = fingerprint_source(str(row["path"]), row["kind"])
     except (OSError, VADInputError) as exc:
         raise VADInputError(f"video {row['video_id']!r} ({row['path']}): cannot be read ({exc})") from None
     if current == row.get("fingerprint"):
         return row
-    fresh = probe_video(VideoSource(str(row["video_id"]), row["path"], row["kind"]))  # type: ignore[arg-type]
+    fresh = probe_video(VideoSource(str(row["video_id"]), row["path"], row["kind"]))
     _check_ok(fresh)
     return fresh
 
 
-def _metadata(row: Mapping[str, object], backbone: BackboneLike, config: ClipConfig) -> dict[str, object]:
-    width, height, n_frames = int(row["width"]), int(row["height"]), int(row["n_frames"])  # type: ignore[arg-type]
+def _metadata(row: Mapping[str, Any], backbone: BackboneLike, config: ClipConfig) -> dict[str, Any]:
+    width, height, n_frames = int(row["width"]), int(row["height"]), int(row["n_frames"])
     layout = tile_layout(width, height, config)
     sx, sy = f"{layout.scale_x:.6g}", f"{layout.scale_y:.6g}"
     scale = sx if sx == sy else f"{sx},{sy}"
     fps = row.get("fps")
     return {
-        "video_id": row["video_id"], "video_path": row["path"], "video_kind": row["kind"],
-        "video_fingerprint": row["fingerprint"], "n_frames": n_frames, "width": width, "height": height,
+        "video_id": row["video_id"],
+        "video_path": row["path"],
+        "video_kind": row["kind"],
+        "video_fingerprint": row["fingerprint"],
+        "n_frames": n_frames,
+        "width": width,
+        "height": height,
         "fps": "" if fps is None or pd.isna(fps) else fps,
-        "backbone": backbone.name, "weights_sha256": backbone.weights_sha256, "dim": int(backbone.dim),
-        "clip_len": config.clip_len, "stride": config.stride, "tiling": config.tiling,
-        "short_side": config.short_side, "tile_size": config.tile_size, "scale": scale,
+        "backbone": backbone.name,
+        "weights_sha256": backbone.weights_sha256,
+        "dim": int(backbone.dim),
+        "clip_len": config.clip_len,
+        "stride": config.stride,
+        "tiling": config.tiling,
+        "short_side": config.short_side,
+        "tile_size": config.tile_size,
+        "scale": scale,
         "scaled_size": f"{layout.scaled_size[0]}x{layout.scaled_size[1]}",
         "tile_boxes": json.dumps(layout.boxes),
         "clip_config": json.dumps(config.to_dict(), sort_keys=True),
-        "n_clips": len(clip_starts(n_frames, config.clip_len, config.stride)), "n_tiles": len(layout.boxes),
+        "n_clips": len(clip_starts(n_frames, config.clip_len, config.stride)),
+        "n_tiles": len(layout.boxes),
     }
 
 
@@ -139,7 +152,7 @@ def _embed(backbone: BackboneLike, clips: np.ndarray) -> np.ndarray:
 def _place(backbone: BackboneLike, device: torch.device) -> None:
     """Move the backbone to `device` when it can move; refuse when it sits elsewhere and cannot."""
     if hasattr(backbone, "to"):
-        backbone.to(device)  # type: ignore[attr-defined]
+        backbone.to(device)
         return
     current = getattr(backbone, "device", None)
     if current is not None and torch.device(current).type != device.type:
@@ -177,7 +190,7 @@ def extract_features(
     row = _fresh_row(row)
     video_id = str(row["video_id"])
     meta = _metadata(row, backbone, clip_config)
-    n_clips, n_tiles = int(meta["n_clips"]), int(meta["n_tiles"])  # type: ignore[arg-type]
+    n_clips, n_tiles = int(meta["n_clips"]), int(meta["n_tiles"])
     base = {"video_id": video_id, "clips_total": n_clips, "rows_total": n_clips * n_tiles}
 
     def emit(event: str, rows_done: int, **extra: object) -> None:
@@ -185,8 +198,14 @@ def extract_features(
             callback({"event": event, **base, "clips_done": rows_done // n_tiles, "rows_done": rows_done, **extra})
 
     if is_up_to_date(store, key, {k: str(v) for k, v in meta.items()}):
-        result = FeatureResult(video_id, key, skipped=True, source=str(row["path"]),
-                               seconds=time.perf_counter() - start, **table_counts(store, key))
+        result = FeatureResult(
+            video_id,
+            key,
+            skipped=True,
+            source=str(row["path"]),
+            seconds=time.perf_counter() - start,
+            **table_counts(store, key),
+        )
         emit("video_done", result.n_rows, skipped=True, seconds=result.seconds)
         return result
     if device is not None:
@@ -196,15 +215,22 @@ def extract_features(
     keys: list[np.ndarray] = []
     feats: list[np.ndarray] = []
     done = 0
-    items = iter_clips(str(row["path"]), row["kind"], int(meta["n_frames"]), clip_config,  # type: ignore[arg-type]
-                       size=(int(meta["width"]), int(meta["height"])))  # type: ignore[arg-type]
+    items = iter_clips(
+        str(row["path"]),
+        row["kind"],
+        int(meta["n_frames"]),
+        clip_config,
+        size=(int(meta["width"]), int(meta["height"])),
+    )
     # Two batches in flight: the reader decodes and stacks batch k+1 while the model runs batch k.
     for batch_keys, clips in prefetch(_batches(items, batch_size), max_queue=2):
         out = _embed(backbone, clips)
         if not np.isfinite(out).all():  # never write a table the asset checks would reject anyway
             bad = batch_keys[~np.isfinite(out).all(axis=1)]
-            raise VADInputError(f"video {video_id!r}: backbone {backbone.name!r} gave non-finite features "
-                                f"for clip {int(bad[0, 0])} tile {int(bad[0, 3])}")
+            raise VADInputError(
+                f"video {video_id!r}: backbone {backbone.name!r} gave non-finite features "
+                f"for clip {int(bad[0, 0])} tile {int(bad[0, 3])}"
+            )
         feats.append(out)
         keys.append(batch_keys)
         done += len(batch_keys)
@@ -216,8 +242,17 @@ def extract_features(
     write_feature_table(table, store, key, {k_: str(v) for k_, v in meta.items()})
     seconds = time.perf_counter() - start
     emit("video_done", done, skipped=False, seconds=seconds)
-    return FeatureResult(video_id, key, n_clips=n_clips, n_tiles=n_tiles, n_rows=done,
-                         dim=int(backbone.dim), skipped=False, seconds=seconds, source=str(row["path"]))
+    return FeatureResult(
+        video_id,
+        key,
+        n_clips=n_clips,
+        n_tiles=n_tiles,
+        n_rows=done,
+        dim=int(backbone.dim),
+        skipped=False,
+        seconds=seconds,
+        source=str(row["path"]),
+    )
 
 
 def extract_all(
@@ -253,9 +288,19 @@ def extract_all(
             key = feature_key(prefix, video_id)
             results.append(extract_features(row, backbone, clip_config, store, key, device, batch_size, relay))
         except VADInputError as exc:
-            results.append(FeatureResult(video_id, None, source=str(row.get("path", "")), error=str(exc),
-                                         seconds=time.perf_counter() - t0))
+            results.append(
+                FeatureResult(
+                    video_id, None, source=str(row.get("path", "")), error=str(exc), seconds=time.perf_counter() - t0
+                )
+            )
             if callback is not None:
-                callback({"event": "video_done", "video_id": video_id, "error": str(exc),
-                          "videos_done": i + 1, "videos_total": total})
+                callback(
+                    {
+                        "event": "video_done",
+                        "video_id": video_id,
+                        "error": str(exc),
+                        "videos_done": i + 1,
+                        "videos_total": total,
+                    }
+                )
     return results

@@ -9,6 +9,7 @@ is unknown, written as `x = y = w = h = -1`. The backbone is recorded as `precom
 Files are read with `np.load(allow_pickle=False)`: a pickled array is refused, never executed.
 A bad file becomes an error result naming it; the other files still import.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,14 +17,12 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
 from vad_core.errors import VADInputError
-from vad_core.io.hashing import update_from_file
-from vad_core.io.store import TableStore
 from vad_core.io.feature_tables import (
     FeatureResult,
     build_feature_table,
@@ -32,6 +31,8 @@ from vad_core.io.feature_tables import (
     table_counts,
     write_feature_table,
 )
+from vad_core.io.hashing import update_from_file
+from vad_core.io.store import TableStore
 
 DEFAULT_SUFFIXES = ("_i3d", "_rgb", "_features", "_feature", "_feats", "_feat")
 _CROP = re.compile(r"^(?P<base>.+)__(?P<crop>\d+)$")
@@ -103,7 +104,7 @@ def _load_group(files: Sequence[tuple[int, Path]]) -> tuple[np.ndarray, int]:
     loaded = [load_feature_array(p) for _, p in files]
     shapes = {f.shape for f, _ in loaded}
     if len(shapes) != 1:
-        listing = ", ".join(f"{p.name} {f.shape}" for (_, p), (f, _) in zip(files, loaded))
+        listing = ", ".join(f"{p.name} {f.shape}" for (_, p), (f, _) in zip(files, loaded, strict=False))
         raise VADInputError(f"crop files of one video disagree in shape: {listing}")
     stacked = np.stack([f for f, _ in loaded])
     return stacked.mean(axis=0, dtype=np.float64).astype(np.float32), sum(c for _, c in loaded)
@@ -146,34 +147,59 @@ def import_precomputed(
             fingerprint = _file_sha256(paths)
             expected = {"video_fingerprint": fingerprint, "backbone": backbone, "clip_config": clip_config}
             if is_up_to_date(store, key, expected):
-                result = FeatureResult(video_id, key, skipped=True, source=source,
-                                       seconds=time.perf_counter() - start, **table_counts(store, key))
+                result = FeatureResult(
+                    video_id,
+                    key,
+                    skipped=True,
+                    source=source,
+                    seconds=time.perf_counter() - start,
+                    **table_counts(store, key),
+                )
             else:
                 feats, crops = _load_group(files)
                 n, dim = feats.shape
                 clips = np.arange(n, dtype=np.int64)
                 table = build_feature_table(
-                    video_id, clips, clips * clip_len, (clips + 1) * clip_len,
-                    np.zeros(n, np.int64), np.full((n, 4), -1, np.int64), feats,
+                    video_id,
+                    clips,
+                    clips * clip_len,
+                    (clips + 1) * clip_len,
+                    np.zeros(n, np.int64),
+                    np.full((n, 4), -1, np.int64),
+                    feats,
                 )
                 meta = {
                     **expected,
-                    "video_id": video_id, "weights_sha256": "unknown", "dim": dim,
-                    "clip_len": clip_len, "stride": clip_len, "scale": "unknown", "tile_size": 0,
-                    "tiling": "none", "n_clips": n, "n_tiles": 1, "n_frames": n * clip_len,
+                    "video_id": video_id,
+                    "weights_sha256": "unknown",
+                    "dim": dim,
+                    "clip_len": clip_len,
+                    "stride": clip_len,
+                    "scale": "unknown",
+                    "tile_size": 0,
+                    "tiling": "none",
+                    "n_clips": n,
+                    "n_tiles": 1,
+                    "n_frames": n * clip_len,
                     "crops_averaged": crops,
                     "source_files": ",".join(p.name for p in paths),
                 }
                 write_feature_table(table, store, key, meta)
-                result = FeatureResult(video_id, key, n_clips=n, n_tiles=1, n_rows=n, dim=dim,
-                                       source=source, seconds=time.perf_counter() - start)
+                result = FeatureResult(
+                    video_id,
+                    key,
+                    n_clips=n,
+                    n_tiles=1,
+                    n_rows=n,
+                    dim=dim,
+                    source=source,
+                    seconds=time.perf_counter() - start,
+                )
         except VADInputError as exc:
-            result = FeatureResult(video_id, None, source=source, error=str(exc),
-                                   seconds=time.perf_counter() - start)
+            result = FeatureResult(video_id, None, source=source, error=str(exc), seconds=time.perf_counter() - start)
         results.append(result)
         if callback is not None:
-            callback({"event": "video_done", "videos_done": index + 1, "videos_total": len(groups),
-                      **result.to_dict()})
+            callback({"event": "video_done", "videos_done": index + 1, "videos_total": len(groups), **result.to_dict()})
     return results
 
 

@@ -1,7 +1,8 @@
 """Footage: find videos, probe them into manifest rows, decode frames, cut clips and tiles, read labels.
 
-    from vad_core.footage import build_manifest, iter_clips, ClipConfig, read_ground_truth
+from vad_core.footage import build_manifest, iter_clips, ClipConfig, read_ground_truth
 """
+
 from vad_core.footage.clips import (
     ClipBatch,
     ClipConfig,

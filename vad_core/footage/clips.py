@@ -15,14 +15,16 @@ tile, spread evenly from edge to edge. Ped2's 360x240: scale 1, three tiles at x
 y = 8 (rows 8-231), the layout measured in method.md. `min_overlap=0` gives the plain fewest
 covering tiles (two for Ped2). `tiling="resize"` squeezes the whole frame to one tile.
 """
+
 from __future__ import annotations
 
 import math
 import os
 import queue
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Iterable, Iterator, Literal, NamedTuple, TypeVar
+from typing import Literal, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -57,8 +59,9 @@ class ClipConfig:
         if self.tiling not in ("tiles", "resize"):
             raise VADInputError(f"ClipConfig.tiling must be 'tiles' or 'resize', got {self.tiling!r}")
         if self.tile_size < 1 or self.short_side < 1:
-            raise VADInputError(f"ClipConfig: tile_size and short_side must be positive "
-                                f"(got {self.tile_size}, {self.short_side})")
+            raise VADInputError(
+                f"ClipConfig: tile_size and short_side must be positive (got {self.tile_size}, {self.short_side})"
+            )
         if not 0.0 <= self.min_overlap < 1.0:
             raise VADInputError(f"ClipConfig.min_overlap must be in [0, 1), got {self.min_overlap}")
         if self.max_crop < 0:
@@ -130,8 +133,7 @@ def tile_layout(width: int, height: int, config: ClipConfig = ClipConfig()) -> T
         raise VADInputError(f"frame size must be positive, got {width}x{height}")
     s = config.tile_size
     if config.tiling == "resize":
-        return TileLayout(width, height, (s, s), s / width, s / height,
-                          [(0, 0, s, s)], [(0, 0, width, height)])
+        return TileLayout(width, height, (s, s), s / width, s / height, [(0, 0, s, s)], [(0, 0, width, height)])
     short = min(width, height)
     scale = min(1.0, config.short_side / short)
     if short * scale < s:
@@ -176,8 +178,8 @@ def iter_clips(
         # Frame start + t sits in slot (start + t) % L; padding repeats the last real frame.
         order = [min(start + t, n_frames - 1) % L for t in range(L)]
         end = min(start + L, n_frames)
-        for tile, ((x, y, _, _), box) in enumerate(zip(layout.boxes_scaled, layout.boxes)):
-            yield ClipBatch(clip, start, end, tile, box, ring[order, y:y + S, x:x + S])
+        for tile, ((x, y, _, _), box) in enumerate(zip(layout.boxes_scaled, layout.boxes, strict=False)):
+            yield ClipBatch(clip, start, end, tile, box, ring[order, y : y + S, x : x + S])
 
     nxt, n = 0, 0
     for frame in iter_frames(path, kind, size=(sw, sh)):
@@ -242,6 +244,14 @@ def prefetch(iterable: Iterable[T], max_queue: int = 8) -> Iterator[T]:
 
 
 __all__ = [
-    "Box", "ClipBatch", "ClipConfig", "TileLayout", "clip_intervals", "clip_starts", "iter_clips", "prefetch",
-    "tile_boxes", "tile_layout"
+    "Box",
+    "ClipBatch",
+    "ClipConfig",
+    "TileLayout",
+    "clip_intervals",
+    "clip_starts",
+    "iter_clips",
+    "prefetch",
+    "tile_boxes",
+    "tile_layout",
 ]

@@ -1,9 +1,11 @@
 """Decode frames: RGB uint8 arrays from video files (PyAV) and frame folders (Pillow)."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import av
 import numpy as np
@@ -13,14 +15,15 @@ from vad_core.errors import VADInputError
 from vad_core.footage.discover import Kind, list_frames
 
 
-def decode_packets(container: av.container.InputContainer, stream: av.VideoStream, stats: dict[str, int]) -> Iterator[av.VideoFrame]:
+def decode_packets(
+    container: av.container.InputContainer, stream: av.VideoStream, stats: dict[str, int]
+) -> Iterator[av.VideoFrame]:
     """Demux and decode packet by packet: `container.decode` hides some packet errors
     (a cut-off last packet), `packet.decode` raises them. `stats["packets"]` counts data packets."""
     for packet in container.demux(stream):
         if packet.size:
             stats["packets"] += 1
         yield from packet.decode()
-
 
 
 def frame_size(path: str | os.PathLike, kind: Kind) -> tuple[int, int]:
@@ -39,9 +42,7 @@ def frame_size(path: str | os.PathLike, kind: Kind) -> tuple[int, int]:
         raise VADInputError(f"{path}: cannot read the frame size ({exc})") from None
 
 
-def iter_frames(
-    path: str | os.PathLike, kind: Kind, size: tuple[int, int] | None = None
-) -> Iterator[np.ndarray]:
+def iter_frames(path: str | os.PathLike, kind: Kind, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
     """Decode a video: RGB uint8 frames `(H, W, 3)`, in order.
 
     `size=(width, height)` resizes while decoding (area averaging for files via swscale,
@@ -54,7 +55,7 @@ def iter_frames(
                 with Image.open(frame) as im:
                     rgb = im.convert("RGB")
                 if size is not None and rgb.size != tuple(size):
-                    rgb = rgb.resize(tuple(size), Image.Resampling.BILINEAR)
+                    rgb = rgb.resize((int(size[0]), int(size[1])), Image.Resampling.BILINEAR)
             except (OSError, SyntaxError, ValueError) as exc:
                 raise VADInputError(f"{frame}: cannot decode the frame ({exc})") from None
             yield np.asarray(rgb)
@@ -70,20 +71,23 @@ def iter_frames(
             raise VADInputError(f"{path}: has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        opts: dict[str, object] = {"format": "rgb24"}
+        opts: dict[str, Any] = {"format": "rgb24"}
         if size is not None:
             opts.update(width=int(size[0]), height=int(size[1]), interpolation="AREA")
         n = 0
         try:
-            for frame in decode_packets(container, stream, {"packets": 0}):
-                yield frame.to_ndarray(**opts)
+            for video_frame in decode_packets(container, stream, {"packets": 0}):
+                yield video_frame.to_ndarray(**opts)
                 n += 1
         except av.FFmpegError as exc:
             raise VADInputError(f"{path}: decoding failed after {n} frames ({exc})") from None
 
 
 def read_frames(
-    path: str | os.PathLike, kind: Kind, start: int = 0, stop: int | None = None,
+    path: str | os.PathLike,
+    kind: Kind,
+    start: int = 0,
+    stop: int | None = None,
     size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Frames `[start, stop)` of a video stacked as uint8 `(T, H, W, 3)` (small ranges only)."""

@@ -5,6 +5,7 @@ and a *frame folder* (a directory of numbered images, the layout Ped2, Avenue an
 ShanghaiTech ship in, read with Pillow). Frames are numbered from 0 in decode order (files)
 or in numeric file-name order (folders).
 """
+
 from __future__ import annotations
 
 import os
@@ -15,10 +16,31 @@ from typing import Literal
 
 from vad_core.errors import VADInputError
 
-VIDEO_EXTENSIONS = frozenset({
-    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".asf", ".flv",
-    ".ts", ".mts", ".m2ts", ".3gp", ".ogv", ".vob", ".mxf", ".divx", ".dv", ".y4m",
-})
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".avi",
+        ".mkv",
+        ".webm",
+        ".mpg",
+        ".mpeg",
+        ".wmv",
+        ".asf",
+        ".flv",
+        ".ts",
+        ".mts",
+        ".m2ts",
+        ".3gp",
+        ".ogv",
+        ".vob",
+        ".mxf",
+        ".divx",
+        ".dv",
+        ".y4m",
+    }
+)
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 # UCSD ships per-pixel anomaly masks as bmp folders named `Test001_gt`: labels, not footage.
 SKIP_DIR_SUFFIXES = ("_gt",)
@@ -65,13 +87,12 @@ def list_frames(folder: str | os.PathLike) -> list[Path]:
     numbered = sorted((n, p) for p in entries if (n := _frame_number(p)) is not None)
     if not numbered:
         raise VADInputError(f"{folder}: no numbered image frames ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-    for (n0, p0), (n1, p1) in zip(numbered, numbered[1:]):
+    for (n0, p0), (n1, p1) in zip(numbered, numbered[1:], strict=False):
         if n1 == n0:
             raise VADInputError(f"{folder}: two frames carry number {n0} ({p0.name}, {p1.name})")
         if n1 != n0 + 1:
             raise VADInputError(
-                f"{folder}: frame numbers jump from {p0.name} to {p1.name} "
-                f"({n1 - n0 - 1} frames missing)"
+                f"{folder}: frame numbers jump from {p0.name} to {p1.name} ({n1 - n0 - 1} frames missing)"
             )
     return [p for _, p in numbered]
 
@@ -114,13 +135,17 @@ def discover_videos(root: str | os.PathLike) -> list[VideoSource]:
     for vid, *_ in found:
         counts[vid] = counts.get(vid, 0) + 1
     sources = [
-        VideoSource(full if counts[vid] > 1 and kind == "file" else vid, path, kind)
-        for vid, path, kind, full in found
+        VideoSource(full if counts[vid] > 1 and kind == "file" else vid, path, kind) for vid, path, kind, full in found
     ]
     return sorted(sources, key=lambda s: s.video_id)
 
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "SKIP_DIR_SUFFIXES", "VIDEO_EXTENSIONS", "Kind", "VideoSource", "discover_videos",
-    "list_frames"
+    "IMAGE_EXTENSIONS",
+    "SKIP_DIR_SUFFIXES",
+    "VIDEO_EXTENSIONS",
+    "Kind",
+    "VideoSource",
+    "discover_videos",
+    "list_frames",
 ]

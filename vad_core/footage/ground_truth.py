@@ -20,13 +20,14 @@ Output columns (design.md): `video_id`, `start_frame`, `end_frame` (0-based, hal
 (default id -> id; ids not in it are kept), or a template string formatted with the default
 id, e.g. `"testing/frames/{}"` (fields: `{}`/`{id}`, `{index}` 1-based, `{label}` UCF class).
 """
+
 from __future__ import annotations
 
 import csv
 import os
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -65,8 +66,10 @@ def _read_mat(path: Path) -> list[_Entry]:
     else:
         raise VADInputError(f"{path}: no variable 'gt' (variables: {names})")
     if not isinstance(cells, np.ndarray) or cells.dtype != object:
-        raise VADInputError(f"{path}: 'gt' must be a cell array of 2xM interval arrays, got {type(cells).__name__} "
-                            f"{getattr(cells, 'dtype', '')}")
+        raise VADInputError(
+            f"{path}: 'gt' must be a cell array of 2xM interval arrays, got {type(cells).__name__} "
+            f"{getattr(cells, 'dtype', '')}"
+        )
     entries: list[_Entry] = []
     for k, cell in enumerate(cells.ravel(), start=1):
         where = f"{path}: gt cell {k}"
@@ -116,7 +119,7 @@ def mask_to_intervals(mask: np.ndarray) -> list[tuple[int, int]]:
     """Runs of 1 in a per-frame 0/1 vector `(F,)` -> `[start, end)` intervals."""
     m = np.asarray(mask).astype(bool).astype(np.int8)
     edges = np.diff(np.concatenate([[0], m, [0]]))
-    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=False))
 
 
 def _read_masks(path: Path) -> list[_Entry]:
@@ -152,7 +155,7 @@ def _read_ucf(path: Path) -> list[_Entry]:
         except ValueError:
             raise VADInputError(f"{where}: frame numbers must be integers, got {parts[2:]}") from None
         intervals = []
-        for s, e in zip(numbers[::2], numbers[1::2]):
+        for s, e in zip(numbers[::2], numbers[1::2], strict=False):
             if s == -1 and e == -1:
                 continue
             if s == -1 or e == -1:
@@ -176,8 +179,9 @@ def _read_csv(path: Path) -> list[_Entry]:
             try:
                 s, e = int(rec["start_frame"]), int(rec["end_frame"])
             except (TypeError, ValueError):
-                raise VADInputError(f"{where}: start_frame/end_frame must be integers, got "
-                                    f"{rec['start_frame']!r}, {rec['end_frame']!r}") from None
+                raise VADInputError(
+                    f"{where}: start_frame/end_frame must be integers, got {rec['start_frame']!r}, {rec['end_frame']!r}"
+                ) from None
             if not rec["video_id"]:
                 raise VADInputError(f"{where}: empty video_id")
             if s < 0 or e <= s:
@@ -198,8 +202,10 @@ def detect_format(path: str | os.PathLike) -> str:
     formats = {".mat": "mat", ".m": "ucsd_m", ".txt": "ucf_crime", ".csv": "csv"}
     if suffix in formats:
         return formats[suffix]
-    raise VADInputError(f"{path}: cannot tell the annotation format from the name "
-                        f"(known: .mat, .m, .txt, .csv, .npy or a folder of .npy; or pass format=)")
+    raise VADInputError(
+        f"{path}: cannot tell the annotation format from the name "
+        f"(known: .mat, .m, .txt, .csv, .npy or a folder of .npy; or pass format=)"
+    )
 
 
 def _rename(entries: list[_Entry], video_ids: VideoIds, path: Path) -> list[tuple[str, list[tuple[int, int]]]]:
@@ -215,7 +221,7 @@ def _rename(entries: list[_Entry], video_ids: VideoIds, path: Path) -> list[tupl
     ids = list(video_ids)
     if len(ids) != len(entries):
         raise VADInputError(f"{path}: {len(entries)} videos annotated but {len(ids)} video_ids given")
-    return [(str(new), iv) for new, (_, _, _, iv) in zip(ids, entries)]
+    return [(str(new), iv) for new, (_, _, _, iv) in zip(ids, entries, strict=True)]
 
 
 def ground_truth_frame(rows: Iterable[tuple[str, int, int, str]]) -> pd.DataFrame:
@@ -224,9 +230,7 @@ def ground_truth_frame(rows: Iterable[tuple[str, int, int, str]]) -> pd.DataFram
     return df.sort_values(["video_id", "start_frame"], kind="stable").reset_index(drop=True)
 
 
-def read_ground_truth(
-    path: str | os.PathLike, format: str | None = None, video_ids: VideoIds = None
-) -> pd.DataFrame:
+def read_ground_truth(path: str | os.PathLike, format: str | None = None, video_ids: VideoIds = None) -> pd.DataFrame:
     """Read an annotation file into the ground-truth table (see the module docstring).
 
     Videos annotated as having no anomaly give no rows. Raises `VADInputError` naming the file
@@ -247,12 +251,19 @@ def frame_mask(ground_truth: pd.DataFrame, video_id: str, n_frames: int) -> np.n
     """The 0/1 per-frame labels `(n_frames,)` int8 of one video (intervals clipped to the video)."""
     out = np.zeros(n_frames, dtype=np.int8)
     rows = ground_truth[ground_truth["video_id"] == video_id]
-    for s, e in zip(rows["start_frame"].to_numpy(), rows["end_frame"].to_numpy()):
-        out[max(0, int(s)):min(n_frames, int(e))] = 1
+    for s, e in zip(rows["start_frame"].to_numpy(), rows["end_frame"].to_numpy(), strict=True):
+        out[max(0, int(s)) : min(n_frames, int(e))] = 1
     return out
 
 
 __all__ = [
-    "FORMATS", "GT_COLUMNS", "GT_DTYPES", "VideoIds", "detect_format", "frame_mask", "ground_truth_frame",
-    "mask_to_intervals", "read_ground_truth"
+    "FORMATS",
+    "GT_COLUMNS",
+    "GT_DTYPES",
+    "VideoIds",
+    "detect_format",
+    "frame_mask",
+    "ground_truth_frame",
+    "mask_to_intervals",
+    "read_ground_truth",
 ]

@@ -7,13 +7,14 @@ Frame folders are checked by decoding each JPEG at 1/8 scale (libjpeg still pars
 entropy-coded data, so truncation and corrupt streams are caught at a third of the cost).
 A video that cannot be read becomes a row with status `error`, never an exception.
 """
+
 from __future__ import annotations
 
 import hashlib
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import av
 import pandas as pd
@@ -25,9 +26,17 @@ from vad_core.footage.discover import Kind, VideoSource, discover_videos, list_f
 from vad_core.io.hashing import update_from_file
 
 MANIFEST_DTYPES: dict[str, str] = {
-    "video_id": "string", "path": "string", "kind": "string", "n_frames": "Int64",
-    "fps": "float64", "width": "Int64", "height": "Int64", "size_bytes": "int64",
-    "fingerprint": "string", "status": "string", "error": "string",
+    "video_id": "string",
+    "path": "string",
+    "kind": "string",
+    "n_frames": "Int64",
+    "fps": "float64",
+    "width": "Int64",
+    "height": "Int64",
+    "size_bytes": "int64",
+    "fingerprint": "string",
+    "status": "string",
+    "error": "string",
 }
 MANIFEST_COLUMNS = tuple(MANIFEST_DTYPES)
 _INDEXED_FORMATS = ("mov", "mp4")
@@ -49,7 +58,6 @@ def fingerprint_source(path: str | os.PathLike, kind: Kind) -> str:
             h.update(f"{frame.name}|{frame.stat().st_size}|".encode())
             update_from_file(h, frame)
     return h.hexdigest()
-
 
 
 def _row(source: VideoSource, **values: object) -> dict[str, object]:
@@ -75,8 +83,9 @@ def _probe_file(source: VideoSource) -> dict[str, object]:
         return _error_row(source, size, fingerprint, f"{path}: not a readable video ({exc})")
     with container:
         if not container.streams.video:
-            return _error_row(source, size, fingerprint,
-                              f"{path}: no video stream found (not a video, or truncated before its index)")
+            return _error_row(
+                source, size, fingerprint, f"{path}: no video stream found (not a video, or truncated before its index)"
+            )
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -89,14 +98,18 @@ def _probe_file(source: VideoSource) -> dict[str, object]:
                     shape = (frame.width, frame.height)
                 elif (frame.width, frame.height) != shape:
                     return _error_row(
-                        source, size, fingerprint,
+                        source,
+                        size,
+                        fingerprint,
                         f"{path}: frame size changes from {shape[0]}x{shape[1]} to "
                         f"{frame.width}x{frame.height} at frame {n}",
                     )
                 n += 1
         except av.FFmpegError as exc:
             return _error_row(
-                source, size, fingerprint,
+                source,
+                size,
+                fingerprint,
                 f"{path}: decoding failed after {n} frames, truncated or corrupt ({exc})",
             )
         fmt = container.format.name
@@ -110,13 +123,16 @@ def _probe_file(source: VideoSource) -> dict[str, object]:
         # (Their decoded count may legitimately be below the index's when edit lists trim.)
         if stats["packets"] < declared:
             return _error_row(
-                source, size, fingerprint,
-                f"{path}: truncated: the index lists {declared} frames but only "
-                f"{stats['packets']} are in the file",
+                source,
+                size,
+                fingerprint,
+                f"{path}: truncated: the index lists {declared} frames but only {stats['packets']} are in the file",
             )
     elif declared > n:
         return _error_row(
-            source, size, fingerprint,
+            source,
+            size,
+            fingerprint,
             f"{path}: truncated: the container declares {declared} frames but only {n} decode",
         )
     if "matroska" in fmt and duration_s and fps:
@@ -125,13 +141,24 @@ def _probe_file(source: VideoSource) -> dict[str, object]:
         expected = duration_s * fps
         if expected - n > max(fps, 0.1 * expected):
             return _error_row(
-                source, size, fingerprint,
+                source,
+                size,
+                fingerprint,
                 f"{path}: truncated: the header says {duration_s:.2f} s (~{expected:.0f} frames) "
                 f"but only {n} frames decode",
             )
     assert shape is not None
-    return _row(source, n_frames=n, fps=fps, width=shape[0], height=shape[1], size_bytes=size,
-                fingerprint=fingerprint, status="ok", error=None)
+    return _row(
+        source,
+        n_frames=n,
+        fps=fps,
+        width=shape[0],
+        height=shape[1],
+        size_bytes=size,
+        fingerprint=fingerprint,
+        status="ok",
+        error=None,
+    )
 
 
 def _check_image(data: bytes) -> tuple[int, int]:
@@ -172,8 +199,10 @@ def _probe_frames(source: VideoSource) -> dict[str, object]:
         if shape is None:
             shape = size
         elif size != shape:
-            bad = (f"{path}: frames of mixed sizes: {frames[0].name} is {shape[0]}x{shape[1]}, "
-                   f"{frame.name} is {size[0]}x{size[1]}")
+            bad = (
+                f"{path}: frames of mixed sizes: {frames[0].name} is {shape[0]}x{shape[1]}, "
+                f"{frame.name} is {size[0]}x{size[1]}"
+            )
     fingerprint = h.hexdigest()
     if bad is not None:
         return _error_row(source, total, fingerprint, bad)
@@ -181,8 +210,17 @@ def _probe_frames(source: VideoSource) -> dict[str, object]:
         return _error_row(source, total, fingerprint, f"{path}: a single frame only (a video needs at least 2)")
     assert shape is not None
     # A frame folder carries no frame rate; fps stays null rather than a guessed number.
-    return _row(source, n_frames=len(frames), fps=None, width=shape[0], height=shape[1],
-                size_bytes=total, fingerprint=fingerprint, status="ok", error=None)
+    return _row(
+        source,
+        n_frames=len(frames),
+        fps=None,
+        width=shape[0],
+        height=shape[1],
+        size_bytes=total,
+        fingerprint=fingerprint,
+        status="ok",
+        error=None,
+    )
 
 
 def _as_source(source: VideoSource | str | os.PathLike, root: str | os.PathLike | None) -> VideoSource:
@@ -232,5 +270,10 @@ def build_manifest(
 
 
 __all__ = [
-    "MANIFEST_COLUMNS", "MANIFEST_DTYPES", "build_manifest", "fingerprint_source", "manifest_frame", "probe_video"
+    "MANIFEST_COLUMNS",
+    "MANIFEST_DTYPES",
+    "build_manifest",
+    "fingerprint_source",
+    "manifest_frame",
+    "probe_video",
 ]

@@ -1,5 +1,6 @@
 """Storage and tables: the TableStore interface (local, memory, any pyarrow file system), Arrow
 table helpers, the clip-features table and the one sha256 helper."""
+
 from vad_core.io.feature_tables import (
     COLUMNS,
     FEATURE_FORMAT_VERSION,
@@ -68,4 +69,5 @@ __all__ = [
     "update_from_file",
     "update_from_stream",
     "with_metadata",
+    "write_feature_table",
 ]

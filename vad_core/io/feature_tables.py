@@ -7,11 +7,13 @@ Both extraction (`vad_core.features`) and import (`vad_core.features.precomputed
 so the two kinds of table are interchangeable downstream. Tables live in a `TableStore` under
 keys `<prefix>/<video_id>.parquet`.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
-from typing import Any, Mapping
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -98,8 +100,14 @@ def build_feature_table(
     boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
     n = features.shape[0]
     ints = {
-        "clip": clip, "start_frame": start_frame, "end_frame": end_frame, "tile": tile,
-        "x": boxes[:, 0], "y": boxes[:, 1], "w": boxes[:, 2], "h": boxes[:, 3],
+        "clip": clip,
+        "start_frame": start_frame,
+        "end_frame": end_frame,
+        "tile": tile,
+        "x": boxes[:, 0],
+        "y": boxes[:, 1],
+        "w": boxes[:, 2],
+        "h": boxes[:, 3],
     }
     arrays: list[pa.Array] = [pa.array(np.full(n, str(video_id), dtype=object), type=pa.string())]
     for name in INT_COLUMNS:
@@ -156,13 +164,35 @@ def read_feature_matrix(store: TableStore, key: str, column: str = "feature") ->
     return arrow_feature_matrix(store.read_table(key, columns=[column]), column)
 
 
-def table_counts(store: TableStore, key: str) -> dict[str, int]:
+class TableCounts(TypedDict):
+    """Row counts of a stored feature table (`FeatureResult` takes them as keywords)."""
+
+    n_clips: int
+    n_tiles: int
+    n_rows: int
+    dim: int
+
+
+def table_counts(store: TableStore, key: str) -> TableCounts:
     """n_clips, n_tiles, n_rows and dim of an existing table, from its metadata (no data read)."""
     meta = store.read_metadata(key)
     n_clips, n_tiles = int(meta.get("n_clips", 0)), int(meta.get("n_tiles", 0))
     return {"n_clips": n_clips, "n_tiles": n_tiles, "n_rows": n_clips * n_tiles, "dim": int(meta.get("dim", 0))}
 
 
-__all__ = ["COLUMNS", "FEATURE_FORMAT_VERSION", "FORMAT_KEY", "FRESHNESS_KEYS", "INT_COLUMNS", "FeatureResult",
-           "build_feature_table", "feature_key", "is_up_to_date", "read_clip_features", "read_feature_matrix",
-           "results_frame", "table_counts", "write_feature_table"]
+__all__ = [
+    "COLUMNS",
+    "FEATURE_FORMAT_VERSION",
+    "FORMAT_KEY",
+    "FRESHNESS_KEYS",
+    "INT_COLUMNS",
+    "FeatureResult",
+    "build_feature_table",
+    "feature_key",
+    "is_up_to_date",
+    "read_clip_features",
+    "read_feature_matrix",
+    "results_frame",
+    "table_counts",
+    "write_feature_table",
+]

@@ -47,7 +47,7 @@ def fingerprint_array(x: np.ndarray) -> str:
     x = np.ascontiguousarray(x)
     h = hashlib.sha256()
     h.update(f"{x.shape}|{x.dtype.str}|".encode())
-    h.update(memoryview(x).cast("B"))
+    h.update(x.data.cast("B"))
     return h.hexdigest()
 
 

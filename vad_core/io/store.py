@@ -16,8 +16,10 @@ Every write replaces the whole value atomically: a reader sees the old value or 
 never a part. With `atomic_rename` the bytes go to a hidden temporary key beside the target first
 and are renamed onto it.
 """
+
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import math
@@ -25,8 +27,9 @@ import os
 import threading
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -110,7 +113,7 @@ class TableStore(ABC):
         except FileNotFoundError:
             raise VADInputError(f"{self.location(key)}: not found") from None
 
-    def read_table(self, key: str, columns: list[str] | None = None) -> pa.Table:
+    def read_table(self, key: str, columns: builtins.list[str] | None = None) -> pa.Table:
         """The Parquet table under `key` (only `columns` when given)."""
         try:
             with self.open_input(key) as fh:
@@ -120,7 +123,7 @@ class TableStore(ABC):
         except (OSError, pa.ArrowInvalid) as exc:
             raise VADInputError(f"{self.location(key)}: not a readable Parquet file ({exc})") from None
 
-    def read_frame(self, key: str, columns: list[str] | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
+    def read_frame(self, key: str, columns: builtins.list[str] | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
         """The table under `key` as a DataFrame and its string schema metadata (vectors as arrays per row)."""
         table = self.read_table(key, columns)
         return table.to_pandas(), schema_metadata(table.schema)
@@ -306,5 +309,14 @@ def open_store(location: str | os.PathLike[str]) -> TableStore:
     return STORE_SCHEMES[scheme](rest)
 
 
-__all__ = ["STORE_SCHEMES", "FileSystemStore", "LocalTableStore", "MemoryTableStore", "TableStore", "check_key",
-           "join_key", "jsonable", "open_store"]
+__all__ = [
+    "STORE_SCHEMES",
+    "FileSystemStore",
+    "LocalTableStore",
+    "MemoryTableStore",
+    "TableStore",
+    "check_key",
+    "join_key",
+    "jsonable",
+    "open_store",
+]

@@ -3,13 +3,14 @@
 Tables are stored through `vad_core.io.store` (by key); the local-file helpers here are for
 files the project writes outside a store (the weights cache, the demo footage).
 """
+
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -65,7 +66,7 @@ def to_arrow_table(df: pd.DataFrame, feature_column: str | None = "feature") -> 
         rest = df.drop(columns=[feature_column])
         table = pa.Table.from_pandas(rest, preserve_index=False)
         values = df[feature_column].to_numpy()
-        matrix = np.stack(values) if len(values) else np.zeros((0, 0), np.float32)
+        matrix = np.stack(list(values)) if len(values) else np.zeros((0, 0), np.float32)
         return table.append_column(feature_column, features_to_arrow(matrix))
     return pa.Table.from_pandas(df, preserve_index=False)
 
@@ -91,7 +92,7 @@ def feature_matrix(df: pd.DataFrame, column: str = "feature") -> np.ndarray:
     if len(df) == 0:
         raise VADInputError(f"table column {column!r} is empty (0 rows)")
     try:
-        return np.stack(df[column].to_numpy()).astype(np.float32, copy=False)
+        return np.stack(list(df[column].to_numpy())).astype(np.float32, copy=False)
     except ValueError as exc:
         raise VADInputError(f"column {column!r} holds vectors of different lengths ({exc})") from None
 
@@ -106,6 +107,13 @@ def arrow_feature_matrix(table: pa.Table, column: str = "feature") -> np.ndarray
 
 
 __all__ = [
-    "arrow_feature_matrix", "atomic_path", "atomic_write_bytes", "feature_matrix", "features_to_arrow",
-    "schema_metadata", "to_arrow_table", "umask_mode", "with_metadata"
+    "arrow_feature_matrix",
+    "atomic_path",
+    "atomic_write_bytes",
+    "feature_matrix",
+    "features_to_arrow",
+    "schema_metadata",
+    "to_arrow_table",
+    "umask_mode",
+    "with_metadata",
 ]

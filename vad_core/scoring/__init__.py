@@ -4,6 +4,7 @@ Per-row diffusion scores come from `vad_core.diffusion.reconstruction.score_rows
 loop's memorization diagnostic needs them too, so they sit with the denoiser); this stage turns
 row scores into clip scores, thresholds batches of clips and holds every scorer by name.
 """
+
 from vad_core.scoring.rows import clip_scores, decide_clips, row_keys_for, score_summary
 from vad_core.scoring.scorers import (
     BASELINES,

@@ -4,6 +4,7 @@ A feature row is one (clip, tile). A clip's score is the maximum of its tiles' s
 arg-max tile localizes the anomaly); clips, in video and time order, are cut into batches and
 each batch is thresholded at mean + k * std of its scores (`vad_core.scoring.thresholds`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -66,9 +67,14 @@ def decide_clips(clips: pd.DataFrame, k: float, batch_size: int) -> pd.DataFrame
 def score_summary(clips: pd.DataFrame) -> dict[str, float]:
     """Counts and moments of a decided clip table, for run metadata."""
     s = clips["score"].to_numpy(np.float64)
-    return {"clips": len(clips), "anomalous_clips": int(clips["anomalous"].sum()),
-            "anomalous_share": float(clips["anomalous"].mean()), "score_mean": float(s.mean()),
-            "score_std": float(s.std()), "score_max": float(s.max())}
+    return {
+        "clips": len(clips),
+        "anomalous_clips": int(clips["anomalous"].sum()),
+        "anomalous_share": float(clips["anomalous"].mean()),
+        "score_mean": float(s.mean()),
+        "score_std": float(s.std()),
+        "score_max": float(s.max()),
+    }
 
 
 __all__ = ["clip_scores", "decide_clips", "row_keys_for", "score_summary"]

@@ -5,9 +5,11 @@ mean and standard deviation of the scores of the batch it was scored in. No labe
 Batches here are consecutive runs of `batch_size` clips in the order given, so the caller
 decides what a batch is (e.g. clips sorted by video and time, as the paper's loader yields them).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +24,7 @@ class BatchDecisions:
     threshold: np.ndarray  # (M,) float64, mu_b + k * std_b of the clip's batch
     anomalous: np.ndarray  # (M,) bool, score > threshold
 
-    def to_dict(self) -> dict[str, list]:
+    def to_dict(self) -> dict[str, list[Any]]:
         return {
             "batch": self.batch.tolist(),
             "threshold": self.threshold.tolist(),

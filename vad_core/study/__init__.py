@@ -1,8 +1,9 @@
 """The parameter study: a grid of denoiser settings and scorings, evaluated both ways, chosen label-free.
 
-    result = run_study(load_study_data(LocalTableStore("out"), "features", truth, "i3d/ped2"), StudyConfig())
-    comparison_markdown(result.table)       # the paper's Table 2 shape
+result = run_study(load_study_data(LocalTableStore("out"), "features", truth, "i3d/ped2"), StudyConfig())
+comparison_markdown(result.table)       # the paper's Table 2 shape
 """
+
 from vad_core.study.data import ROW_COLUMNS, StudyData, load_study_data
 from vad_core.study.grid import (
     STUDY_TRAIN,

@@ -1,8 +1,9 @@
 """The study's input: one feature set (rows, features, frame counts, ground truth, train mask)."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -57,8 +58,12 @@ class StudyData:
 
 
 def load_study_data(
-    store: TableStore, prefix: str, ground_truth: pd.DataFrame, name: str,
-    evaluated: Sequence[str] | None = None, train: Sequence[str] | None = None,
+    store: TableStore,
+    prefix: str,
+    ground_truth: pd.DataFrame,
+    name: str,
+    evaluated: Sequence[str] | None = None,
+    train: Sequence[str] | None = None,
 ) -> StudyData:
     """A `StudyData` from the clip-features tables under `prefix` of `store` (`*.parquet`, one per video).
 
@@ -67,11 +72,15 @@ def load_study_data(
     """
     keys_found = store.list(prefix, suffix=".parquet")
     if not keys_found:
-        raise VADInputError(f"{store.location(prefix) if prefix else 'store'}: no clip-features tables (*.parquet) found")
+        raise VADInputError(
+            f"{store.location(prefix) if prefix else 'store'}: no clip-features tables (*.parquet) found"
+        )
     keys, mats, n_frames, backbones = [], [], {}, set()
     for key in keys_found:
         df, meta = read_clip_features(store, key)
-        vid = str(df["video_id"].iloc[0]) if len(df) else meta.get("video_id", key.rsplit("/", 1)[-1][: -len(".parquet")])
+        vid = (
+            str(df["video_id"].iloc[0]) if len(df) else meta.get("video_id", key.rsplit("/", 1)[-1][: -len(".parquet")])
+        )
         n_frames[vid] = int(meta.get("n_frames") or df["end_frame"].max())
         backbones.add(meta.get("backbone", ""))
         keys.append(df[list(ROW_COLUMNS)])
@@ -81,8 +90,16 @@ def load_study_data(
     present = set(rows["video_id"].astype(str))
     wanted = sorted(set(ground_truth["video_id"].astype(str)) & present) if evaluated is None else list(evaluated)
     mask = None if train is None else rows["video_id"].astype(str).isin(set(train)).to_numpy()
-    return StudyData(name=name, rows=rows, features=x, n_frames=n_frames, ground_truth=ground_truth,
-                     evaluated=tuple(wanted), train_mask=mask, backbone=",".join(sorted(backbones)))
+    return StudyData(
+        name=name,
+        rows=rows,
+        features=x,
+        n_frames=n_frames,
+        ground_truth=ground_truth,
+        evaluated=tuple(wanted),
+        train_mask=mask,
+        backbone=",".join(sorted(backbones)),
+    )
 
 
 __all__ = ["ROW_COLUMNS", "StudyData", "load_study_data"]

@@ -1,4 +1,5 @@
 """The study's grid: what is trained (settings, two phases) and how each model is scored."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
@@ -95,8 +96,16 @@ class TrainSetting:
         return d
 
     def train_config(self, base: TrainConfig, n_tiles: int) -> TrainConfig:
-        return replace(base, P_mean=self.P_mean, P_std=self.P_std, embedding=self.embedding, hidden=self.hidden,
-                       scaler=self.scaler, seed=self.seed, n_tiles=n_tiles)
+        return replace(
+            base,
+            P_mean=self.P_mean,
+            P_std=self.P_std,
+            embedding=self.embedding,
+            hidden=self.hidden,
+            scaler=self.scaler,
+            seed=self.seed,
+            n_tiles=n_tiles,
+        )
 
 
 @dataclass
@@ -130,13 +139,33 @@ def score_variants(config: StudyConfig) -> list[ScoreConfig]:
     out = []
     for st in config.score_types:
         if st == "reconstruction":
-            out += [ScoreConfig(score_type=st, n_steps=config.n_steps, start_step=t, sampler=config.sampler,
-                                n_draws=config.n_draws, seed=config.score_seed) for t in config.start_steps]
+            out += [
+                ScoreConfig(
+                    score_type=st,
+                    n_steps=config.n_steps,
+                    start_step=t,
+                    sampler=config.sampler,
+                    n_draws=config.n_draws,
+                    seed=config.score_seed,
+                )
+                for t in config.start_steps
+            ]
         else:
-            out += [ScoreConfig(score_type=st, n_steps=config.n_steps, sigma=s, n_draws=config.n_draws,
-                                seed=config.score_seed) for s in config.sigmas]
+            out += [
+                ScoreConfig(
+                    score_type=st, n_steps=config.n_steps, sigma=s, n_draws=config.n_draws, seed=config.score_seed
+                )
+                for s in config.sigmas
+            ]
     return out
 
 
-__all__ = ["STUDY_TRAIN", "StudyConfig", "StudyResult", "TrainSetting", "TrainedSetting", "score_variants",
-           "variant_name"]
+__all__ = [
+    "STUDY_TRAIN",
+    "StudyConfig",
+    "StudyResult",
+    "TrainSetting",
+    "TrainedSetting",
+    "score_variants",
+    "variant_name",
+]

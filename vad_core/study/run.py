@@ -18,11 +18,13 @@ variant's label-free model (one axis at a time), so seed spread is measured wher
 No MLflow or Dagster here: `callback(TrainedSetting)` is called once per trained model (with the
 model and its table rows) and the caller logs what it likes.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +34,14 @@ from vad_core.diffusion.reconstruction import ScoreConfig, score_rows
 from vad_core.diffusion.sampling import sigma_range
 from vad_core.diffusion.training import TrainResult, fit, trained_denoiser
 from vad_core.errors import VADInputError
-from vad_core.evaluation.metrics import average_precision, clips_to_frames, frame_labels, paper_protocol_auc, roc_auc, smooth_scores
+from vad_core.evaluation.metrics import (
+    average_precision,
+    clips_to_frames,
+    frame_labels,
+    paper_protocol_auc,
+    roc_auc,
+    smooth_scores,
+)
 from vad_core.scoring.rows import clip_scores, row_keys_for
 from vad_core.scoring.scorers import make_scorer
 from vad_core.scoring.thresholds import batch_decisions
@@ -64,16 +73,25 @@ class Evaluator:
         y = self._labels
         s = frames["score"].to_numpy()
         auc, ap = roc_auc(y, s), average_precision(y, s)
-        smoothed = (roc_auc(y, smooth_scores(frames, self.smoothing)["score"].to_numpy())
-                    if self.smoothing else float("nan"))
+        smoothed = (
+            roc_auc(y, smooth_scores(frames, self.smoothing)["score"].to_numpy()) if self.smoothing else float("nan")
+        )
         k_free = otsu_k(clips["score"].to_numpy(), self.ks)
         out = []
         for k in self.ks:
             dec = batch_decisions(clips["score"].to_numpy(), k=k, batch_size=self.batch_size)
             flags = clips_to_frames(clips[on].assign(anomalous=dec.anomalous[on]), self.data.n_frames)["anomalous"]
-            out.append({"k": float(k), "frame_auc": auc, "frame_auc_smoothed": smoothed, "frame_ap": ap,
-                        "paper_auc": paper_protocol_auc(y, flags.to_numpy()),
-                        "flagged_share": float(dec.anomalous.mean()), "otsu_k": k_free})
+            out.append(
+                {
+                    "k": float(k),
+                    "frame_auc": auc,
+                    "frame_auc_smoothed": smoothed,
+                    "frame_ap": ap,
+                    "paper_auc": paper_protocol_auc(y, flags.to_numpy()),
+                    "flagged_share": float(dec.anomalous.mean()),
+                    "otsu_k": k_free,
+                }
+            )
         return pd.DataFrame(out)
 
 
@@ -86,25 +104,30 @@ def data_neighbours(data: StudyData, config: StudyConfig) -> dict[str, float]:
         return {}
     x = data.features[data.train_mask]
     scaled = FeatureScaler("global").fit(x).transform(x)
-    counts = posterior_neighbours(scaled, config.sigmas, tiles=data.tiles[data.train_mask] if config.tile_embedding
-                                  else None, seed=config.score_seed)
-    return {f"sigma={s:g}": float(c) for s, c in zip(config.sigmas, counts)}
+    counts = posterior_neighbours(
+        np.asarray(scaled),
+        config.sigmas,
+        tiles=data.tiles[data.train_mask] if config.tile_embedding else None,
+        seed=config.score_seed,
+    )
+    return {f"sigma={s:g}": float(c) for s, c in zip(config.sigmas, counts, strict=True)}
 
 
 def _retest_rows(data: StudyData, n: int, seed: int) -> np.ndarray:
-    idx = np.flatnonzero(data.train_mask)
+    idx = np.flatnonzero(np.asarray(data.train_mask, dtype=bool))
     if idx.size > n:
         idx = np.sort(np.random.default_rng(seed).choice(idx, size=n, replace=False))
     return idx
 
 
-def train_and_score(data: StudyData, setting: TrainSetting, config: StudyConfig, evaluator: Evaluator,
-                    keys: np.ndarray) -> tuple[TrainResult, dict[str, Any], pd.DataFrame]:
+def train_and_score(
+    data: StudyData, setting: TrainSetting, config: StudyConfig, evaluator: Evaluator, keys: np.ndarray
+) -> tuple[TrainResult, dict[str, Any], pd.DataFrame]:
     """Fit one model and apply every scoring variant; returns (result, model summary, table rows)."""
     x, tiles = data.features, data.tiles
     n_tiles = int(tiles.max()) + 1 if config.tile_embedding else 0
     tc = setting.train_config(config.train, n_tiles)
-    train_idx = np.flatnonzero(data.train_mask)
+    train_idx = np.flatnonzero(np.asarray(data.train_mask, dtype=bool))
     start = time.perf_counter()
     result = fit(x[train_idx], tc, tiles=tiles[train_idx] if n_tiles else None)
     train_seconds = time.perf_counter() - start
@@ -114,34 +137,67 @@ def train_and_score(data: StudyData, setting: TrainSetting, config: StudyConfig,
     def sub_score(rows: np.ndarray, sc: ScoreConfig) -> np.ndarray:
         return score_rows(den, x[rows], sc, tiles=None if use_tiles is None else use_tiles[rows], row_keys=keys[rows])
 
-    ref = ScoreConfig(score_type="denoising", sigma=config.reference_sigma, n_draws=config.n_draws,
-                      seed=config.score_seed)
+    ref = ScoreConfig(
+        score_type="denoising", sigma=config.reference_sigma, n_draws=config.n_draws, seed=config.score_seed
+    )
     val_rows, fit_rows = train_idx[result.val_indices], np.delete(train_idx, result.val_indices)
     held_out = float(sub_score(val_rows, ref).mean()) if val_rows.size else float("nan")
     n_cmp = max(1, min(fit_rows.size, max(val_rows.size, 256)))
     fit_err = float(sub_score(fit_rows[np.linspace(0, fit_rows.size - 1, n_cmp).astype(int)], ref).mean())
     val_losses = [h["val_loss"] for h in result.history if h.get("val_loss") is not None]
     lo, hi = sigma_range(setting.P_mean, setting.P_std)
-    summary = {"features": data.name, **setting.to_dict(), "hidden": "-".join(map(str, setting.hidden)),
-               "sigma_min": lo, "sigma_max": hi, "sigma_data": float(result.sigma_data),
-               "epochs_run": len(result.history), "best_epoch": int(result.best_epoch),
-               "best_val_loss": float(min(val_losses)) if val_losses else float("nan"),
-               "memorization_auc": float("nan") if result.memorization_auc is None else float(result.memorization_auc),
-               "held_out_error": held_out, "train_error": fit_err, "train_seconds": train_seconds}
+    summary = {
+        "features": data.name,
+        **setting.to_dict(),
+        "hidden": "-".join(map(str, setting.hidden)),
+        "sigma_min": lo,
+        "sigma_max": hi,
+        "sigma_data": float(result.sigma_data),
+        "epochs_run": len(result.history),
+        "best_epoch": int(result.best_epoch),
+        "best_val_loss": float(min(val_losses)) if val_losses else float("nan"),
+        "memorization_auc": float("nan") if result.memorization_auc is None else float(result.memorization_auc),
+        "held_out_error": held_out,
+        "train_error": fit_err,
+        "train_seconds": train_seconds,
+    }
     retest = _retest_rows(data, config.reliability_rows, config.score_seed)
     parts = []
     for sc in score_variants(config):
         scores = score_rows(den, x, sc, tiles=use_tiles, row_keys=keys)
         again = sub_score(retest, replace(sc, seed=sc.seed + _RETEST_SEED))
         figures = evaluator(scores)
-        parts.append(figures.assign(
-            variant=variant_name(sc), score_type=sc.score_type, start_step=sc.start_step if sc.score_type == "reconstruction" else -1,
-            sigma=sc.sigma if sc.score_type == "denoising" else float("nan"), n_draws=sc.n_draws,
-            reliability=reliability(scores[retest], again)))
+        parts.append(
+            figures.assign(
+                variant=variant_name(sc),
+                score_type=sc.score_type,
+                start_step=sc.start_step if sc.score_type == "reconstruction" else -1,
+                sigma=sc.sigma if sc.score_type == "denoising" else float("nan"),
+                n_draws=sc.n_draws,
+                reliability=reliability(scores[retest], again),
+            )
+        )
     rows = pd.concat(parts, ignore_index=True)
-    model_cols = {k: summary[k] for k in ("features", "setting_id", "phase", "P_mean", "P_std", "sigma_min",
-                                          "sigma_max", "embedding", "hidden", "scaler", "seed", "memorization_auc",
-                                          "held_out_error", "best_epoch", "epochs_run")}
+    model_cols = {
+        k: summary[k]
+        for k in (
+            "features",
+            "setting_id",
+            "phase",
+            "P_mean",
+            "P_std",
+            "sigma_min",
+            "sigma_max",
+            "embedding",
+            "hidden",
+            "scaler",
+            "seed",
+            "memorization_auc",
+            "held_out_error",
+            "best_epoch",
+            "epochs_run",
+        )
+    }
     rows = rows.assign(method=f"diffusion-{setting.embedding}", **model_cols)
     return result, summary, rows
 
@@ -152,8 +208,9 @@ def baseline_rows(data: StudyData, config: StudyConfig, evaluator: Evaluator) ->
     parts = []
     for name in config.baselines:
         scorer = make_scorer(name, **config.baseline_args(name)).fit(x[train], tiles[train])
-        parts.append(evaluator(scorer.score(x, tiles)).assign(method=name, features=data.name, score_type=name,
-                                                            variant=name))
+        parts.append(
+            evaluator(scorer.score(x, tiles)).assign(method=name, features=data.name, score_type=name, variant=name)
+        )
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
@@ -176,16 +233,23 @@ def run_study(
         neighbours = data_neighbours(data, config)
         tables_of_data: list[pd.DataFrame] = []
 
-        def run(setting: TrainSetting, data: StudyData = data, evaluator: Evaluator = evaluator,
-                keys: np.ndarray = keys, neighbours: dict[str, float] = neighbours,
-                tables_of_data: list[pd.DataFrame] = tables_of_data) -> None:
+        def run(
+            setting: TrainSetting,
+            data: StudyData = data,
+            evaluator: Evaluator = evaluator,
+            keys: np.ndarray = keys,
+            neighbours: dict[str, float] = neighbours,
+            tables_of_data: list[pd.DataFrame] = tables_of_data,
+        ) -> None:
             result, summary, rows = train_and_score(data, setting, config, evaluator, keys)
             models.append(summary)
             rows["posterior_neighbours"] = rows["variant"].map(neighbours)
             tables_of_data.append(rows)
-            say(f"{data.name} {setting.setting_id}: {summary['train_seconds']:.1f}s, best epoch "
+            say(
+                f"{data.name} {setting.setting_id}: {summary['train_seconds']:.1f}s, best epoch "
                 f"{summary['best_epoch']}, memorization {summary['memorization_auc']:.3f}, "
-                f"held-out {summary['held_out_error']:.4f}, best frame AUC {rows['frame_auc'].max():.4f}")
+                f"held-out {summary['held_out_error']:.4f}, best frame AUC {rows['frame_auc'].max():.4f}"
+            )
             if callback is not None:
                 callback(TrainedSetting(data.name, setting, result.config, result, summary, rows))
 
@@ -199,7 +263,7 @@ def run_study(
             if chosen.empty:
                 continue
             c = chosen.iloc[0]
-            around = dict(P_mean=float(c["P_mean"]), P_std=float(c["P_std"]), embedding=emb)
+            around: dict[str, Any] = dict(P_mean=float(c["P_mean"]), P_std=float(c["P_std"]), embedding=emb)
             for w in config.widths[1:]:
                 run(TrainSetting(**around, hidden=w, scaler=config.scalers[0], seed=config.seeds[0], phase="width"))
             for s in config.scalers[1:]:
@@ -212,13 +276,49 @@ def run_study(
     table = pd.concat(tables, ignore_index=True)
     models_df = pd.DataFrame(models)
     table = mark_selections(table, models_df, config)
-    first = ["features", "method", "score_type", "setting_id", "phase", "P_mean", "P_std", "sigma_min", "sigma_max",
-             "embedding", "hidden", "scaler", "seed", "variant", "start_step", "sigma", "n_draws", "k", "frame_auc",
-             "frame_auc_smoothed", "frame_ap", "paper_auc", "flagged_share", "otsu_k", "reliability", "posterior_neighbours",
-             "held_out_error", "memorization_auc", "best_epoch", "epochs_run", "label_free", "oracle", "oracle_paper"]
+    first = [
+        "features",
+        "method",
+        "score_type",
+        "setting_id",
+        "phase",
+        "P_mean",
+        "P_std",
+        "sigma_min",
+        "sigma_max",
+        "embedding",
+        "hidden",
+        "scaler",
+        "seed",
+        "variant",
+        "start_step",
+        "sigma",
+        "n_draws",
+        "k",
+        "frame_auc",
+        "frame_auc_smoothed",
+        "frame_ap",
+        "paper_auc",
+        "flagged_share",
+        "otsu_k",
+        "reliability",
+        "posterior_neighbours",
+        "held_out_error",
+        "memorization_auc",
+        "best_epoch",
+        "epochs_run",
+        "label_free",
+        "oracle",
+        "oracle_paper",
+    ]
     table = table[[c for c in first if c in table.columns] + [c for c in table.columns if c not in first]]
-    return StudyResult(table=table, models=models_df, seconds=time.perf_counter() - start, config=config,
-                       data_names=[d.name for d in datas])
+    return StudyResult(
+        table=table,
+        models=models_df,
+        seconds=time.perf_counter() - start,
+        config=config,
+        data_names=[d.name for d in datas],
+    )
 
 
 __all__ = ["Evaluator", "baseline_rows", "data_neighbours", "run_study", "train_and_score"]

@@ -26,16 +26,18 @@ chosen by a criterion computed from those rows (findings.md):
 
 Test labels are never read here; choices made with them are the study's "oracle".
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from vad_core.errors import VADInputError
 from vad_core.diffusion.preprocessing import FeatureScaler
+from vad_core.errors import VADInputError
 from vad_core.study.grid import StudyConfig
 
 
@@ -85,8 +87,9 @@ def otsu_k(scores: np.ndarray, ks: Sequence[float]) -> float:
     return float(min(ks, key=lambda k: (abs(k - target), k)))
 
 
-def posterior_neighbours(x: np.ndarray, sigmas: Sequence[float], tiles: np.ndarray | None = None,
-                         max_rows: int = 4096, seed: int = 0) -> np.ndarray:
+def posterior_neighbours(
+    x: np.ndarray, sigmas: Sequence[float], tiles: np.ndarray | None = None, max_rows: int = 4096, seed: int = 0
+) -> np.ndarray:
     """Median effective number of rows the exact leave-one-out denoiser averages over, per sigma.
 
     For scaled rows `x (N, D)` (the denoiser's space) the ideal denoiser of the empirical data at
@@ -118,7 +121,7 @@ def posterior_neighbours(x: np.ndarray, sigmas: Sequence[float], tiles: np.ndarr
     return np.asarray(out)
 
 
-def choose_sigma(neighbours: Sequence[float], sigmas: Sequence[float], target: float = 5.0) -> float:
+def choose_sigma(neighbours: Sequence[float] | np.ndarray, sigmas: Sequence[float], target: float = 5.0) -> float:
     """The sigma whose `posterior_neighbours` value is nearest `target` on a log scale (ties: smaller sigma).
 
     target = 5 matches the kNN baseline's k: the score then compares a row with a handful of
@@ -127,10 +130,10 @@ def choose_sigma(neighbours: Sequence[float], sigmas: Sequence[float], target: f
     if len(neighbours) != len(sigmas) or not len(sigmas):
         raise VADInputError("choose_sigma: need one neighbour count per sigma")
     gap = [abs(np.log(max(n, 1e-12)) - np.log(target)) for n in neighbours]
-    return float(sorted(zip(gap, sigmas))[0][1])
+    return float(sorted(zip(gap, sigmas, strict=True))[0][1])
 
 
-def choose_model(models: pd.DataFrame, max_memorization_auc: float = 0.6) -> int:
+def choose_model(models: pd.DataFrame, max_memorization_auc: float = 0.6) -> Any:  # an index label of the table
     """Index (label) of the chosen model: lowest `held_out_error` among the non-memorizing ones.
 
     `models` has columns `held_out_error` and `memorization_auc` (one row per trained model, all
@@ -150,7 +153,7 @@ def choose_model(models: pd.DataFrame, max_memorization_auc: float = 0.6) -> int
     return err.idxmin() if err.notna().any() else ok.index[0]
 
 
-def choose_variant(variants: pd.DataFrame) -> int:
+def choose_variant(variants: pd.DataFrame) -> Any:  # an index label of the table
     """Index (label) of the scoring variant with the highest `reliability`; ties go to the first row."""
     if "reliability" not in variants.columns or variants.empty:
         raise VADInputError("choose_variant: need a non-empty table with a 'reliability' column")
@@ -160,14 +163,18 @@ def choose_variant(variants: pd.DataFrame) -> int:
     return rel.idxmax()
 
 
-
-
 SIGMA_CANDIDATES: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 
 
-def label_free_sigma(scaler: FeatureScaler, sigma_data: float, features: np.ndarray,
-                     tiles: np.ndarray | None = None, candidates: Sequence[float] = SIGMA_CANDIDATES,
-                     target: float = 5.0, seed: int = 0) -> tuple[float, dict[str, float]]:
+def label_free_sigma(
+    scaler: FeatureScaler,
+    sigma_data: float,
+    features: np.ndarray,
+    tiles: np.ndarray | None = None,
+    candidates: Sequence[float] = SIGMA_CANDIDATES,
+    target: float = 5.0,
+    seed: int = 0,
+) -> tuple[float, dict[str, float]]:
     """The denoising score's sigma (units of sigma_data) chosen from unlabelled rows alone.
 
     `features (N, D)` are raw rows; they are put in the denoiser's space with its own `scaler`
@@ -177,7 +184,9 @@ def label_free_sigma(scaler: FeatureScaler, sigma_data: float, features: np.ndar
     """
     x = np.asarray(scaler.transform(np.asarray(features, dtype=np.float32)), dtype=np.float64)
     counts = posterior_neighbours(x / float(sigma_data), candidates, tiles=tiles, seed=seed)
-    return choose_sigma(counts, candidates, target), {f"sigma={s:g}": float(c) for s, c in zip(candidates, counts)}
+    return choose_sigma(counts, candidates, target), {
+        f"sigma={s:g}": float(c) for s, c in zip(candidates, counts, strict=True)
+    }
 
 
 def mark_selections(table: pd.DataFrame, models: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
@@ -205,17 +214,21 @@ def label_free_row(grp: pd.DataFrame, models: pd.DataFrame, config: StudyConfig)
     the k nearest the variant's Otsu k.
     """
     if "setting_id" in grp.columns and grp["setting_id"].notna().any():
-        cand = models[models["setting_id"].isin(grp["setting_id"].unique())
-                      & (models["features"] == grp["features"].iloc[0])
-                      & (models["scaler"] == config.scalers[0]) & (models["phase"] != "seed")]
+        cand = models[
+            models["setting_id"].isin(grp["setting_id"].unique())
+            & (models["features"] == grp["features"].iloc[0])
+            & (models["scaler"] == config.scalers[0])
+            & (models["phase"] != "seed")
+        ]
         if not cand.empty:
             cand = cand.reset_index(drop=True)
             model_id = cand.loc[choose_model(cand, config.max_memorization_auc), "setting_id"]
             grp = grp[grp["setting_id"] == model_id]
         variants = grp.drop_duplicates("variant")
         if (variants["score_type"] == "denoising").all() and variants["posterior_neighbours"].notna().all():
-            sigma = choose_sigma(variants["posterior_neighbours"].tolist(), variants["sigma"].tolist(),
-                                 config.target_neighbours)
+            sigma = choose_sigma(
+                variants["posterior_neighbours"].tolist(), variants["sigma"].tolist(), config.target_neighbours
+            )
             grp = grp[grp["sigma"] == sigma]
         else:
             grp = grp[grp["variant"] == variants.loc[choose_variant(variants), "variant"]]
@@ -223,5 +236,16 @@ def label_free_row(grp: pd.DataFrame, models: pd.DataFrame, config: StudyConfig)
     return grp.index[int(np.argmin(np.abs(grp["k"].to_numpy() - k_free)))]
 
 
-__all__ = ["SIGMA_CANDIDATES", "choose_model", "choose_sigma", "choose_variant", "label_free_row", "label_free_sigma",
-           "mark_selections", "otsu_k", "otsu_threshold", "posterior_neighbours", "reliability"]
+__all__ = [
+    "SIGMA_CANDIDATES",
+    "choose_model",
+    "choose_sigma",
+    "choose_variant",
+    "label_free_row",
+    "label_free_sigma",
+    "mark_selections",
+    "otsu_k",
+    "otsu_threshold",
+    "posterior_neighbours",
+    "reliability",
+]

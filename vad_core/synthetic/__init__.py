@@ -1,4 +1,5 @@
 """Synthetic demo footage: a seeded surveillance scene with pedestrians and planted anomalies."""
+
 from vad_core.synthetic.demo import (
     ANOMALY_KINDS,
     GENERATOR_VERSION,

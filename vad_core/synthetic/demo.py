@@ -13,27 +13,36 @@ picture (loitering: the frames in which the person stands still).
 Drawing lives in `vad_core.synthetic.drawing`; each frame adds seeded sensor noise. Everything is seeded by
 (seed, video), so the same arguments give the same frames and, with the same x264, the same bytes.
 """
+
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import cast
 
 import av
 import numpy as np
 
-from vad_core.footage.clips import prefetch
 from vad_core.errors import VADInputError
+from vad_core.footage.clips import prefetch
 from vad_core.footage.ground_truth import mask_to_intervals
-from vad_core.synthetic.drawing import (
-    WALK_BOTTOM, WALK_TOP, Agent, Canvas, agent_boxes, draw_agent, render_background, rgb,
-)
 from vad_core.io.hashing import sha256_file
 from vad_core.io.tables import atomic_path, atomic_write_bytes
+from vad_core.synthetic.drawing import (
+    WALK_BOTTOM,
+    WALK_TOP,
+    Agent,
+    Canvas,
+    agent_boxes,
+    draw_agent,
+    render_background,
+    rgb,
+)
 
 GENERATOR_VERSION = 1
 ANOMALY_KINDS = ("cyclist", "cart", "lawn", "loiter", "runner")
@@ -80,6 +89,7 @@ class DemoFootage:
 
 # --------------------------------------------------------------------------- scene planning
 
+
 def _px_per_frame(cfg: DemoConfig, metres_per_second: float) -> float:
     """Speed in pixels per frame at the walkway's centre line (a person is 1.7 m tall)."""
     return metres_per_second * cfg.person_height / 1.7 / cfg.fps
@@ -90,10 +100,15 @@ def _person_colors(rng: np.random.Generator) -> dict[str, np.ndarray]:
     legs = rng.choice([rgb(40, 45, 70), rgb(60, 60, 60), rgb(120, 100, 80), rgb(30, 30, 35)])
     skin = rng.choice([rgb(224, 180, 150), rgb(170, 120, 90), rgb(110, 75, 55)])
     hair = rng.choice([rgb(30, 25, 20), rgb(90, 60, 30), rgb(200, 180, 120)])
-    return {"shirt": shirt, "legs": legs, "skin": skin, "hair": hair,
-            "frame": rng.uniform(60, 220, 3).astype(np.float32),
-            "body": rng.choice([rgb(235, 235, 225), rgb(220, 200, 60), rgb(70, 120, 190)]),
-            "roof": rgb(230, 230, 230)}
+    return {
+        "shirt": shirt,
+        "legs": legs,
+        "skin": skin,
+        "hair": hair,
+        "frame": rng.uniform(60, 220, 3).astype(np.float32),
+        "body": rng.choice([rgb(235, 235, 225), rgb(220, 200, 60), rgb(70, 120, 190)]),
+        "roof": rgb(230, 230, 230),
+    }
 
 
 def _straight(t0: float, x0: float, y0: float, vx: float, vy: float, n: int, h_px: float) -> tuple[np.ndarray, ...]:
@@ -104,8 +119,9 @@ def _straight(t0: float, x0: float, y0: float, vx: float, vy: float, n: int, h_p
     return x, y, phase
 
 
-def _walker(rng: np.random.Generator, cfg: DemoConfig, t_spawn: float, kind: str = "walker",
-            speed: float | None = None) -> Agent:
+def _walker(
+    rng: np.random.Generator, cfg: DemoConfig, t_spawn: float, kind: str = "walker", speed: float | None = None
+) -> Agent:
     h, w = cfg.height, cfg.width
     d = float(rng.choice([-1.0, 1.0]))
     y0 = rng.uniform(WALK_TOP * h + 12, WALK_BOTTOM * h - 4)
@@ -189,13 +205,13 @@ def render_video(cfg: DemoConfig, index: int, agents: list[Agent], background: n
     """Frames `(H, W, 3)` uint8 of one video; the noise depends on (seed, index, frame) only."""
     # Uniform integer noise in [-k, k] has std sqrt(k(k+1)/3); k=3 gives 2 grey levels and is
     # four times cheaper to draw than Gaussian noise.
-    k = max(0, round((math.sqrt(1 + 12 * cfg.noise_std ** 2) - 1) / 2))
+    k = max(0, round((math.sqrt(1 + 12 * cfg.noise_std**2) - 1) / 2))
     base = background + 0.5  # so the final cast to uint8 rounds
     in_view = [visible_fraction(a, cfg, pad=2.0) > 0 for a in agents]
     for t in range(cfg.n_frames):
         img = base.copy()
         canvas = Canvas(img)
-        present = [a for a, on in zip(agents, in_view) if on[t]]
+        present = [a for a, on in zip(agents, in_view, strict=True) if on[t]]
         for a in sorted(present, key=lambda a: a.y[t]):  # far (higher up) first: near ones occlude
             draw_agent(canvas, a, t, cfg.person_height)
         if k:
@@ -214,19 +230,23 @@ def anomaly_mask(cfg: DemoConfig, agents: list[Agent]) -> np.ndarray:
 
 # --------------------------------------------------------------------------- writing
 
+
 def write_mp4(frames: Iterator[np.ndarray], path: str | os.PathLike, fps: int, crf: int = 18) -> None:
     """Encode RGB frames to H.264 (yuv420p) mp4 at `path`, atomically (temp file + rename)."""
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     with atomic_path(path) as tmp, av.open(str(tmp), "w", format="mp4") as container:
-        stream = container.add_stream(codec, rate=fps)
+        stream = cast(av.VideoStream, container.add_stream(codec, rate=fps))
         stream.pix_fmt = "yuv420p"
         # The demo promises the same bytes for the same seed. Under CPU load x264's output
         # varied between runs until threads, the lookahead and macroblock-tree rate control
         # were all turned off (measured: 18/18 identical runs with 3 concurrent encoders).
         stream.codec_context.thread_count = 1
         if codec == "libx264":
-            stream.options = {"crf": str(crf), "preset": "veryfast",
-                              "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0:mbtree=0:rc-lookahead=0"}
+            stream.options = {
+                "crf": str(crf),
+                "preset": "veryfast",
+                "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0:mbtree=0:rc-lookahead=0",
+            }
         else:
             stream.bit_rate = 2_000_000
         for i, frame in enumerate(frames):
@@ -257,8 +277,9 @@ def _up_to_date(root: Path, params: dict[str, object]) -> bool:
     return all((root / rel).is_file() and sha256_file(root / rel) == digest for rel, digest in saved["files"].items())
 
 
-def generate_demo_footage(root: str | os.PathLike, seed: int = 0, n_train: int = 6, n_test: int = 4,
-                          n_frames: int = 160, **options: object) -> DemoFootage:
+def generate_demo_footage(
+    root: str | os.PathLike, seed: int = 0, n_train: int = 6, n_test: int = 4, n_frames: int = 160, **options: object
+) -> DemoFootage:
     """Write demo videos `root/train/NN.mp4`, `root/test/NN.mp4` and `root/ground_truth.csv`.
 
     Idempotent: `root/demo_footage.json` records the parameters and file hashes, and an
@@ -279,7 +300,7 @@ def generate_demo_footage(root: str | os.PathLike, seed: int = 0, n_train: int =
         return result
     background = render_background(cfg.width, cfg.height, cfg.seed)
     lines = ["video_id,start_frame,end_frame,event"]
-    for (vid, index, kind), path in zip(plan, videos):
+    for (vid, index, kind), path in zip(plan, videos, strict=True):
         agents = plan_video(cfg, index, kind)
         # Render in a background thread while x264 encodes (both release the GIL for most of the work).
         write_mp4(prefetch(render_video(cfg, index, agents, background), 8), path, cfg.fps, cfg.crf)
@@ -292,6 +313,14 @@ def generate_demo_footage(root: str | os.PathLike, seed: int = 0, n_train: int =
 
 
 __all__ = [
-    "ANOMALY_KINDS", "GENERATOR_VERSION", "DemoConfig", "DemoFootage", "anomaly_mask", "generate_demo_footage",
-    "plan_video", "render_video", "visible_fraction", "write_mp4"
+    "ANOMALY_KINDS",
+    "GENERATOR_VERSION",
+    "DemoConfig",
+    "DemoFootage",
+    "anomaly_mask",
+    "generate_demo_footage",
+    "plan_video",
+    "render_video",
+    "visible_fraction",
+    "write_mp4",
 ]

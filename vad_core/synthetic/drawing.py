@@ -4,6 +4,7 @@ Shapes are signed distance functions blended with one pixel of antialiasing, so 
 motion changes pixels smoothly. Each primitive touches only its own small window of the frame.
 Sizes are in person heights `h` (pixels), scaled by `perspective` with the feet row.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,6 +30,7 @@ class Agent:
 
 
 # --------------------------------------------------------------------------- drawing
+
 
 class Canvas:
     """A float32 `(H, W, 3)` frame with antialiased SDF primitives drawn in small windows."""
@@ -191,7 +193,9 @@ def _draw_cart(c: Canvas, a: Agent, t: int, h: float) -> None:
 
 
 _EXTENTS = {  # (half width, top above the feet, bottom below the feet) in person heights
-    "cyclist": (0.56, 1.1, 0.06), "cart": (0.96, 1.3, 0.09), "runner": (0.42, 1.0, 0.06),
+    "cyclist": (0.56, 1.1, 0.06),
+    "cart": (0.96, 1.3, 0.09),
+    "runner": (0.42, 1.0, 0.06),
 }
 
 

@@ -1,8 +1,10 @@
 """What every asset module shares: the dataset in use, feature loading, tags, Markdown tables."""
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,7 +49,9 @@ def run_tags(context: AssetExecutionContext, spec: DatasetSpec) -> dict[str, str
     }
 
 
-def load_feature_rows(store: TableStore, keys: DatasetKeys, video_ids: Iterable[str]) -> tuple[pd.DataFrame, np.ndarray]:
+def load_feature_rows(
+    store: TableStore, keys: DatasetKeys, video_ids: Iterable[str]
+) -> tuple[pd.DataFrame, np.ndarray]:
     """The key columns `(N, 9)` and the feature matrix `(N, D)` of the given videos' tables.
 
     Rows come in the order of `video_ids`, then as stored. Videos must agree on D.
@@ -71,8 +75,9 @@ def read_table(store: TableStore, key: str, what: str) -> pd.DataFrame:
     try:
         return store.read_frame(key)[0]
     except VADInputError:
-        raise VADInputError(f"{what} table {store.location(key)} is missing or unreadable: "
-                            f"materialize {what} first") from None
+        raise VADInputError(
+            f"{what} table {store.location(key)} is missing or unreadable: materialize {what} first"
+        ) from None
 
 
 def counts_metadata(df: pd.DataFrame) -> Mapping[str, Any]:
@@ -85,4 +90,12 @@ def counts_metadata(df: pd.DataFrame) -> Mapping[str, Any]:
     }
 
 
-__all__ = ["KEY_COLUMNS", "core_config", "counts_metadata", "dataset_spec", "load_feature_rows", "read_table", "run_tags"]
+__all__ = [
+    "KEY_COLUMNS",
+    "core_config",
+    "counts_metadata",
+    "dataset_spec",
+    "load_feature_rows",
+    "read_table",
+    "run_tags",
+]

@@ -5,7 +5,7 @@ the AUCs to an MLflow run, and tags the registered denoiser version with its AUC
 """
 
 from pathlib import PurePosixPath
-from typing import Any, Optional
+from typing import Any
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
@@ -25,7 +25,7 @@ class ReportConfig(Config):
     """vad_core.evaluation.report.ReportSettings: `smoothing_sigma` (frames) of the smoothed figure,
     `top_clips` drawn with their arg-max tile, `max_curve_videos` score curves (evaluated videos first)."""
 
-    smoothing_sigma: Optional[float] = _REPORT.smoothing_sigma
+    smoothing_sigma: float | None = _REPORT.smoothing_sigma
     top_clips: int = _REPORT.top_clips
     max_curve_videos: int = _REPORT.max_curve_videos
 
@@ -48,16 +48,21 @@ def report_tables(store: TableStore, keys: DatasetKeys) -> ReportTables:
     )
 
 
-def write_report(store: TableStore, keys: DatasetKeys, spec: DatasetSpec,
-                 settings: ReportSettings) -> tuple[EvaluationReport, dict[str, str]]:
+def write_report(
+    store: TableStore, keys: DatasetKeys, spec: DatasetSpec, settings: ReportSettings
+) -> tuple[EvaluationReport, dict[str, str]]:
     """Build the report of `spec`'s dataset from its stored tables and store report.json, report.md and
     the plots; returns the report and `{"report_json": key, "report_md": key, "plot_<stem>": key, ...}`.
     Dagster-free: `vad report` calls it too."""
-    report = build_report(report_tables(store, keys), settings, spec.name, spec=spec.to_dict(),
-                          code_version=code_version(),
-                          plot_location=lambda name: store.location(keys.report_plot(name)))
-    written = {"report_json": store.write_json(keys.report_json, report.data),
-               "report_md": keys.report_md}
+    report = build_report(
+        report_tables(store, keys),
+        settings,
+        spec.name,
+        spec=spec.to_dict(),
+        code_version=code_version(),
+        plot_location=lambda name: store.location(keys.report_plot(name)),
+    )
+    written = {"report_json": store.write_json(keys.report_json, report.data), "report_md": keys.report_md}
     store.write_bytes(keys.report_md, report.markdown.encode())
     for name, png in report.plots.items():
         store.write_bytes(keys.report_plot(name), png)
@@ -65,12 +70,19 @@ def write_report(store: TableStore, keys: DatasetKeys, spec: DatasetSpec,
     return report, written
 
 
-@asset(group_name="evaluation", deps=["frame_scores", "segment_scores", "baseline_scores", "ground_truth",
-                                      "video_manifest", "denoiser"],
-       description="Frame-level ROC AUC / AP (raw and smoothed) and the paper-protocol AUC of the diffusion "
-       "model and every baseline, per-video AUCs, score curves, ROC curves and top-clip frames.")
-def evaluation_report(context: AssetExecutionContext, config: ReportConfig, storage: VadStorage,
-                      dataset: DatasetResource, tracker: ExperimentTracker) -> MaterializeResult:
+@asset(
+    group_name="evaluation",
+    deps=["frame_scores", "segment_scores", "baseline_scores", "ground_truth", "video_manifest", "denoiser"],
+    description="Frame-level ROC AUC / AP (raw and smoothed) and the paper-protocol AUC of the diffusion "
+    "model and every baseline, per-video AUCs, score curves, ROC curves and top-clip frames.",
+)
+def evaluation_report(
+    context: AssetExecutionContext,
+    config: ReportConfig,
+    storage: VadStorage,
+    dataset: DatasetResource,
+    tracker: ExperimentTracker,
+) -> MaterializeResult:
     spec = dataset_spec(storage, dataset)
     store, keys = storage.store(), storage.dataset_keys(spec.name)
     report, written = write_report(store, keys, spec, config.to_core())
@@ -79,10 +91,19 @@ def evaluation_report(context: AssetExecutionContext, config: ReportConfig, stor
     plots = {name: key for name, key in written.items() if name.startswith("plot_")}
 
     auc_metrics = report.auc_metrics()
-    with tracker.start_run(run_name=f"{spec.name}/evaluation", tags={
-            **run_tags(context, spec), "denoiser_run_id": info.get("mlflow_run_id")}) as run:
-        run.log_params({"dataset": spec.name, "report": config.model_dump(), "scoring": report.data["scoring"],
-                        "denoiser_run_id": info.get("mlflow_run_id") or "", "scorers": list(results)})
+    with tracker.start_run(
+        run_name=f"{spec.name}/evaluation",
+        tags={**run_tags(context, spec), "denoiser_run_id": info.get("mlflow_run_id")},
+    ) as run:
+        run.log_params(
+            {
+                "dataset": spec.name,
+                "report": config.model_dump(),
+                "scoring": report.data["scoring"],
+                "denoiser_run_id": info.get("mlflow_run_id") or "",
+                "scorers": list(results),
+            }
+        )
         run.log_metrics(auc_metrics)
         run.log_artifact(store.read_bytes(keys.report_json), "report.json", "report")
         run.log_artifact(report.markdown.encode(), "report.md", "report")
@@ -90,12 +111,20 @@ def evaluation_report(context: AssetExecutionContext, config: ReportConfig, stor
             run.log_artifact(store.read_bytes(key), PurePosixPath(key).name, "report/plots")
     d_auc = (results["diffusion"]["metrics"] or {}).get("roc_auc")
     if info.get("mlflow_run_id"):
-        tracker.log_metrics_to(info["mlflow_run_id"], {k: v for k, v in auc_metrics.items() if k.endswith(".diffusion")})
+        tracker.log_metrics_to(
+            info["mlflow_run_id"], {k: v for k, v in auc_metrics.items() if k.endswith(".diffusion")}
+        )
     if info.get("model_version"):
-        tracker.tag_model_version(info["model_name"], str(info["model_version"]), {
-            "dataset": spec.name, "frame_auc": None if d_auc is None else f"{d_auc:.4f}",
-            "frame_ap": fmt((results["diffusion"]["metrics"] or {}).get("average_precision")),
-            "evaluation_run_id": run.run_id})
+        tracker.tag_model_version(
+            info["model_name"],
+            str(info["model_version"]),
+            {
+                "dataset": spec.name,
+                "frame_auc": None if d_auc is None else f"{d_auc:.4f}",
+                "frame_ap": fmt((results["diffusion"]["metrics"] or {}).get("average_precision")),
+                "evaluation_run_id": run.run_id,
+            },
+        )
 
     meta: dict[str, Any] = {
         "report_json": MetadataValue.path(store.location(keys.report_json)),

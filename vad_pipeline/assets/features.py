@@ -1,15 +1,15 @@
 """Feature assets: one clip-features table per video partition, and the index over all of them."""
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
 
-from vad_core.footage.clips import ClipConfig
 from vad_core.features import extract_features
 from vad_core.footage import VideoSource, discover_videos
+from vad_core.footage.clips import ClipConfig
 from vad_core.io.feature_tables import read_feature_matrix
 from vad_core.io.store import TableStore
 from vad_pipeline.assets.common import core_config, counts_metadata, dataset_spec, read_table
@@ -52,10 +52,19 @@ def _video(store: TableStore, keys: DatasetKeys, root: Path, video_id: str) -> d
     raise Failure(description=f"video {video_id!r} is not under {root} any more (removed?)")
 
 
-@asset(partitions_def=video_partitions, group_name="features", deps=["video_manifest"],
-       description="The clip-features table of one video: one row per (clip, tile), design.md schema.")
-def clip_features(context: AssetExecutionContext, config: FeatureConfig, storage: VadStorage,
-                  dataset: DatasetResource, backbone: BackboneResource) -> MaterializeResult:
+@asset(
+    partitions_def=video_partitions,
+    group_name="features",
+    deps=["video_manifest"],
+    description="The clip-features table of one video: one row per (clip, tile), design.md schema.",
+)
+def clip_features(
+    context: AssetExecutionContext,
+    config: FeatureConfig,
+    storage: VadStorage,
+    dataset: DatasetResource,
+    backbone: BackboneResource,
+) -> MaterializeResult:
     spec = dataset_spec(storage, dataset)
     video_id = context.partition_key
     store, keys = storage.store(), storage.dataset_keys(spec.name)
@@ -67,26 +76,41 @@ def clip_features(context: AssetExecutionContext, config: FeatureConfig, storage
         if event.get("event") in ("video_start", "video_done"):
             context.log.info(f"{video_id}: {event}")
 
-    result = extract_features(video, embedder, config.to_core(), store, key, device=backbone.resolved_device(),
-                              batch_size=config.batch_size, callback=progress)
+    result = extract_features(
+        video,
+        embedder,
+        config.to_core(),
+        store,
+        key,
+        device=backbone.resolved_device(),
+        batch_size=config.batch_size,
+        callback=progress,
+    )
     if not result.ok:
         raise Failure(description=f"feature extraction failed for {video_id}: {result.error}")
-    return MaterializeResult(metadata={
-        "rows": result.n_rows,
-        "dagster/row_count": result.n_rows,
-        "clips": result.n_clips,
-        "tiles_per_clip": result.n_tiles,
-        "feature_dim": result.dim,
-        "skipped_up_to_date": result.skipped,
-        "work_seconds": float(result.seconds),
-        "backbone": embedder.name,
-        "weights_sha256": embedder.weights_sha256,
-        "path": MetadataValue.path(store.location(key)),
-    })
+    return MaterializeResult(
+        metadata={
+            "rows": result.n_rows,
+            "dagster/row_count": result.n_rows,
+            "clips": result.n_clips,
+            "tiles_per_clip": result.n_tiles,
+            "feature_dim": result.dim,
+            "skipped_up_to_date": result.skipped,
+            "work_seconds": float(result.seconds),
+            "backbone": embedder.name,
+            "weights_sha256": embedder.weights_sha256,
+            "path": MetadataValue.path(store.location(key)),
+        }
+    )
 
 
-def index_features(store: TableStore, keys: DatasetKeys, video_ids: list[str],
-                   train: Callable[[str], bool], evaluate: Callable[[str], bool]) -> pd.DataFrame:
+def index_features(
+    store: TableStore,
+    keys: DatasetKeys,
+    video_ids: list[str],
+    train: Callable[[str], bool],
+    evaluate: Callable[[str], bool],
+) -> pd.DataFrame:
     """One row per video that has a feature table: counts, dimension, non-finite values, sha256."""
     rows = []
     for vid in sorted(video_ids):
@@ -96,42 +120,67 @@ def index_features(store: TableStore, keys: DatasetKeys, video_ids: list[str],
         meta = store.read_metadata(key)
         x = read_feature_matrix(store, key)
         tiles = store.read_table(key, columns=["clip", "tile"]).to_pandas()
-        rows.append({
-            "video_id": vid, "path": store.location(key), "n_rows": int(x.shape[0]), "n_clips": int(tiles["clip"].nunique()),
-            "n_tiles": int(tiles["tile"].nunique()), "dim": int(x.shape[1]),
-            "n_nonfinite": int((~np.isfinite(x)).sum()), "backbone": meta.get("backbone", ""),
-            "table_sha256": store.sha256(key), "train": bool(train(vid)), "evaluate": bool(evaluate(vid)),
-        })
-    columns = ["video_id", "path", "n_rows", "n_clips", "n_tiles", "dim", "n_nonfinite", "backbone",
-               "table_sha256", "train", "evaluate"]
+        rows.append(
+            {
+                "video_id": vid,
+                "path": store.location(key),
+                "n_rows": int(x.shape[0]),
+                "n_clips": int(tiles["clip"].nunique()),
+                "n_tiles": int(tiles["tile"].nunique()),
+                "dim": int(x.shape[1]),
+                "n_nonfinite": int((~np.isfinite(x)).sum()),
+                "backbone": meta.get("backbone", ""),
+                "table_sha256": store.sha256(key),
+                "train": bool(train(vid)),
+                "evaluate": bool(evaluate(vid)),
+            }
+        )
+    columns = [
+        "video_id",
+        "path",
+        "n_rows",
+        "n_clips",
+        "n_tiles",
+        "dim",
+        "n_nonfinite",
+        "backbone",
+        "table_sha256",
+        "train",
+        "evaluate",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
-@asset(group_name="features", deps=["clip_features"],
-       description="Index of every video partition's feature table: rows, dimension, non-finite count, "
-       "sha256, train/evaluate flags; its fingerprint is what the retraining schedule compares.")
+@asset(
+    group_name="features",
+    deps=["clip_features"],
+    description="Index of every video partition's feature table: rows, dimension, non-finite count, "
+    "sha256, train/evaluate flags; its fingerprint is what the retraining schedule compares.",
+)
 def feature_index(context: AssetExecutionContext, storage: VadStorage, dataset: DatasetResource) -> MaterializeResult:
     spec = dataset_spec(storage, dataset)
     partitions = [v for v in context.instance.get_dynamic_partitions(VIDEO_PARTITIONS_NAME) if spec.includes(v)]
     store, keys = storage.store(), storage.dataset_keys(spec.name)
     df = index_features(store, keys, partitions, spec.is_train, spec.is_evaluated)
-    fingerprint = combined_fingerprint(dict(zip(df["video_id"], df["table_sha256"])))
+    fingerprint = combined_fingerprint(dict(zip(df["video_id"], df["table_sha256"], strict=True)))
     missing = sorted(set(partitions) - set(df["video_id"]))
     if missing:
         context.log.warning(f"{len(missing)} video partitions have no feature table yet: {missing[:10]}")
     store.write_table(keys.feature_index, df, {"dataset": spec.name, "features_fingerprint": fingerprint or ""})
     dims = sorted(df["dim"].unique().tolist())
-    return MaterializeResult(metadata={
-        **counts_metadata(df),
-        "path": MetadataValue.path(store.location(keys.feature_index)),
-        "videos": len(df),
-        "videos_missing_features": len(missing),
-        "feature_rows": int(df["n_rows"].sum()),
-        "train_rows": int(df.loc[df["train"], "n_rows"].sum()),
-        "feature_dim": int(dims[0]) if len(dims) == 1 else str(dims),
-        "nonfinite_values": int(df["n_nonfinite"].sum()),
-        "features_fingerprint": fingerprint or "",
-    })
+    return MaterializeResult(
+        metadata={
+            **counts_metadata(df),
+            "path": MetadataValue.path(store.location(keys.feature_index)),
+            "videos": len(df),
+            "videos_missing_features": len(missing),
+            "feature_rows": int(df["n_rows"].sum()),
+            "train_rows": int(df.loc[df["train"], "n_rows"].sum()),
+            "feature_dim": int(dims[0]) if len(dims) == 1 else str(dims),
+            "nonfinite_values": int(df["n_nonfinite"].sum()),
+            "features_fingerprint": fingerprint or "",
+        }
+    )
 
 
 __all__ = ["FeatureConfig", "clip_features", "feature_index", "index_features"]

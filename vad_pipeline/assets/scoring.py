@@ -6,7 +6,6 @@ and time order, is thresholded at mean + k * std of its scores.
 """
 
 import time
-from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -20,7 +19,13 @@ from vad_core.scoring.rows import clip_scores, decide_clips, row_keys_for, score
 from vad_core.scoring.scorers import BASELINES, make_scorer
 from vad_core.study.selection import label_free_sigma
 from vad_pipeline.assets.common import (
-    KEY_COLUMNS, core_config, counts_metadata, dataset_spec, load_feature_rows, read_table, run_tags,
+    KEY_COLUMNS,
+    core_config,
+    counts_metadata,
+    dataset_spec,
+    load_feature_rows,
+    read_table,
+    run_tags,
 )
 from vad_pipeline.resources.backbone import BackboneResource
 from vad_pipeline.resources.dataset import DatasetResource
@@ -50,7 +55,7 @@ class ScoringConfig(ThresholdConfig):
     n_steps: int = _SCORE.n_steps
     start_step: int = _SCORE.start_step
     sampler: str = _SCORE.sampler
-    sigma: Optional[float] = None
+    sigma: float | None = None
     target_neighbours: float = 5.0
     n_draws: int = 16
     seed: int = _SCORE.seed
@@ -62,53 +67,81 @@ class ScoringConfig(ThresholdConfig):
         return core_config(self, ScoreConfig, sigma=chosen if chosen is not None else _SCORE.sigma)
 
 
-@asset(group_name="scoring", deps=["denoiser", "feature_index"],
-       description="Per-clip diffusion scores (max over tiles of each row's score), the arg-max tile, "
-       "the batch threshold and the decision; per-tile scores in a companion table.")
-def segment_scores(context: AssetExecutionContext, config: ScoringConfig, storage: VadStorage,
-                   dataset: DatasetResource, backbone: BackboneResource) -> MaterializeResult:
+@asset(
+    group_name="scoring",
+    deps=["denoiser", "feature_index"],
+    description="Per-clip diffusion scores (max over tiles of each row's score), the arg-max tile, "
+    "the batch threshold and the decision; per-tile scores in a companion table.",
+)
+def segment_scores(
+    context: AssetExecutionContext,
+    config: ScoringConfig,
+    storage: VadStorage,
+    dataset: DatasetResource,
+    backbone: BackboneResource,
+) -> MaterializeResult:
     spec = dataset_spec(storage, dataset)
     store, keys = storage.store(), storage.dataset_keys(spec.name)
     index = read_table(store, keys.feature_index, "feature_index")
     feature_rows, x = load_feature_rows(store, keys, index["video_id"].tolist())
     if not store.exists(keys.denoiser):
-        raise VADInputError(f"denoiser checkpoint {store.location(keys.denoiser)} is missing: materialize denoiser first")
-    model = load_checkpoint(store.read_bytes(keys.denoiser), device=backbone.resolved_device(),
-                            name=store.location(keys.denoiser))
+        raise VADInputError(
+            f"denoiser checkpoint {store.location(keys.denoiser)} is missing: materialize denoiser first"
+        )
+    model = load_checkpoint(
+        store.read_bytes(keys.denoiser), device=backbone.resolved_device(), name=store.location(keys.denoiser)
+    )
     all_tiles = feature_rows["tile"].to_numpy(np.int64)
     sigma_choice: dict[str, float] = {}
     if config.sigma is None and config.score_type == "denoising":
-        chosen, sigma_choice = label_free_sigma(model.scaler, model.sigma_data, x, tiles=all_tiles,
-                                                target=config.target_neighbours)
+        chosen, sigma_choice = label_free_sigma(
+            model.scaler, model.sigma_data, x, tiles=all_tiles, target=config.target_neighbours
+        )
         context.log.info(f"label-free sigma: {chosen:g} sigma_data (median neighbour counts {sigma_choice})")
         score_config = config.to_core(sigma=chosen)
     else:
         score_config = config.to_core()
     start = time.perf_counter()
     tiles = all_tiles if model.model_config.n_tiles else None
-    rows = feature_rows.assign(score=score_rows(model, x, score_config, tiles=tiles,
-                                                row_keys=row_keys_for(feature_rows)))
+    rows = feature_rows.assign(
+        score=score_rows(model, x, score_config, tiles=tiles, row_keys=row_keys_for(feature_rows))
+    )
     seconds = time.perf_counter() - start
     clips = decide_clips(clip_scores(rows), config.threshold_k, config.threshold_batch_size)
-    meta = {"dataset": spec.name, "scorer": "diffusion", "score_config": str(score_config.to_dict()),
-            "threshold_k": str(config.threshold_k), "threshold_batch_size": str(config.threshold_batch_size),
-            "denoiser_fingerprint": model.fingerprint, "sigma": str(score_config.sigma),
-            "sigma_choice": "label-free" if sigma_choice else "configured"}
+    meta = {
+        "dataset": spec.name,
+        "scorer": "diffusion",
+        "score_config": str(score_config.to_dict()),
+        "threshold_k": str(config.threshold_k),
+        "threshold_batch_size": str(config.threshold_batch_size),
+        "denoiser_fingerprint": model.fingerprint,
+        "sigma": str(score_config.sigma),
+        "sigma_choice": "label-free" if sigma_choice else "configured",
+    }
     store.write_table(keys.tile_scores, rows[KEY_COLUMNS + ["score"]], meta)
     store.write_table(keys.segment_scores, clips, meta)
-    return MaterializeResult(metadata={
-        **counts_metadata(clips), **score_summary(clips),
-        "sigma": float(score_config.sigma), "sigma_choice": meta["sigma_choice"],
-        **{f"neighbours_{k}": v for k, v in sigma_choice.items()},
-        "tile_rows": len(rows), "rows_per_second": len(rows) / max(seconds, 1e-9), "score_seconds": seconds,
-        "path": MetadataValue.path(store.location(keys.segment_scores)),
-        "tile_scores_path": MetadataValue.path(store.location(keys.tile_scores)),
-    })
+    return MaterializeResult(
+        metadata={
+            **counts_metadata(clips),
+            **score_summary(clips),
+            "sigma": float(score_config.sigma),
+            "sigma_choice": meta["sigma_choice"],
+            **{f"neighbours_{k}": v for k, v in sigma_choice.items()},
+            "tile_rows": len(rows),
+            "rows_per_second": len(rows) / max(seconds, 1e-9),
+            "score_seconds": seconds,
+            "path": MetadataValue.path(store.location(keys.segment_scores)),
+            "tile_scores_path": MetadataValue.path(store.location(keys.tile_scores)),
+        }
+    )
 
 
-@asset(group_name="scoring", deps=["segment_scores", "video_manifest", "ground_truth"],
-       description="Diffusion clip scores expanded to frames (a frame takes the maximum of the clips "
-       "covering it), with 0/1 labels on the evaluated videos.")
+@asset(
+    group_name="scoring",
+    deps=["segment_scores", "video_manifest", "ground_truth"],
+    description="Diffusion clip scores expanded to frames (a frame takes the maximum of the clips "
+    "covering it), with 0/1 labels on the evaluated videos.",
+)
 def frame_scores(context: AssetExecutionContext, storage: VadStorage, dataset: DatasetResource) -> MaterializeResult:
     spec = dataset_spec(storage, dataset)
     store, keys = storage.store(), storage.dataset_keys(spec.name)
@@ -119,14 +152,16 @@ def frame_scores(context: AssetExecutionContext, storage: VadStorage, dataset: D
     frames = frame_table(clips, manifest, truth, evaluated)
     store.write_table(keys.frame_scores, frames, {"dataset": spec.name})
     labelled = frames["label"].notna()
-    return MaterializeResult(metadata={
-        **counts_metadata(frames),
-        "path": MetadataValue.path(store.location(keys.frame_scores)),
-        "videos": int(frames["video_id"].nunique()),
-        "labelled_frames": int(labelled.sum()),
-        "anomalous_label_frames": int(frames.loc[labelled, "label"].sum()),
-        "flagged_frames": int(frames["anomalous"].sum()),
-    })
+    return MaterializeResult(
+        metadata={
+            **counts_metadata(frames),
+            "path": MetadataValue.path(store.location(keys.frame_scores)),
+            "videos": int(frames["video_id"].nunique()),
+            "labelled_frames": int(labelled.sum()),
+            "anomalous_label_frames": int(frames.loc[labelled, "label"].sum()),
+            "flagged_frames": int(frames["anomalous"].sum()),
+        }
+    )
 
 
 class BaselinesConfig(ThresholdConfig):
@@ -148,18 +183,33 @@ class BaselinesConfig(ThresholdConfig):
 
 
 def _scorer_kwargs(name: str, config: BaselinesConfig) -> dict:
-    return {"knn": {"k": config.knn_k}, "pca": {"n_components": config.pca_components},
-            "iforest": {"n_estimators": config.iforest_estimators, "seed": config.seed},
-            "gcl_ae": {"ae_epochs": config.gcl_epochs, "seed": config.seed},
-            "gcl": {"ae_epochs": config.gcl_epochs, "d_epochs": config.gcl_d_epochs, "epochs": config.gcl_epochs,
-                    "seed": config.seed}}.get(name, {})
+    return {
+        "knn": {"k": config.knn_k},
+        "pca": {"n_components": config.pca_components},
+        "iforest": {"n_estimators": config.iforest_estimators, "seed": config.seed},
+        "gcl_ae": {"ae_epochs": config.gcl_epochs, "seed": config.seed},
+        "gcl": {
+            "ae_epochs": config.gcl_epochs,
+            "d_epochs": config.gcl_d_epochs,
+            "epochs": config.gcl_epochs,
+            "seed": config.seed,
+        },
+    }.get(name, {})
 
 
-@asset(group_name="scoring", deps=["feature_index"],
-       description="Clip scores of the baselines (kNN, PCA, IsolationForest, GCL autoencoder, GCL) on the "
-       "same features, thresholded like the diffusion scores; long format with a `scorer` column.")
-def baseline_scores(context: AssetExecutionContext, config: BaselinesConfig, storage: VadStorage,
-                    dataset: DatasetResource, tracker: ExperimentTracker) -> MaterializeResult:
+@asset(
+    group_name="scoring",
+    deps=["feature_index"],
+    description="Clip scores of the baselines (kNN, PCA, IsolationForest, GCL autoencoder, GCL) on the "
+    "same features, thresholded like the diffusion scores; long format with a `scorer` column.",
+)
+def baseline_scores(
+    context: AssetExecutionContext,
+    config: BaselinesConfig,
+    storage: VadStorage,
+    dataset: DatasetResource,
+    tracker: ExperimentTracker,
+) -> MaterializeResult:
     spec = dataset_spec(storage, dataset)
     store, keys = storage.store(), storage.dataset_keys(spec.name)
     index = read_table(store, keys.feature_index, "feature_index")
@@ -174,25 +224,34 @@ def baseline_scores(context: AssetExecutionContext, config: BaselinesConfig, sto
             scorer = make_scorer(name, **kwargs).fit(x[train_mask], None if tiles is None else tiles[train_mask])
             scores = scorer.score(x, tiles)
             seconds = time.perf_counter() - start
-            clips = decide_clips(clip_scores(feature_rows.assign(score=scores)), config.threshold_k,
-                                 config.threshold_batch_size)
+            clips = decide_clips(
+                clip_scores(feature_rows.assign(score=scores)), config.threshold_k, config.threshold_batch_size
+            )
             parts.append(clips.assign(scorer=name))
             summary[name] = {"seconds": seconds, **score_summary(clips)}
             run.log_params({name: kwargs} if kwargs else {name: {"defaults": True}})
             run.log_metrics({f"{name}.fit_score_seconds": seconds})
             context.log.info(f"{name}: fitted and scored {len(x)} rows in {seconds:.1f}s")
-        run.log_params({"dataset": spec.name, "per_tile": config.per_tile, "threshold_k": config.threshold_k,
-                        "threshold_batch_size": config.threshold_batch_size})
+        run.log_params(
+            {
+                "dataset": spec.name,
+                "per_tile": config.per_tile,
+                "threshold_k": config.threshold_k,
+                "threshold_batch_size": config.threshold_batch_size,
+            }
+        )
     table = pd.concat(parts, ignore_index=True)
     table = table[["scorer"] + [c for c in table.columns if c != "scorer"]]
     store.write_table(keys.baseline_scores, table, {"dataset": spec.name, "scorers": ",".join(config.scorers)})
-    return MaterializeResult(metadata={
-        **counts_metadata(table),
-        "path": MetadataValue.path(store.location(keys.baseline_scores)),
-        "scorers": ", ".join(config.scorers),
-        **{f"{name}_seconds": s["seconds"] for name, s in summary.items()},
-        "mlflow_run_id": run.run_id or "",
-    })
+    return MaterializeResult(
+        metadata={
+            **counts_metadata(table),
+            "path": MetadataValue.path(store.location(keys.baseline_scores)),
+            "scorers": ", ".join(config.scorers),
+            **{f"{name}_seconds": s["seconds"] for name, s in summary.items()},
+            "mlflow_run_id": run.run_id or "",
+        }
+    )
 
 
 __all__ = ["BaselinesConfig", "ScoringConfig", "ThresholdConfig", "baseline_scores", "frame_scores", "segment_scores"]

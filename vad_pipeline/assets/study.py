@@ -10,17 +10,23 @@ label-free choice per method, what a default configuration should take) and heat
 import time
 from dataclasses import replace
 from pathlib import PurePosixPath
-from typing import Any, Optional
+from typing import Any
 
-import numpy as np
-from dagster import AssetExecutionContext, AssetSelection, Config, MaterializeResult, MetadataValue, asset, define_asset_job
+from dagster import (
+    AssetExecutionContext,
+    AssetSelection,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    define_asset_job,
+)
 
+from vad_core.evaluation.formatting import finite_or_none
+from vad_core.io.store import TableStore
 from vad_core.scoring.scorers import BASELINES
 from vad_core.study import StudyConfig, StudyData, TrainedSetting, run_study
 from vad_core.study.report import comparison_markdown, label_free_summary, seed_spread, study_heatmaps
-from vad_core.io.store import TableStore
-from vad_core.diffusion.training import TrainConfig
-from vad_core.evaluation.formatting import finite_or_none
 from vad_pipeline.assets.common import dataset_spec, load_feature_rows, read_table, run_tags
 from vad_pipeline.resources.dataset import DatasetResource
 from vad_pipeline.resources.storage import DatasetKeys, VadStorage
@@ -51,7 +57,7 @@ class ParameterStudyConfig(Config):
     sigmas: list[float] = list(_STUDY.sigmas)
     n_draws: int = _STUDY.n_draws
     ks: list[float] = list(_STUDY.ks)
-    smoothing_sigma: Optional[float] = _STUDY.smoothing_sigma
+    smoothing_sigma: float | None = _STUDY.smoothing_sigma
     threshold_batch_size: int = _STUDY.threshold_batch_size
     reference_sigma: float = _STUDY.reference_sigma
     max_memorization_auc: float = _STUDY.max_memorization_auc
@@ -62,20 +68,39 @@ class ParameterStudyConfig(Config):
     lr: float = _TRAIN.lr
     patience: int = _TRAIN.patience
     val_fraction: float = _TRAIN.val_fraction
-    device: Optional[str] = None
+    device: str | None = None
 
     def to_core(self) -> StudyConfig:
-        train = replace(_TRAIN, epochs=self.epochs, min_steps_per_epoch=self.min_steps_per_epoch,
-                        batch_size=self.batch_size, lr=self.lr, patience=self.patience,
-                        val_fraction=self.val_fraction, device=self.device)
+        train = replace(
+            _TRAIN,
+            epochs=self.epochs,
+            min_steps_per_epoch=self.min_steps_per_epoch,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            patience=self.patience,
+            val_fraction=self.val_fraction,
+            device=self.device,
+        )
         return StudyConfig(
-            P_means=tuple(self.P_means), P_stds=tuple(self.P_stds), embeddings=tuple(self.embeddings),
-            widths=tuple(tuple(w) for w in self.widths), scalers=tuple(self.scalers), seeds=tuple(self.seeds),
-            tile_embedding=self.tile_embedding, train=train, score_types=tuple(self.score_types),
-            n_steps=self.n_steps, start_steps=tuple(self.start_steps), sigmas=tuple(self.sigmas),
-            n_draws=self.n_draws, ks=tuple(self.ks), smoothing_sigma=self.smoothing_sigma,
-            threshold_batch_size=self.threshold_batch_size, reference_sigma=self.reference_sigma,
-            max_memorization_auc=self.max_memorization_auc, baselines=tuple(self.baselines),
+            P_means=tuple(self.P_means),
+            P_stds=tuple(self.P_stds),
+            embeddings=tuple(self.embeddings),
+            widths=tuple(tuple(w) for w in self.widths),
+            scalers=tuple(self.scalers),
+            seeds=tuple(self.seeds),
+            tile_embedding=self.tile_embedding,
+            train=train,
+            score_types=tuple(self.score_types),
+            n_steps=self.n_steps,
+            start_steps=tuple(self.start_steps),
+            sigmas=tuple(self.sigmas),
+            n_draws=self.n_draws,
+            ks=tuple(self.ks),
+            smoothing_sigma=self.smoothing_sigma,
+            threshold_batch_size=self.threshold_batch_size,
+            reference_sigma=self.reference_sigma,
+            max_memorization_auc=self.max_memorization_auc,
+            baselines=tuple(self.baselines),
         )
 
 
@@ -84,21 +109,36 @@ def study_data(store: TableStore, keys: DatasetKeys, index: Any, manifest: Any, 
     dataset = keys.dataset
     rows, x = load_feature_rows(store, keys, index["video_id"].tolist())
     ok = manifest[manifest["status"] == "ok"]
-    n_frames = {str(v): int(n) for v, n in zip(ok["video_id"], ok["n_frames"])}
+    n_frames = {str(v): int(n) for v, n in zip(ok["video_id"], ok["n_frames"], strict=True)}
     evaluated = [v for v in index.loc[index["evaluate"], "video_id"] if v in set(truth["video_id"])]
     train = set(index.loc[index["train"], "video_id"])
     backbone = str(index["backbone"].iloc[0]) if len(index) else ""
-    return StudyData(name=f"{backbone or 'features'}/{dataset}", rows=rows, features=x, n_frames=n_frames,
-                     ground_truth=truth, evaluated=tuple(evaluated),
-                     train_mask=rows["video_id"].isin(train).to_numpy(), backbone=backbone)
+    return StudyData(
+        name=f"{backbone or 'features'}/{dataset}",
+        rows=rows,
+        features=x,
+        n_frames=n_frames,
+        ground_truth=truth,
+        evaluated=tuple(evaluated),
+        train_mask=rows["video_id"].isin(train).to_numpy(),
+        backbone=backbone,
+    )
 
 
-@asset(group_name="studies", deps=["feature_index", "ground_truth", "video_manifest"],
-       description="The paper's parameter analysis on this dataset: (P_mean, P_std) x start step x threshold k x "
-       "embedding (+ score type, width, preprocessing, seeds), both AUC protocols, oracle vs label-free "
-       "selection, heatmaps and a Table-2 style comparison with the baselines; one MLflow child run per setting.")
-def parameter_study(context: AssetExecutionContext, config: ParameterStudyConfig, storage: VadStorage,
-                    dataset: DatasetResource, tracker: ExperimentTracker) -> MaterializeResult:
+@asset(
+    group_name="studies",
+    deps=["feature_index", "ground_truth", "video_manifest"],
+    description="The paper's parameter analysis on this dataset: (P_mean, P_std) x start step x threshold k x "
+    "embedding (+ score type, width, preprocessing, seeds), both AUC protocols, oracle vs label-free "
+    "selection, heatmaps and a Table-2 style comparison with the baselines; one MLflow child run per setting.",
+)
+def parameter_study(
+    context: AssetExecutionContext,
+    config: ParameterStudyConfig,
+    storage: VadStorage,
+    dataset: DatasetResource,
+    tracker: ExperimentTracker,
+) -> MaterializeResult:
     spec = dataset_spec(storage, dataset)
     store, keys = storage.store(), storage.dataset_keys(spec.name)
     index = read_table(store, keys.feature_index, "feature_index")
@@ -108,19 +148,41 @@ def parameter_study(context: AssetExecutionContext, config: ParameterStudyConfig
     study_config = config.to_core()
     tags = run_tags(context, spec)
 
-    with tracker.start_run(run_name=f"{spec.name}/parameter_study", tags={**tags, "study": "parameter_study"}) as parent:
-        parent.log_params({"dataset": spec.name, "features": data.name, "rows": int(data.features.shape[0]),
-                           "study": study_config.to_dict()})
+    with tracker.start_run(
+        run_name=f"{spec.name}/parameter_study", tags={**tags, "study": "parameter_study"}
+    ) as parent:
+        parent.log_params(
+            {
+                "dataset": spec.name,
+                "features": data.name,
+                "rows": int(data.features.shape[0]),
+                "study": study_config.to_dict(),
+            }
+        )
 
         def log_child(trained: TrainedSetting) -> None:
             s, rows = trained.summary, trained.rows
-            child_tags = {**tags, "mlflow.parentRunId": parent.run_id, "study.setting_id": s["setting_id"],
-                          "study.phase": s["phase"]}
+            child_tags = {
+                **tags,
+                "mlflow.parentRunId": parent.run_id,
+                "study.setting_id": s["setting_id"],
+                "study.phase": s["phase"],
+            }
             with tracker.start_run(run_name=f"{spec.name}/study/{s['setting_id']}", tags=child_tags) as child:
                 child.log_params({"setting": trained.setting.to_dict(), "train": trained.train_config.to_dict()})
-                metrics = {k: finite_or_none(s[k]) for k in ("sigma_data", "memorization_auc", "held_out_error",
-                                                              "train_error", "best_val_loss", "best_epoch",
-                                                              "epochs_run", "train_seconds")}
+                metrics = {
+                    k: finite_or_none(s[k])
+                    for k in (
+                        "sigma_data",
+                        "memorization_auc",
+                        "held_out_error",
+                        "train_error",
+                        "best_val_loss",
+                        "best_epoch",
+                        "epochs_run",
+                        "train_seconds",
+                    )
+                }
                 for st, part in rows.groupby("score_type"):
                     metrics[f"{st}.best_frame_auc"] = float(part["frame_auc"].max())
                     metrics[f"{st}.best_paper_auc"] = float(part["paper_auc"].max())
@@ -130,10 +192,13 @@ def parameter_study(context: AssetExecutionContext, config: ParameterStudyConfig
                         metrics[f"{st}.reliability.{variant}"] = finite_or_none(v["reliability"].iloc[0])
                 child.log_metrics(metrics)
                 child.log_series("train_loss", [h["train_loss"] for h in trained.result.history])
-                child.log_series("val_loss", [h["val_loss"] for h in trained.result.history
-                                              if h.get("val_loss") is not None])
-            context.log.info(f"study: {s['setting_id']} trained in {s['train_seconds']:.1f}s, "
-                             f"memorization AUC {s['memorization_auc']:.3f}")
+                child.log_series(
+                    "val_loss", [h["val_loss"] for h in trained.result.history if h.get("val_loss") is not None]
+                )
+            context.log.info(
+                f"study: {s['setting_id']} trained in {s['train_seconds']:.1f}s, "
+                f"memorization AUC {s['memorization_auc']:.3f}"
+            )
 
         start = time.perf_counter()
         result = run_study(data, study_config, callback=log_child, log=context.log.info)
@@ -145,9 +210,15 @@ def parameter_study(context: AssetExecutionContext, config: ParameterStudyConfig
         md_key = keys.study("comparison.md")
         store.write_bytes(md_key, f"# Parameter study: {spec.name}\n\n{comparison}\n".encode())
         summary = label_free_summary(result.table)
-        json_key = store.write_json(keys.study("label_free.json"), {
-            "dataset": spec.name, "seconds": seconds, "selections": summary,
-            "seed_spread": seed_spread(result.table).to_dict("records")})
+        json_key = store.write_json(
+            keys.study("label_free.json"),
+            {
+                "dataset": spec.name,
+                "seconds": seconds,
+                "selections": summary,
+                "seed_spread": seed_spread(result.table).to_dict("records"),
+            },
+        )
         figures = {}
         for name, png in study_heatmaps(result.table).items():
             figures[name] = keys.study(f"figures/{name}")
@@ -188,12 +259,20 @@ def _link(location: str) -> str:
 
 
 parameter_study_job = define_asset_job(
-    STUDY_JOB, selection=AssetSelection.assets("parameter_study"),
+    STUDY_JOB,
+    selection=AssetSelection.assets("parameter_study"),
     description="Run the parameter study on the dataset's features (reads the feature index, ground truth, manifest).",
 )
 
 study_assets = [parameter_study]
 study_jobs = [parameter_study_job]
 
-__all__ = ["ParameterStudyConfig", "STUDY_JOB", "parameter_study", "parameter_study_job",
-           "study_assets", "study_data", "study_jobs"]
+__all__ = [
+    "ParameterStudyConfig",
+    "STUDY_JOB",
+    "parameter_study",
+    "parameter_study_job",
+    "study_assets",
+    "study_data",
+    "study_jobs",
+]

@@ -1,7 +1,6 @@
 """The denoiser asset: train the EDM denoiser on the unlabelled clip features of the train videos."""
 
 import time
-from typing import Optional
 
 import numpy as np
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
@@ -49,11 +48,12 @@ class TrainingConfig(Config):
     embedding: str = _TRAIN.embedding
     fourier_features: int = _TRAIN.fourier_features
     tile_embedding: bool = True
-    device: Optional[str] = None
+    device: str | None = None
 
     def to_core(self, n_tiles: int = 0, device: str | None = None) -> TrainConfig:
-        return core_config(self, TrainConfig, n_tiles=n_tiles if self.tile_embedding else 0,
-                           device=self.device or device)
+        return core_config(
+            self, TrainConfig, n_tiles=n_tiles if self.tile_embedding else 0, device=self.device or device
+        )
 
 
 def model_name(dataset: str) -> str:
@@ -61,11 +61,20 @@ def model_name(dataset: str) -> str:
     return f"vad-denoiser-{dataset}"
 
 
-@asset(group_name="training", deps=["feature_index"],
-       description="The EDM denoiser trained on every train video's clip features (no labels): "
-       "checkpoint with EMA weights, feature scaler, sigma_data, config and data fingerprint.")
-def denoiser(context: AssetExecutionContext, config: TrainingConfig, storage: VadStorage,
-             dataset: DatasetResource, backbone: BackboneResource, tracker: ExperimentTracker) -> MaterializeResult:
+@asset(
+    group_name="training",
+    deps=["feature_index"],
+    description="The EDM denoiser trained on every train video's clip features (no labels): "
+    "checkpoint with EMA weights, feature scaler, sigma_data, config and data fingerprint.",
+)
+def denoiser(
+    context: AssetExecutionContext,
+    config: TrainingConfig,
+    storage: VadStorage,
+    dataset: DatasetResource,
+    backbone: BackboneResource,
+    tracker: ExperimentTracker,
+) -> MaterializeResult:
     spec = dataset_spec(storage, dataset)
     store, keys = storage.store(), storage.dataset_keys(spec.name)
     index = read_table(store, keys.feature_index, "feature_index")
@@ -73,17 +82,27 @@ def denoiser(context: AssetExecutionContext, config: TrainingConfig, storage: Va
     rows, x = load_feature_rows(store, keys, train_ids)
     tiles = rows["tile"].to_numpy(np.int64)
     train_config = config.to_core(n_tiles=int(tiles.max()) + 1, device=backbone.resolved_device())
-    features_fp = combined_fingerprint(dict(zip(index["video_id"], index["table_sha256"])))
+    features_fp = combined_fingerprint(dict(zip(index["video_id"], index["table_sha256"], strict=True)))
     context.log.info(f"training on {x.shape[0]} rows x {x.shape[1]} dims from {len(train_ids)} videos")
 
     def progress(event: dict) -> None:
         if event.get("event") == "epoch" and (event["epoch"] % 5 == 0 or event["epoch"] == 1):
-            context.log.info(f"epoch {event['epoch']}/{event['epochs']}: train {event['train_loss']:.4f} "
-                             f"val {event.get('val_loss')} ({event['elapsed_s']:.1f}s)")
+            context.log.info(
+                f"epoch {event['epoch']}/{event['epochs']}: train {event['train_loss']:.4f} "
+                f"val {event.get('val_loss')} ({event['elapsed_s']:.1f}s)"
+            )
 
     with tracker.start_run(run_name=f"{spec.name}/denoiser", tags=run_tags(context, spec)) as run:
-        run.log_params({"dataset": spec.name, "backbone": str(index["backbone"].iloc[0]), "train": train_config.to_dict(),
-                        "train_videos": len(train_ids), "rows": int(x.shape[0]), "feature_dim": int(x.shape[1])})
+        run.log_params(
+            {
+                "dataset": spec.name,
+                "backbone": str(index["backbone"].iloc[0]),
+                "train": train_config.to_dict(),
+                "train_videos": len(train_ids),
+                "rows": int(x.shape[0]),
+                "feature_dim": int(x.shape[1]),
+            }
+        )
         start = time.perf_counter()
         result = fit(x, train_config, callback=progress, tiles=tiles if train_config.n_tiles else None)
         seconds = time.perf_counter() - start
@@ -109,30 +128,47 @@ def denoiser(context: AssetExecutionContext, config: TrainingConfig, storage: Va
         run.set_tags({"data_fingerprint": result.fingerprint, "features_fingerprint": features_fp})
         run.log_artifact(checkpoint, "denoiser.pt", "denoiser")
         run.log_artifact(loss_png, "loss_curve.png", "plots")
-        version = run.register_model(model_name(spec.name), "denoiser", tags={
-            "dataset": spec.name, "data_fingerprint": result.fingerprint,
-            "sigma_data": f"{result.sigma_data:.6g}", "dagster_run_id": context.run.run_id})
+        version = run.register_model(
+            model_name(spec.name),
+            "denoiser",
+            tags={
+                "dataset": spec.name,
+                "data_fingerprint": result.fingerprint,
+                "sigma_data": f"{result.sigma_data:.6g}",
+                "dagster_run_id": context.run.run_id,
+            },
+        )
         info = {
-            "dataset": spec.name, "checkpoint": store.location(keys.denoiser), "features_fingerprint": features_fp,
-            "data_fingerprint": result.fingerprint, "train_config": train_config.to_dict(),
-            "n_train": result.n_train, "n_val": result.n_val, "train_videos": train_ids,
-            "history": history, **figures,
-            "mlflow_run_id": run.run_id, "model_name": model_name(spec.name), "model_version": version,
+            "dataset": spec.name,
+            "checkpoint": store.location(keys.denoiser),
+            "features_fingerprint": features_fp,
+            "data_fingerprint": result.fingerprint,
+            "train_config": train_config.to_dict(),
+            "n_train": result.n_train,
+            "n_val": result.n_val,
+            "train_videos": train_ids,
+            "history": history,
+            **figures,
+            "mlflow_run_id": run.run_id,
+            "model_name": model_name(spec.name),
+            "model_version": version,
             "dagster_run_id": context.run.run_id,
         }
         store.write_json(keys.denoiser_info, info)
         run.log_artifact(store.read_bytes(keys.denoiser_info), "denoiser.json", "denoiser")
-    return MaterializeResult(metadata={
-        "checkpoint": MetadataValue.path(store.location(keys.denoiser)),
-        "loss_curve": MetadataValue.path(store.location(keys.loss_curve)),
-        "rows": int(x.shape[0]),
-        "feature_dim": int(x.shape[1]),
-        **{k: v for k, v in figures.items() if v is not None},
-        "data_fingerprint": result.fingerprint,
-        "features_fingerprint": features_fp or "",
-        "mlflow_run_id": run.run_id or "",
-        "model_version": version or "",
-    })
+    return MaterializeResult(
+        metadata={
+            "checkpoint": MetadataValue.path(store.location(keys.denoiser)),
+            "loss_curve": MetadataValue.path(store.location(keys.loss_curve)),
+            "rows": int(x.shape[0]),
+            "feature_dim": int(x.shape[1]),
+            **{k: v for k, v in figures.items() if v is not None},
+            "data_fingerprint": result.fingerprint,
+            "features_fingerprint": features_fp or "",
+            "mlflow_run_id": run.run_id or "",
+            "model_version": version or "",
+        }
+    )
 
 
 __all__ = ["TrainingConfig", "denoiser", "model_name"]

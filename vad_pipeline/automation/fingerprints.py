@@ -3,12 +3,13 @@
 Kept apart from the sensor and the schedule so both the assets and the automation use one
 definition of "changed".
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from vad_core.io.store import TableStore
 from vad_pipeline.resources.storage import DatasetKeys

@@ -1,7 +1,9 @@
 """Asset jobs: what the sensor, the schedule, the UI's launchpad and the demo runner launch."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from dagster import AssetSelection, define_asset_job
 
@@ -16,7 +18,8 @@ footage_job = define_asset_job(
     description="Scan the footage root into the video manifest and read the ground truth.",
 )
 
-# Partitioned like clip_features (inferred): one run per video partition, the unit of parallel work (design.md, "Scaling").
+# Partitioned like clip_features (inferred): one run per video partition, the unit of parallel work
+# (design.md, "Scaling").
 features_job = define_asset_job(
     FEATURES_JOB,
     selection=AssetSelection.assets("clip_features"),
@@ -41,21 +44,30 @@ CONFIGURABLE = {
 }
 
 
-def job_run_config(job: str, asset_configs: Mapping[str, Mapping[str, Any]],
-                   log_level: str | None = None) -> dict[str, Any]:
+def job_run_config(
+    job: str, asset_configs: Mapping[str, Mapping[str, Any]], log_level: str | None = None
+) -> dict[str, Any]:
     """Run config for `job` from `{asset: {field: value}}`, keeping the assets the job has.
 
     `log_level` sets the console logger (the demo keeps Dagster's per-step DEBUG lines off the
     terminal; every event is still stored in the instance and shown by the UI).
     """
-    config: dict[str, Any] = {"ops": {a: {"config": dict(asset_configs[a])}
-                                      for a in CONFIGURABLE[job] if asset_configs.get(a)}}
+    config: dict[str, Any] = {
+        "ops": {a: {"config": dict(asset_configs[a])} for a in CONFIGURABLE[job] if asset_configs.get(a)}
+    }
     if log_level:
         config["loggers"] = {"console": {"config": {"log_level": log_level}}}
     return config
 
 
 __all__ = [
-    "CONFIGURABLE", "FEATURES_JOB", "FOOTAGE_JOB", "STUDY_ASSETS", "TRAINING_JOB", "features_job", "footage_job",
-    "job_run_config", "training_job"
+    "CONFIGURABLE",
+    "FEATURES_JOB",
+    "FOOTAGE_JOB",
+    "STUDY_ASSETS",
+    "TRAINING_JOB",
+    "features_job",
+    "footage_job",
+    "job_run_config",
+    "training_job",
 ]

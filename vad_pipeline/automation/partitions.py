@@ -3,6 +3,7 @@
 Video ids are paths under the footage root without extension (`testing/frames/01`), which
 Dagster accepts as partition keys; the sensor (or the demo runner) adds them as footage appears.
 """
+
 from __future__ import annotations
 
 from dagster import DynamicPartitionsDefinition

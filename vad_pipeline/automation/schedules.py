@@ -4,10 +4,11 @@ Weekly by default (Mondays 03:00); `VAD_RETRAIN_CRON` or `build_retraining_sched
 changes it. "Changed" compares the fingerprint of the feature tables on disk now with the one
 recorded beside the last trained denoiser.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from dagster import (
     DefaultScheduleStatus,
@@ -18,11 +19,15 @@ from dagster import (
     schedule,
 )
 
+from vad_pipeline.automation.fingerprints import (
+    combined_fingerprint,
+    feature_table_fingerprints,
+    last_trained_fingerprint,
+)
 from vad_pipeline.automation.jobs import TRAINING_JOB, job_run_config, training_job
 from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME
 from vad_pipeline.resources.dataset import DatasetResource
 from vad_pipeline.resources.storage import VadStorage
-from vad_pipeline.automation.fingerprints import combined_fingerprint, feature_table_fingerprints, last_trained_fingerprint
 
 DEFAULT_CRON = "0 3 * * 1"
 
@@ -66,8 +71,11 @@ def build_retraining_schedule(
         if not run:
             return SkipReason(reason)
         context.log.info(reason)
-        return RunRequest(run_key=f"retrain@{current}", run_config=job_run_config(TRAINING_JOB, spec.run_config),
-                          tags={"vad/dataset": spec.name, "vad/reason": reason[:200]})
+        return RunRequest(
+            run_key=f"retrain@{current}",
+            run_config=job_run_config(TRAINING_JOB, spec.run_config),
+            tags={"vad/dataset": spec.name, "vad/reason": reason[:200]},
+        )
 
     return _schedule
 

@@ -7,12 +7,13 @@ one manifest refresh. Run keys carry the video's fingerprint, so a request is ne
 for the same state of a file: ticks are idempotent. Videos that disappeared are reported in the
 tick's log and left alone (their partitions and tables stay, nothing crashes).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
 
 from dagster import (
     DefaultSensorStatus,
@@ -24,12 +25,12 @@ from dagster import (
     sensor,
 )
 
-from vad_pipeline.specs import DatasetSpec
+from vad_pipeline.automation.fingerprints import stat_fingerprint
 from vad_pipeline.automation.jobs import FEATURES_JOB, FOOTAGE_JOB, features_job, footage_job, job_run_config
 from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME, video_partitions
 from vad_pipeline.resources.dataset import DatasetResource
 from vad_pipeline.resources.storage import VadStorage
-from vad_pipeline.automation.fingerprints import stat_fingerprint
+from vad_pipeline.specs import DatasetSpec
 
 # discover(spec) -> {video_id: fingerprint}, plus the ids it could not read this tick.
 Discover = Callable[[DatasetSpec], tuple[dict[str, str], dict[str, str]]]
@@ -79,10 +80,13 @@ def plan_footage_update(
     or a partition whose features were never written (e.g. added before a failed run)."""
     known = set(partitions)
     new = tuple(sorted(v for v in found if v not in known))
-    changed = tuple(sorted(
-        v for v in found
-        if v in known and ((v in cursor and cursor[v] != found[v]) or (v not in cursor and not has_features(v)))
-    ))
+    changed = tuple(
+        sorted(
+            v
+            for v in found
+            if v in known and ((v in cursor and cursor[v] != found[v]) or (v not in cursor and not has_features(v)))
+        )
+    )
     removed = tuple(sorted(v for v in known if v not in found))
     return FootagePlan(new=new, changed=changed, removed=removed, cursor=dict(found))
 
@@ -131,21 +135,31 @@ def build_new_footage_sensor(
             has_features=lambda vid: store.exists(keys.features(vid)),
         )
         if plan.removed:
-            context.log.warning(f"{len(plan.removed)} partitioned videos are gone from {spec.footage_root}: "
-                                f"{', '.join(plan.removed[:20])}{' ...' if len(plan.removed) > 20 else ''}")
+            context.log.warning(
+                f"{len(plan.removed)} partitioned videos are gone from {spec.footage_root}: "
+                f"{', '.join(plan.removed[:20])}{' ...' if len(plan.removed) > 20 else ''}"
+            )
         cursor = json.dumps(plan.cursor, sort_keys=True)
         if not plan.to_extract:
             # Removed videos still change what the manifest should say: refresh it once.
             requests = [_manifest_request(plan, spec)] if plan.removed and previous.keys() != plan.cursor.keys() else []
             if requests:
                 return SensorResult(run_requests=requests, cursor=cursor)
-            return SensorResult(skip_reason=SkipReason(
-                f"no new or changed footage: {len(found)} videos known"
-                + (f", {len(plan.removed)} removed" if plan.removed else "")), cursor=cursor)
+            return SensorResult(
+                skip_reason=SkipReason(
+                    f"no new or changed footage: {len(found)} videos known"
+                    + (f", {len(plan.removed)} removed" if plan.removed else "")
+                ),
+                cursor=cursor,
+            )
         requests = [
-            RunRequest(job_name=FEATURES_JOB, partition_key=vid, run_key=f"{vid}@{found[vid]}",
-                       run_config=job_run_config(FEATURES_JOB, spec.run_config),
-                       tags={"vad/dataset": spec.name, "vad/reason": "new" if vid in plan.new else "changed"})
+            RunRequest(
+                job_name=FEATURES_JOB,
+                partition_key=vid,
+                run_key=f"{vid}@{found[vid]}",
+                run_config=job_run_config(FEATURES_JOB, spec.run_config),
+                tags={"vad/dataset": spec.name, "vad/reason": "new" if vid in plan.new else "changed"},
+            )
             for vid in plan.to_extract
         ]
         requests.append(_manifest_request(plan, spec))
@@ -161,14 +175,19 @@ def build_new_footage_sensor(
 
 def _manifest_request(plan: FootagePlan, spec: DatasetSpec) -> RunRequest:
     digest = hashlib.sha256(json.dumps(plan.cursor, sort_keys=True).encode()).hexdigest()[:16]
-    return RunRequest(job_name=FOOTAGE_JOB, run_key=f"manifest@{digest}",
-                      run_config=job_run_config(FOOTAGE_JOB, spec.run_config))
+    return RunRequest(
+        job_name=FOOTAGE_JOB, run_key=f"manifest@{digest}", run_config=job_run_config(FOOTAGE_JOB, spec.run_config)
+    )
 
 
 new_footage_sensor = build_new_footage_sensor()
 
 
 __all__ = [
-    "Discover", "FootagePlan", "build_new_footage_sensor", "discover_footage", "new_footage_sensor",
-    "plan_footage_update"
+    "Discover",
+    "FootagePlan",
+    "build_new_footage_sensor",
+    "discover_footage",
+    "new_footage_sensor",
+    "plan_footage_update",
 ]

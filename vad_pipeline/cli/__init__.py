@@ -8,6 +8,7 @@ A command is a module with `add_parser(subparsers)`, which registers its parser 
 `run(args) -> exit code` as its default; list it in `COMMANDS`. A user error (`VADInputError`:
 a bad spec, a missing table) prints one line naming the problem and exits with status 2.
 """
+
 from __future__ import annotations
 
 import argparse

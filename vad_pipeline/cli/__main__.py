@@ -1,4 +1,5 @@
 """`python -m vad_pipeline.cli` = the `vad` command."""
+
 import sys
 
 from vad_pipeline.cli import main

@@ -9,20 +9,21 @@ run per video partition (as the sensor would launch them), then one run that ind
 features, trains, scores and reports. Each partition run's Dagster overhead (its wall time
 minus the extraction's own time) is measured and printed.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
 
 from vad_core.errors import VADInputError
-
 from vad_pipeline.automation.jobs import FEATURES_JOB, FOOTAGE_JOB, TRAINING_JOB, job_run_config
 from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME
 from vad_pipeline.cli.instance import dagster_home
@@ -54,20 +55,34 @@ class PipelineSummary:
         return sum(over) / len(over)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "stage_seconds": self.stage_seconds,
-                "partition_wall_s": self.partition_wall_s, "partition_work_s": self.partition_work_s,
-                "overhead_per_partition_s": self.overhead_per_partition_s,
-                "report_path": self.report_path, "run_ids": self.run_ids}
+        return {
+            "dataset": self.dataset,
+            "stage_seconds": self.stage_seconds,
+            "partition_wall_s": self.partition_wall_s,
+            "partition_work_s": self.partition_work_s,
+            "overhead_per_partition_s": self.overhead_per_partition_s,
+            "report_path": self.report_path,
+            "run_ids": self.run_ids,
+        }
 
 
 def _step_seconds(instance: DagsterInstance, result: ExecuteInProcessResult) -> dict[str, float]:
-    return {s.step_key: (s.end_time or 0) - (s.start_time or 0)
-            for s in instance.get_run_step_stats(result.run_id) if s.start_time and s.end_time}
+    return {
+        s.step_key: (s.end_time or 0) - (s.start_time or 0)
+        for s in instance.get_run_step_stats(result.run_id)
+        if s.start_time and s.end_time
+    }
 
 
-def materialize_all(defs: Definitions, instance: DagsterInstance, spec: DatasetSpec, storage: VadStorage,
-                    run_config: Mapping[str, Mapping[str, Any]] | None = None, echo: Echo = print,
-                    log_level: str = "WARNING") -> PipelineSummary:
+def materialize_all(
+    defs: Definitions,
+    instance: DagsterInstance,
+    spec: DatasetSpec,
+    storage: VadStorage,
+    run_config: Mapping[str, Mapping[str, Any]] | None = None,
+    echo: Echo = print,
+    log_level: str = "WARNING",
+) -> PipelineSummary:
     """Materialize every asset of `spec`: footage, one features run per video, then the rest.
 
     `run_config` is `{asset: {field: value}}`; it defaults to the spec's own `run_config`.
@@ -77,8 +92,7 @@ def materialize_all(defs: Definitions, instance: DagsterInstance, spec: DatasetS
     summary = PipelineSummary(spec.name)
 
     t0 = time.perf_counter()
-    res = defs.resolve_job_def(FOOTAGE_JOB).execute_in_process(
-        instance=instance, run_config=cfg(FOOTAGE_JOB))
+    res = defs.resolve_job_def(FOOTAGE_JOB).execute_in_process(instance=instance, run_config=cfg(FOOTAGE_JOB))
     summary.run_ids.append(res.run_id)
     summary.stage_seconds["footage (manifest + ground truth)"] = time.perf_counter() - t0
     store, keys = storage.store(), storage.dataset_keys(spec.name)
@@ -110,8 +124,7 @@ def materialize_all(defs: Definitions, instance: DagsterInstance, spec: DatasetS
     summary.stage_seconds["features (all partitions)"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    res = defs.resolve_job_def(TRAINING_JOB).execute_in_process(
-        instance=instance, run_config=cfg(TRAINING_JOB))
+    res = defs.resolve_job_def(TRAINING_JOB).execute_in_process(instance=instance, run_config=cfg(TRAINING_JOB))
     summary.run_ids.append(res.run_id)
     summary.stage_seconds["train, score, report (one run)"] = time.perf_counter() - t0
     for step, seconds in _step_seconds(instance, res).items():
@@ -126,27 +139,34 @@ def format_summary(summary: PipelineSummary, storage: VadStorage, tracking: str)
     lines = ["", f"== {summary.dataset}: frame-level results"]
     report = summary.report or {}
     if report.get("n_labelled_frames"):
-        lines.append(f"   on {report['n_labelled_frames']} labelled frames of {len(report['evaluated_videos'])} "
-                     f"evaluated videos ({report['n_anomalous_frames']} anomalous)")
+        lines.append(
+            f"   on {report['n_labelled_frames']} labelled frames of {len(report['evaluated_videos'])} "
+            f"evaluated videos ({report['n_anomalous_frames']} anomalous)"
+        )
         lines.append(f"   {'scorer':<12} {'ROC AUC':>8} {'AP':>7} {'smoothed':>9} {'paper-protocol*':>16}")
         for name, r in report["scorers"].items():
             m = r.get("metrics")
             if m:
                 sm = m.get("smoothed_roc_auc")
-                lines.append(f"   {name:<12} {m['roc_auc']:>8.4f} {m['average_precision']:>7.4f} "
-                             f"{(f'{sm:.4f}' if sm is not None else 'n/a'):>9} {m['paper_protocol_auc']:>16.4f}")
+                lines.append(
+                    f"   {name:<12} {m['roc_auc']:>8.4f} {m['average_precision']:>7.4f} "
+                    f"{(f'{sm:.4f}' if sm is not None else 'n/a'):>9} {m['paper_protocol_auc']:>16.4f}"
+                )
             else:
                 lines.append(f"   {name:<12} n/a")
-        lines.append("   * paper protocol = ROC AUC of the binarised batch decisions (balanced accuracy), "
-                     "reported beside the headline, not instead of it")
+        lines.append(
+            "   * paper protocol = ROC AUC of the binarised batch decisions (balanced accuracy), "
+            "reported beside the headline, not instead of it"
+        )
     else:
         lines.append(f"   no labelled frames: {report.get('note') or 'no ground truth'}")
     lines.append("== wall time")
     for stage, seconds in summary.stage_seconds.items():
         lines.append(f"   {stage:<44} {seconds:8.1f} s")
     if summary.overhead_per_partition_s is not None:
-        lines.append(f"   Dagster overhead per video partition run (wall - extraction): "
-                     f"{summary.overhead_per_partition_s:.2f} s")
+        lines.append(
+            f"   Dagster overhead per video partition run (wall - extraction): {summary.overhead_per_partition_s:.2f} s"
+        )
     lines += [
         "== outputs",
         f"   report:   {summary.report_path}",
@@ -160,8 +180,9 @@ def format_summary(summary: PipelineSummary, storage: VadStorage, tracking: str)
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """`vad demo`."""
-    parser = commands.add_parser("demo", help="materialize every asset of a dataset and print the figures",
-                                 description=__doc__.splitlines()[0])
+    parser = commands.add_parser(
+        "demo", help="materialize every asset of a dataset and print the figures", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--dataset", help="spec name or YAML path (default: VAD_DATASET, else demo)")
     parser.add_argument("--config", help="JSON file of asset configs: {asset_name: {field: value}}")
     parser.add_argument("--summary-json", help="also write the timings and figures here")
@@ -199,8 +220,11 @@ def run(args: argparse.Namespace) -> int:
     generate_s = time.perf_counter() - t0
     with DagsterInstance.get() as instance:
         summary = materialize_all(defs, instance, spec, storage, run_config, log_level=args.log_level)
-    summary.stage_seconds = {"generate footage": generate_s, **summary.stage_seconds,
-                             "total": time.perf_counter() - total}
+    summary.stage_seconds = {
+        "generate footage": generate_s,
+        **summary.stage_seconds,
+        "total": time.perf_counter() - total,
+    }
     print(format_summary(summary, storage, MLflowTracker().describe()))
     print("   mlflow ui --backend-store-uri " + MLflowTracker().resolved_uri())
     if args.summary_json:

@@ -1,4 +1,5 @@
 """The Dagster instance folder (DAGSTER_HOME) the CLI commands share, created with telemetry off."""
+
 from __future__ import annotations
 
 import os

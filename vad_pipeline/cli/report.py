@@ -9,6 +9,7 @@ through the storage interface, renders report.json, report.md and the plots with
 to the spec's `run_config.evaluation_report`, then the pipeline's defaults; nothing is logged to
 MLflow (the asset does that when it runs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,11 @@ from vad_pipeline.specs import load_spec
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """`vad report`."""
-    parser = commands.add_parser("report", help="rebuild a dataset's report from its tables (no Dagster run)",
-                                 description=__doc__.splitlines()[0])
+    parser = commands.add_parser(
+        "report",
+        help="rebuild a dataset's report from its tables (no Dagster run)",
+        description=__doc__.splitlines()[0],
+    )
     parser.add_argument("--dataset", help="spec name or YAML path (default: VAD_DATASET, else demo)")
     parser.add_argument("--home", help="storage root (default: VAD_HOME, else ./vad_home)")
     parser.add_argument("--smoothing-sigma", type=float, help="Gaussian smoothing of frame scores, frames (0: off)")

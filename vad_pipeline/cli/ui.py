@@ -5,6 +5,7 @@ or the next free ones). Each server starts in its own session (process group): a
 in the background ignores SIGTERM unless it leads its own group, so Ctrl-C here signals each
 group and waits, then kills what is left.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from vad_pipeline.cli.instance import dagster_home
 from vad_pipeline.resources.storage import VadStorage
@@ -49,14 +50,23 @@ def start_dagster_dev(port: int, env: Mapping[str, str] | None = None, log: Path
     out = open(log, "ab") if log else subprocess.DEVNULL
     return subprocess.Popen(
         [_exe("dagster"), "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def start_mlflow_ui(port: int, tracking_uri: str, log: Path | None = None) -> subprocess.Popen:
     out = open(log, "ab") if log else subprocess.DEVNULL
     return subprocess.Popen(
         [_exe("mlflow"), "ui", "--backend-store-uri", tracking_uri, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        cwd=REPO,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def stop_process_groups(procs: list[subprocess.Popen], timeout: float = 30.0) -> None:
@@ -110,8 +120,11 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """`vad ui`."""
-    parser = commands.add_parser("ui", help="start the Dagster UI (with the daemon) and the MLflow UI on 127.0.0.1",
-                                 description=__doc__.splitlines()[0])
+    parser = commands.add_parser(
+        "ui",
+        help="start the Dagster UI (with the daemon) and the MLflow UI on 127.0.0.1",
+        description=__doc__.splitlines()[0],
+    )
     parser.set_defaults(run=run)
 
 
@@ -160,5 +173,13 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-__all__ = ["add_parser", "free_port", "run", "start_dagster_dev", "start_mlflow_ui", "stop_process_group",
-           "stop_process_groups", "wait_http"]
+__all__ = [
+    "add_parser",
+    "free_port",
+    "run",
+    "start_dagster_dev",
+    "start_mlflow_ui",
+    "stop_process_group",
+    "stop_process_groups",
+    "wait_http",
+]

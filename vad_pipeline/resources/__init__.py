@@ -1,4 +1,5 @@
 """Dagster resources, one module per resource: storage, dataset, backbone, experiment tracking."""
+
 from vad_pipeline.resources.backbone import BackboneResource
 from vad_pipeline.resources.dataset import DatasetResource
 from vad_pipeline.resources.storage import DatasetKeys, VadStorage

@@ -1,9 +1,10 @@
 """The backbone resource: the clip embedder (by registry name) and its device."""
+
 from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Optional
+from typing import Any
 
 from dagster import ConfigurableResource
 
@@ -18,9 +19,9 @@ class BackboneResource(ConfigurableResource):
     `pixelstats-2` (weight-free, for tests and quick runs).
     """
 
-    name: Optional[str] = None
-    device: Optional[str] = None
-    weights: Optional[str] = None
+    name: str | None = None
+    device: str | None = None
+    weights: str | None = None
 
     def resolved_name(self) -> str:
         return self.name or os.environ.get("VAD_BACKBONE") or "i3d"

@@ -1,8 +1,8 @@
 """The dataset resource: which dataset spec (YAML) the pipeline runs on."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from dagster import ConfigurableResource
 
@@ -15,7 +15,7 @@ class DatasetResource(ConfigurableResource):
     None reads `VAD_DATASET` at use time, then falls back to the demo spec.
     """
 
-    spec: Optional[str] = None
+    spec: str | None = None
 
     def load(self, home: Path | None = None) -> DatasetSpec:
         return load_spec(self.spec, home=home)

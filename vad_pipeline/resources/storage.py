@@ -5,11 +5,11 @@ and writes through; `DatasetKeys` fixes the layout under it (design.md). Assets 
 key and never touch a path for them, so another backend (an object store) is a different store,
 not an edit of the assets: `home` may later be any location `vad_core.io.store.open_store` knows.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from dagster import ConfigurableResource
 
@@ -100,7 +100,7 @@ class VadStorage(ConfigurableResource):
     or a shell can point it elsewhere. All writes are atomic (see `vad_core.io.store`).
     """
 
-    home: Optional[str] = None
+    home: str | None = None
 
     def root(self) -> Path:
         """The local folder of the instance state (Dagster home, MLflow store, logs) and the tables."""

@@ -6,6 +6,7 @@ instead of silently logging nothing. `MLflowTracker` logs to MLflow's client (th
 resource: the `dagster-mlflow` package pins old versions); `RecordingTracker` keeps every call
 in memory so a test asserts what a run logged.
 """
+
 from __future__ import annotations
 
 import functools
@@ -17,11 +18,12 @@ import tempfile
 import time
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any
 
 from dagster import ConfigurableResource
 
@@ -40,10 +42,16 @@ def code_version() -> str:
         version = "0+unknown"
     repo = Path(__file__).resolve().parents[2]
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repo, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return f"{version}+g{sha}{'.dirty' if dirty else ''}"
     except (OSError, subprocess.SubprocessError):
         return version
@@ -135,7 +143,7 @@ class _MLflowRun(TrackedRun):
         # MLflow caps a param value at 6000 characters; longer values are cut, marked as such.
         items = [Param(k[:250], v if len(v) <= 6000 else v[:5990] + "...[cut]") for k, v in flat.items()]
         for i in range(0, len(items), 100):
-            self._client.log_batch(self.run_id, params=items[i:i + 100])
+            self._client.log_batch(self.run_id, params=items[i : i + 100])
 
     def log_metrics(self, metrics: Mapping[str, float | None], step: int | None = None) -> None:
         from mlflow.entities import Metric
@@ -143,15 +151,17 @@ class _MLflowRun(TrackedRun):
         now = int(time.time() * 1000)
         items = [Metric(k, v, now, step or 0) for k, v in finite_metrics(metrics).items()]
         for i in range(0, len(items), 500):
-            self._client.log_batch(self.run_id, metrics=items[i:i + 500])
+            self._client.log_batch(self.run_id, metrics=items[i : i + 500])
 
     def log_series(self, name: str, values: Sequence[float | None]) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(name, float(v), now, i) for i, v in enumerate(values) if v is not None and math.isfinite(float(v))]
+        items = [
+            Metric(name, float(v), now, i) for i, v in enumerate(values) if v is not None and math.isfinite(float(v))
+        ]
         for i in range(0, len(items), 500):
-            self._client.log_batch(self.run_id, metrics=items[i:i + 500])
+            self._client.log_batch(self.run_id, metrics=items[i : i + 500])
 
     def log_artifact(self, data: bytes, file_name: str, artifact_path: str | None = None) -> None:
         # MLflow's client uploads local files: stage the bytes under their name in a private folder.
@@ -173,7 +183,9 @@ class _MLflowRun(TrackedRun):
         except MlflowException:
             pass  # already registered: add a version to it
         version = self._client.create_model_version(
-            name, source=f"{self.artifact_uri}/{artifact_path}", run_id=self.run_id,
+            name,
+            source=f"{self.artifact_uri}/{artifact_path}",
+            run_id=self.run_id,
             tags={k: str(v) for k, v in (tags or {}).items() if v is not None},
         )
         return str(version.version)
@@ -187,9 +199,9 @@ class MLflowTracker(ExperimentTracker):
     `<home>/mlflow/artifacts`.
     """
 
-    tracking_uri: Optional[str] = None
+    tracking_uri: str | None = None
     experiment: str = "vad-diffusion"
-    home: Optional[str] = None
+    home: str | None = None
 
     def resolved_uri(self) -> str:
         if self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
@@ -229,8 +241,11 @@ class MLflowTracker(ExperimentTracker):
     @contextmanager
     def start_run(self, run_name: str, tags: Mapping[str, Any] | None = None) -> Iterator[TrackedRun]:
         client = self.client()
-        run = client.create_run(self.experiment_id(client), run_name=run_name,
-                                tags={k: str(v) for k, v in (tags or {}).items() if v is not None})
+        run = client.create_run(
+            self.experiment_id(client),
+            run_name=run_name,
+            tags={k: str(v) for k, v in (tags or {}).items() if v is not None},
+        )
         handle = _MLflowRun(client, run)
         try:
             yield handle
@@ -334,8 +349,9 @@ class RecordingTracker(ExperimentTracker):
     @contextmanager
     def start_run(self, run_name: str, tags: Mapping[str, Any] | None = None) -> Iterator[TrackedRun]:
         rec = self.recording()
-        record = RecordedRun(run_name, {k: str(v) for k, v in (tags or {}).items() if v is not None},
-                             run_id=uuid.uuid4().hex)
+        record = RecordedRun(
+            run_name, {k: str(v) for k, v in (tags or {}).items() if v is not None}, run_id=uuid.uuid4().hex
+        )
         rec.runs.append(record)
         try:
             yield _RecordingRun(record, rec.versions)
@@ -346,7 +362,8 @@ class RecordingTracker(ExperimentTracker):
 
     def tag_model_version(self, name: str, version: str, tags: Mapping[str, Any]) -> None:
         self.recording().model_version_tags.setdefault((name, version), {}).update(
-            {k: str(v) for k, v in tags.items() if v is not None})
+            {k: str(v) for k, v in tags.items() if v is not None}
+        )
 
     def log_metrics_to(self, run_id: str, metrics: Mapping[str, float | None]) -> None:
         for record in self.recording().runs:
@@ -359,5 +376,14 @@ class RecordingTracker(ExperimentTracker):
         return f"recording tracker {self.name!r} (in memory)"
 
 
-__all__ = ["ExperimentTracker", "MLflowTracker", "RecordedRun", "Recording", "RecordingTracker", "TrackedRun",
-           "code_version", "finite_metrics", "flatten_params"]
+__all__ = [
+    "ExperimentTracker",
+    "MLflowTracker",
+    "RecordedRun",
+    "Recording",
+    "RecordingTracker",
+    "TrackedRun",
+    "code_version",
+    "finite_metrics",
+    "flatten_params",
+]

@@ -1,4 +1,5 @@
 """Checkpoints: weights_only, atomic, bytes or file, bit-exact scores after loading, bad files named."""
+
 from __future__ import annotations
 
 import io
@@ -61,8 +62,10 @@ def test_checkpoint_bytes_load_without_a_file_and_equal_the_saved_file(tmp_path)
     assert raw["best_epoch"] == res.best_epoch and raw["model_state_dict"] is not None
     loaded = load_checkpoint(blob, name="demo/denoiser/denoiser.pt")
     assert loaded.source == "demo/denoiser/denoiser.pt"
-    np.testing.assert_array_equal(score_rows(loaded, data.features[:40], ScoreConfig(n_draws=2)),
-                                  score_rows(res.denoiser, data.features[:40], ScoreConfig(n_draws=2)))
+    np.testing.assert_array_equal(
+        score_rows(loaded, data.features[:40], ScoreConfig(n_draws=2)),
+        score_rows(res.denoiser, data.features[:40], ScoreConfig(n_draws=2)),
+    )
     # a TrainedDenoiser keeps no raw weights and no best epoch
     raw2 = torch.load(io.BytesIO(checkpoint_bytes(loaded)), weights_only=True)
     assert raw2["model_state_dict"] is None and raw2["best_epoch"] is None

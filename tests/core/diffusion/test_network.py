@@ -1,4 +1,5 @@
 """The inner network F: shapes, conditioning, batch independence and the folded inference path."""
+
 from __future__ import annotations
 
 import itertools
@@ -7,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from vad_core.errors import VADInputError
 from vad_core.diffusion.network import DenoiserConfig, MLPDenoiser, sinusoidal_embedding
+from vad_core.errors import VADInputError
 
 VARIANTS = list(itertools.product(["film", "concat"], [0, 3], ["none", "layer"]))
 
@@ -108,8 +109,17 @@ def test_fourier_frequencies_are_fixed_by_seed_not_global_rng() -> None:
 def test_sinusoidal_embedding_by_hand() -> None:
     emb = sinusoidal_embedding(torch.tensor([0.0, 2.0]), 4, max_positions=100.0)
     # frequencies 1 and 100^(-1/2) = 0.1; [cos, cos, sin, sin]
-    expected = torch.tensor([[1.0, 1.0, 0.0, 0.0], [torch.cos(torch.tensor(2.0)), torch.cos(torch.tensor(0.2)),
-                                                     torch.sin(torch.tensor(2.0)), torch.sin(torch.tensor(0.2))]])
+    expected = torch.tensor(
+        [
+            [1.0, 1.0, 0.0, 0.0],
+            [
+                torch.cos(torch.tensor(2.0)),
+                torch.cos(torch.tensor(0.2)),
+                torch.sin(torch.tensor(2.0)),
+                torch.sin(torch.tensor(0.2)),
+            ],
+        ]
+    )
     torch.testing.assert_close(emb, expected)
 
 

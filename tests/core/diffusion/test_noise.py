@@ -1,4 +1,5 @@
 """Per-row counter-based noise: against a pure-Python splitmix64 / Box-Muller reference."""
+
 from __future__ import annotations
 
 import math

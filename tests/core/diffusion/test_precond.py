@@ -1,4 +1,5 @@
 """EDM preconditioning and loss against the formulas of method.md, evaluated by hand."""
+
 from __future__ import annotations
 
 import math
@@ -8,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from vad_core.diffusion.network import DenoiserConfig, MLPDenoiser
 from vad_core.diffusion.precond import EDMPrecond, edm_loss, edm_scalings, measure_sigma_data
 from vad_core.errors import VADInputError
-from vad_core.diffusion.network import DenoiserConfig, MLPDenoiser
 
 
 def test_scalings_at_hand_computed_points() -> None:

@@ -1,4 +1,5 @@
 """FeatureScaler: formulas at hand-computed points, round trips, state dicts, bad input."""
+
 from __future__ import annotations
 
 import io
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from vad_core.errors import VADInputError
 from vad_core.diffusion.preprocessing import FeatureScaler
+from vad_core.errors import VADInputError
 
 
 def _rows() -> np.ndarray:

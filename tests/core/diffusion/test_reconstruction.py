@@ -1,19 +1,17 @@
 """Row scores of a trained denoiser: formulas against direct computation, batch independence,
 streaming, bad input."""
+
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from tests.core._synthetic import trained
-from vad_core.errors import VADInputError
 from vad_core.diffusion.noise import row_noise
-from vad_core.diffusion.sampling import get_sigmas_karras, sigma_range
 from vad_core.diffusion.reconstruction import ScoreConfig, score_rows, score_stream
+from vad_core.diffusion.sampling import get_sigmas_karras, sigma_range
+from vad_core.errors import VADInputError
 from vad_core.scoring.rows import row_keys_for
 
 
@@ -43,7 +41,9 @@ def test_denoising_score_is_the_draw_averaged_one_step_error(model) -> None:
     # averaging draws reduces the spread of the score around its expectation
     one = score_rows(den, x, ScoreConfig(sigma=1.5, n_draws=1, seed=11), row_keys=keys)
     np.testing.assert_allclose(one, per_draw[0], rtol=1e-4)
-    many = np.mean([score_rows(den, x, ScoreConfig(sigma=1.5, n_draws=1, seed=s), row_keys=keys) for s in range(8)], axis=0)
+    many = np.mean(
+        [score_rows(den, x, ScoreConfig(sigma=1.5, n_draws=1, seed=s), row_keys=keys) for s in range(8)], axis=0
+    )
     eight = score_rows(den, x, ScoreConfig(sigma=1.5, n_draws=8, seed=0), row_keys=keys)
     assert np.abs(eight - many).mean() < np.abs(one - many).mean()
 
@@ -63,7 +63,9 @@ def test_reconstruction_from_the_last_step_is_one_denoising_step(model) -> None:
     np.testing.assert_allclose(got, expect, rtol=1e-4)
     # with one step every sampler is that Euler step
     for sampler in ("lms", "heun"):
-        np.testing.assert_allclose(score_rows(den, x, ScoreConfig(**{**cfg.to_dict(), "sampler": sampler})), got, rtol=1e-6)
+        np.testing.assert_allclose(
+            score_rows(den, x, ScoreConfig(**{**cfg.to_dict(), "sampler": sampler})), got, rtol=1e-6
+        )
 
 
 @pytest.mark.parametrize("score_type", ["denoising", "reconstruction"])
@@ -84,7 +86,9 @@ def test_a_rows_score_does_not_depend_on_its_batch(model, score_type: str, tmp_p
     mm[:] = x
     mm.flush()
     mm = np.load(tmp_path / "x.npy", mmap_mode="r")
-    np.testing.assert_array_equal(score_rows(den, mm, ScoreConfig(**{**base.to_dict(), "batch_rows": 50}), row_keys=keys), ref)
+    np.testing.assert_array_equal(
+        score_rows(den, mm, ScoreConfig(**{**base.to_dict(), "batch_rows": 50}), row_keys=keys), ref
+    )
 
 
 def test_score_stream_matches_score_rows_and_continues_default_keys(model) -> None:
@@ -110,7 +114,9 @@ def test_bad_scoring_input_is_named(model) -> None:
     with pytest.raises(VADInputError, match="2-D"):
         score_rows(den, x[0])
     x[13, 2] = np.inf
-    with pytest.raises(VADInputError, match=r"features: non-finite values in 1 row\(s\) of rows 10:20 \(first bad row: 13\)"):
+    with pytest.raises(
+        VADInputError, match=r"features: non-finite values in 1 row\(s\) of rows 10:20 \(first bad row: 13\)"
+    ):
         score_rows(den, x, ScoreConfig(batch_rows=10))
     with pytest.raises(VADInputError, match=r"row_keys: expected shape \(20,\)"):
         score_rows(den, data.features[:20], row_keys=np.arange(5))

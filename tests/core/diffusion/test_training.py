@@ -1,5 +1,6 @@
 """Training: schedules against k-diffusion's formulas, learning on synthetic clips, reproducibility,
 early stopping and bad input."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,13 +11,18 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from tests.core._synthetic import SMALL, TINY, mixture, trained
-from vad_core.errors import VADInputError
 from vad_core.diffusion.reconstruction import ScoreConfig, score_rows
-from vad_core.scoring.rows import clip_scores, row_keys_for
-from vad_core.io.hashing import fingerprint_array
 from vad_core.diffusion.training import (
-    TrainConfig, _val_loss, ema_decay, ema_update, fit, lr_factor,
+    TrainConfig,
+    _val_loss,
+    ema_decay,
+    ema_update,
+    fit,
+    lr_factor,
 )
+from vad_core.errors import VADInputError
+from vad_core.io.hashing import fingerprint_array
+from vad_core.scoring.rows import clip_scores, row_keys_for
 
 
 def test_schedules_follow_k_diffusion_inverse_lr_and_ema_warmup() -> None:

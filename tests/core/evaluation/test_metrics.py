@@ -1,7 +1,6 @@
 """Frame expansion, labels, smoothing and AUCs against hand-computed expectations."""
-from __future__ import annotations
 
-import math
+from __future__ import annotations
 
 import numpy as np
 import pandas as pd
@@ -51,8 +50,13 @@ def test_clips_to_frames_overlap_takes_max_and_any() -> None:
 def test_clips_to_frames_flag_from_lower_overlapping_clip() -> None:
     # The flagged clip has the LOWER score: the frame keeps the max score and still is anomalous.
     clips = pd.DataFrame(
-        {"video_id": ["v", "v"], "start_frame": [0, 2], "end_frame": [4, 6],
-         "score": [9.0, 1.0], "anomalous": [False, True]}
+        {
+            "video_id": ["v", "v"],
+            "start_frame": [0, 2],
+            "end_frame": [4, 6],
+            "score": [9.0, 1.0],
+            "anomalous": [False, True],
+        }
     )
     frames = clips_to_frames(clips, {"v": 6})
     assert frames.score.tolist() == [9, 9, 9, 9, 1, 1]
@@ -61,9 +65,11 @@ def test_clips_to_frames_flag_from_lower_overlapping_clip() -> None:
 
 @pytest.mark.parametrize(
     "n_frames, match",
-    [({"a": 12, "b": 3}, "'a' has 2 frames no clip covers"),
-     ({"a": 9, "b": 3}, "past its 9 frames"),
-     ({"a": 10}, "no frame count for video 'b'")],
+    [
+        ({"a": 12, "b": 3}, "'a' has 2 frames no clip covers"),
+        ({"a": 9, "b": 3}, "past its 9 frames"),
+        ({"a": 10}, "no frame count for video 'b'"),
+    ],
 )
 def test_clips_to_frames_errors(n_frames, match) -> None:
     with pytest.raises(VADInputError, match=match):
@@ -118,8 +124,14 @@ def test_paper_protocol_equals_balanced_accuracy() -> None:
 
 @pytest.mark.parametrize(
     "labels, scores, match",
-    [([], [], "empty"), ([0, 0, 0], [1, 2, 3], "one class"), ([1, 1], [1, 2], "one class"),
-     ([0, 1], [1.0, np.nan], "non-finite"), ([0, 2], [1, 2], "0 \\(normal\\)"), ([0, 1], [1], "equal length")],
+    [
+        ([], [], "empty"),
+        ([0, 0, 0], [1, 2, 3], "one class"),
+        ([1, 1], [1, 2], "one class"),
+        ([0, 1], [1.0, np.nan], "non-finite"),
+        ([0, 2], [1, 2], "0 \\(normal\\)"),
+        ([0, 1], [1], "equal length"),
+    ],
 )
 def test_auc_bad_input(labels, scores, match) -> None:
     with pytest.raises(VADInputError, match=match):
@@ -147,8 +159,9 @@ def test_smoothing_matches_gaussian_formula_at_a_point() -> None:
 
 
 def test_smoothing_does_not_cross_videos() -> None:
-    frames = pd.DataFrame({"video_id": ["a"] * 5 + ["b"] * 5, "frame": list(range(5)) * 2,
-                           "score": [0.0] * 5 + [100.0] * 5})
+    frames = pd.DataFrame(
+        {"video_id": ["a"] * 5 + ["b"] * 5, "frame": list(range(5)) * 2, "score": [0.0] * 5 + [100.0] * 5}
+    )
     out = smooth_scores(frames, 3.0)
     assert out.score.tolist() == [0.0] * 5 + [100.0] * 5
 
@@ -180,7 +193,8 @@ def test_per_video_and_evaluate() -> None:
 
 
 def test_evaluate_single_class_is_an_error() -> None:
-    frames = pd.DataFrame({"video_id": "a", "frame": [0, 1], "score": [0.1, 0.2],
-                           "anomalous": [False, True], "label": [0, 0]})
+    frames = pd.DataFrame(
+        {"video_id": "a", "frame": [0, 1], "score": [0.1, 0.2], "anomalous": [False, True], "label": [0, 0]}
+    )
     with pytest.raises(VADInputError, match="one class"):
         evaluate(frames)

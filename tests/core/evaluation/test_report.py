@@ -1,4 +1,5 @@
 """The report rebuilt from hand-made tables alone: figures against sklearn, JSON, Markdown, PNG plots."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,30 +16,68 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def _tables() -> ReportTables:
     """Two videos of 32 frames, two clips each; frames 16-31 of video b are anomalous."""
-    clips = pd.DataFrame({
-        "video_id": ["a", "a", "b", "b"], "clip": [0, 1, 0, 1], "start_frame": [0, 16, 0, 16],
-        "end_frame": [16, 32, 16, 32], "score": [0.1, 0.3, 0.2, 0.9], "tile": [0, 1, 0, 1],
-        "batch": [0, 0, 0, 0], "threshold": [0.5] * 4, "anomalous": [False, False, False, True],
-    })
+    clips = pd.DataFrame(
+        {
+            "video_id": ["a", "a", "b", "b"],
+            "clip": [0, 1, 0, 1],
+            "start_frame": [0, 16, 0, 16],
+            "end_frame": [16, 32, 16, 32],
+            "score": [0.1, 0.3, 0.2, 0.9],
+            "tile": [0, 1, 0, 1],
+            "batch": [0, 0, 0, 0],
+            "threshold": [0.5] * 4,
+            "anomalous": [False, False, False, True],
+        }
+    )
     frames = pd.DataFrame({"video_id": np.repeat(["a", "b"], 32), "frame": np.tile(np.arange(32), 2)})
     frames["score"] = np.repeat(clips["score"].to_numpy(), 16)
     frames["anomalous"] = np.repeat(clips["anomalous"].to_numpy(), 16)
     frames["label"] = pd.array(np.r_[np.zeros(48), np.ones(16)].astype(int), dtype="Int8")
-    tiles = pd.DataFrame({"video_id": ["a", "a", "b", "b"], "clip": [0, 1, 0, 1], "tile": [0, 1, 0, 1],
-                          "x": [-1] * 4, "y": [-1] * 4, "w": [-1] * 4, "h": [-1] * 4, "score": clips["score"]})
-    manifest = pd.DataFrame({"video_id": ["a", "b"], "path": ["a.mp4", "b.mp4"], "kind": ["file", "file"],
-                             "n_frames": [32, 32], "status": ["ok", "ok"]})
+    tiles = pd.DataFrame(
+        {
+            "video_id": ["a", "a", "b", "b"],
+            "clip": [0, 1, 0, 1],
+            "tile": [0, 1, 0, 1],
+            "x": [-1] * 4,
+            "y": [-1] * 4,
+            "w": [-1] * 4,
+            "h": [-1] * 4,
+            "score": clips["score"],
+        }
+    )
+    manifest = pd.DataFrame(
+        {
+            "video_id": ["a", "b"],
+            "path": ["a.mp4", "b.mp4"],
+            "kind": ["file", "file"],
+            "n_frames": [32, 32],
+            "status": ["ok", "ok"],
+        }
+    )
     truth = pd.DataFrame({"video_id": ["b"], "start_frame": [16], "end_frame": [32], "source": ["gt.csv"]})
     baselines = clips.assign(scorer="knn", score=[0.9, 0.1, 0.2, 0.3])
-    return ReportTables(frames, clips, tiles, manifest, truth, baselines,
-                        denoiser_info={"sigma_data": 1.5, "model_version": "3", "other": "left out"},
-                        scoring_metadata={"sigma": "8.0"})
+    return ReportTables(
+        frames,
+        clips,
+        tiles,
+        manifest,
+        truth,
+        baselines,
+        denoiser_info={"sigma_data": 1.5, "model_version": "3", "other": "left out"},
+        scoring_metadata={"sigma": "8.0"},
+    )
 
 
 def test_report_figures_match_sklearn_and_render_every_part() -> None:
-    report = build_report(_tables(), ReportSettings(smoothing_sigma=None, top_clips=2), "toy",
-                          spec={"name": "toy"}, code_version="1.0", created="2026-01-01T00:00:00+00:00",
-                          plot_location=lambda name: f"toy/report/plots/{name}")
+    report = build_report(
+        _tables(),
+        ReportSettings(smoothing_sigma=None, top_clips=2),
+        "toy",
+        spec={"name": "toy"},
+        code_version="1.0",
+        created="2026-01-01T00:00:00+00:00",
+        plot_location=lambda name: f"toy/report/plots/{name}",
+    )
     data = report.data
     labels = np.r_[np.zeros(48), np.ones(16)]
     diffusion = np.repeat([0.1, 0.3, 0.2, 0.9], 16)
@@ -78,7 +117,9 @@ def test_report_without_labels_says_why() -> None:
 def test_every_plot_is_png_bytes() -> None:
     history = [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.2}, {"epoch": 2, "train_loss": 0.5, "val_loss": None}]
     assert loss_curve_png(history, best_epoch=1).startswith(PNG)
-    assert score_curve_png(np.arange(5), np.r_[0, 1, 3, 1, 0.0], np.r_[0, 0, 1, 0, 0], [(2, 3)], [2.0], "v").startswith(PNG)
+    assert score_curve_png(np.arange(5), np.r_[0, 1, 3, 1, 0.0], np.r_[0, 0, 1, 0, 0], [(2, 3)], [2.0], "v").startswith(
+        PNG
+    )
     assert roc_png({"s": (np.r_[0, 0, 1, 1], np.r_[0.1, 0.4, 0.35, 0.8], 0.75)}).startswith(PNG)
     image = np.zeros((20, 30, 3), np.uint8)
     assert top_clips_png([(image, (2, 3, 10, 10), "clip")]).startswith(PNG)

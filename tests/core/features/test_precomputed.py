@@ -1,4 +1,5 @@
 """Import of per-video .npy feature arrays into clip-features tables."""
+
 from __future__ import annotations
 
 import os
@@ -8,9 +9,9 @@ import numpy as np
 import pytest
 
 from vad_core.errors import VADInputError
+from vad_core.features.precomputed import import_precomputed, load_feature_array, video_id_from_name
 from vad_core.io.feature_tables import feature_key, read_clip_features
 from vad_core.io.store import LocalTableStore
-from vad_core.features.precomputed import import_precomputed, load_feature_array, video_id_from_name
 from vad_core.io.tables import feature_matrix
 
 
@@ -31,7 +32,9 @@ def test_import_two_d_and_ten_crop(tmp_path) -> None:
     np.save(src / "Abuse001_x264_i3d.npy", a)
     np.save(src / "01_0014_i3d.npy", b)
     events: list[dict] = []
-    results = import_precomputed(src, LocalTableStore(tmp_path / "out"), clip_len=16, name="ucf_i3d", callback=events.append)
+    results = import_precomputed(
+        src, LocalTableStore(tmp_path / "out"), clip_len=16, name="ucf_i3d", callback=events.append
+    )
     assert [r.video_id for r in results] == ["01_0014", "Abuse001_x264"]
     assert all(r.ok and not r.skipped for r in results)
     assert [e["videos_done"] for e in events] == [1, 2] and events[-1]["videos_total"] == 2

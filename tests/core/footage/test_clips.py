@@ -1,4 +1,5 @@
 """Clips and tiles: the clip rule, the tile layout, pixel-exact clip contents, the prefetcher."""
+
 from __future__ import annotations
 
 import threading
@@ -9,8 +10,16 @@ import pytest
 from PIL import Image
 
 import vad_core.footage.clips as clips_mod
-from vad_core.footage.clips import ClipConfig, clip_intervals, clip_starts, iter_clips, prefetch, tile_boxes, tile_layout
 from vad_core.errors import VADInputError
+from vad_core.footage.clips import (
+    ClipConfig,
+    clip_intervals,
+    clip_starts,
+    iter_clips,
+    prefetch,
+    tile_boxes,
+    tile_layout,
+)
 
 
 def coded_frames(n: int, width: int, height: int) -> list[np.ndarray]:
@@ -28,15 +37,19 @@ def write_folder(folder: Path, frames: list[np.ndarray]) -> Path:
 
 # --------------------------------------------------------------------------- clip rule
 
-@pytest.mark.parametrize("n,clip_len,stride,expected", [
-    (160, 16, 16, list(range(0, 145, 16))),
-    (170, 16, 16, list(range(0, 145, 16)) + [154]),  # tail clip ends at the last frame
-    (16, 16, 16, [0]),
-    (10, 16, 16, [0]),  # shorter than a clip: one padded clip
-    (40, 16, 8, [0, 8, 16, 24]),
-    (41, 16, 8, [0, 8, 16, 24, 25]),
-    (17, 16, 1, [0, 1]),
-])
+
+@pytest.mark.parametrize(
+    "n,clip_len,stride,expected",
+    [
+        (160, 16, 16, list(range(0, 145, 16))),
+        (170, 16, 16, list(range(0, 145, 16)) + [154]),  # tail clip ends at the last frame
+        (16, 16, 16, [0]),
+        (10, 16, 16, [0]),  # shorter than a clip: one padded clip
+        (40, 16, 8, [0, 8, 16, 24]),
+        (41, 16, 8, [0, 8, 16, 24, 25]),
+        (17, 16, 1, [0, 1]),
+    ],
+)
 def test_clip_starts(n: int, clip_len: int, stride: int, expected: list[int]) -> None:
     assert clip_starts(n, clip_len, stride) == expected
 
@@ -65,6 +78,7 @@ def test_clip_rule_rejects_bad_arguments() -> None:
 
 # --------------------------------------------------------------------------- tiles
 
+
 def test_ped2_layout_matches_method_md() -> None:
     layout = tile_layout(360, 240, ClipConfig())
     assert layout.scaled_size == (360, 240) and layout.scale_x == layout.scale_y == 1.0
@@ -84,7 +98,8 @@ def test_demo_and_hd_layouts() -> None:
     assert hd.scaled_size == (427, 240)
     assert hd.boxes_scaled == [(0, 8, 224, 224), (102, 8, 224, 224), (203, 8, 224, 224)]
     fx, fy = 1920 / 427, 1080 / 240
-    assert hd.boxes == [(round(x * fx), 36, round(224 * fx), 1008) for x in (0, 102, 203)]
+    assert hd.boxes == [(round(x * fx), round(8 * fy), round(224 * fx), round(224 * fy)) for x in (0, 102, 203)]
+    assert round(8 * fy) == 36 and round(224 * fy) == 1008
     assert hd.boxes[2][0] + hd.boxes[2][2] == 1920  # the last tile ends at the right edge
 
 
@@ -102,7 +117,9 @@ def test_resize_tiling_is_one_squeezed_tile() -> None:
     assert layout.boxes == [(0, 0, 360, 240)] and layout.boxes_scaled == [(0, 0, 224, 224)]
 
 
-@pytest.mark.parametrize("size", [(360, 240), (320, 240), (640, 480), (1280, 720), (1920, 1080), (480, 640), (200, 150)])
+@pytest.mark.parametrize(
+    "size", [(360, 240), (320, 240), (640, 480), (1280, 720), (1920, 1080), (480, 640), (200, 150)]
+)
 def test_tiles_cover_the_scaled_frame_but_the_allowed_crop(size: tuple[int, int]) -> None:
     cfg = ClipConfig()
     layout = tile_layout(*size, cfg)
@@ -111,12 +128,13 @@ def test_tiles_cover_the_scaled_frame_but_the_allowed_crop(size: tuple[int, int]
     covered = np.zeros((sh, sw), bool)
     for x, y, w, h in layout.boxes_scaled:
         assert 0 <= x and x + w <= sw and 0 <= y and y + h <= sh
-        covered[y:y + h, x:x + w] = True
+        covered[y : y + h, x : x + w] = True
     m = (cfg.max_crop + 1) // 2  # a centred single tile may drop up to max_crop/2 on each side
-    assert covered[m:sh - m, m:sw - m].all()
+    assert covered[m : sh - m, m : sw - m].all()
 
 
 # --------------------------------------------------------------------------- iter_clips
+
 
 def test_iter_clips_contents_are_exact_tiles_of_the_right_frames(tmp_path: Path) -> None:
     frames = coded_frames(40, 360, 240)
@@ -130,7 +148,7 @@ def test_iter_clips_contents_are_exact_tiles_of_the_right_frames(tmp_path: Path)
     for b in batches:
         x, y, w, h = b.box
         assert b.frames.shape == (16, 224, 224, 3) and b.frames.dtype == np.uint8
-        np.testing.assert_array_equal(b.frames, video[b.start_frame:b.end_frame, y:y + h, x:x + w])
+        np.testing.assert_array_equal(b.frames, video[b.start_frame : b.end_frame, y : y + h, x : x + w])
 
 
 def test_short_video_is_padded_with_its_last_frame(tmp_path: Path) -> None:
@@ -183,8 +201,10 @@ def test_scaled_video_file(tmp_path: Path) -> None:
     batches = list(iter_clips(path, "file", 20))
     # 640x480 -> 320x240: two tiles at x = 0, 96 (scaled) = 0, 192 (original)
     assert [(b.start_frame, b.tile, b.box) for b in batches] == [
-        (0, 0, (0, 16, 448, 448)), (0, 1, (192, 16, 448, 448)),
-        (4, 0, (0, 16, 448, 448)), (4, 1, (192, 16, 448, 448)),
+        (0, 0, (0, 16, 448, 448)),
+        (0, 1, (192, 16, 448, 448)),
+        (4, 0, (0, 16, 448, 448)),
+        (4, 1, (192, 16, 448, 448)),
     ]
     np.testing.assert_allclose(batches[2].frames.mean(axis=(1, 2, 3)), 10 * np.arange(4, 20), atol=2.5)
 
@@ -198,6 +218,7 @@ def test_frame_count_mismatch_is_an_error(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- prefetch
+
 
 def test_prefetch_yields_everything_in_order() -> None:
     assert list(prefetch(iter(range(100)), max_queue=3)) == list(range(100))

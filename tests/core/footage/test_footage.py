@@ -1,4 +1,5 @@
 """Footage: discovery, probing (counts, fingerprints, every kind of unreadable video), decoding."""
+
 from __future__ import annotations
 
 import hashlib
@@ -32,8 +33,9 @@ def ramp_frames(n: int, width: int = 64, height: int = 48) -> list[np.ndarray]:
     return [np.full((height, width, 3), 8 + 6 * i, dtype=np.uint8) for i in range(n)]
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 12, codec: str = "libx264",
-                options: dict[str, str] | None = None) -> Path:
+def write_video(
+    path: Path, frames: list[np.ndarray], fps: int = 12, codec: str = "libx264", options: dict[str, str] | None = None
+) -> Path:
     with av.open(str(path), "w", options=options or {}) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.height, stream.width = frames[0].shape[:2]
@@ -62,6 +64,7 @@ def source(path: Path) -> VideoSource:
 
 
 # --------------------------------------------------------------------------- discovery
+
 
 def test_discover_finds_files_and_frame_folders_with_stable_ids(tmp_path: Path) -> None:
     frames = ramp_frames(2, 16, 16)
@@ -110,6 +113,7 @@ def test_list_frames_sorts_numerically_and_rejects_gaps_and_duplicates(tmp_path:
 
 
 # --------------------------------------------------------------------------- probing: good videos
+
 
 @pytest.mark.parametrize("suffix,codec", [(".mp4", "libx264"), (".mkv", "libx264"), (".avi", "mpeg4")])
 def test_probe_counts_frames_exactly(tmp_path: Path, suffix: str, codec: str) -> None:
@@ -161,6 +165,7 @@ def test_probe_ped2_folder(ped2_dir: Path) -> None:
 
 
 # --------------------------------------------------------------------------- probing: bad videos
+
 
 def assert_error(row: dict[str, object], path: Path, *words: str) -> None:
     assert row["status"] == "error", row
@@ -242,7 +247,9 @@ def test_build_manifest_keeps_going_past_bad_videos(tmp_path: Path) -> None:
     calls: list[tuple[int, int, str]] = []
     df = build_manifest(tmp_path, callback=lambda i, n, row: calls.append((i, n, str(row["video_id"]))))
     assert list(df.columns) == list(MANIFEST_COLUMNS)
-    assert {c: str(t) for c, t in df.dtypes.items()} == {c: str(pd.Series(dtype=t).dtype) for c, t in MANIFEST_DTYPES.items()}
+    assert {c: str(t) for c, t in df.dtypes.items()} == {
+        c: str(pd.Series(dtype=t).dtype) for c, t in MANIFEST_DTYPES.items()
+    }
     assert df["video_id"].tolist() == ["bad", "frames/a", "good"]
     assert df["status"].tolist() == ["error", "ok", "ok"]
     assert df["n_frames"].tolist() == [pd.NA, 3, 20]
@@ -256,6 +263,7 @@ def test_empty_manifest_has_the_schema(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- decoding
+
 
 def test_iter_frames_file_order_and_content(tmp_path: Path) -> None:
     frames = ramp_frames(20, 64, 48)
@@ -273,7 +281,7 @@ def test_iter_frames_folder_is_exact_and_converts_to_rgb(tmp_path: Path) -> None
     folder = write_folder(tmp_path / "f", frames)
     Image.fromarray(frames[2][..., 0]).save(folder / "003.png")  # a greyscale frame
     decoded = list(iter_frames(folder, "frames"))
-    for a, b in zip(decoded, frames):
+    for a, b in zip(decoded, frames, strict=False):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(decoded[3], np.repeat(frames[2][..., :1], 3, axis=2))
 

@@ -1,4 +1,5 @@
 """Ground truth: each annotation format against hand-written 0-based half-open expectations."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +14,9 @@ from vad_core.footage.ground_truth import GT_COLUMNS, detect_format, frame_mask,
 
 def rows(df) -> list[tuple[str, int, int]]:  # type: ignore[no-untyped-def]
     assert list(df.columns) == list(GT_COLUMNS)
-    return [(str(v), int(s), int(e)) for v, s, e in zip(df["video_id"], df["start_frame"], df["end_frame"])]
+    return [
+        (str(v), int(s), int(e)) for v, s, e in zip(df["video_id"], df["start_frame"], df["end_frame"], strict=False)
+    ]
 
 
 def save_cells(path: Path, cells: list[np.ndarray], name: str = "gt") -> Path:
@@ -26,35 +29,50 @@ def save_cells(path: Path, cells: list[np.ndarray], name: str = "gt") -> Path:
 
 # --------------------------------------------------------------------------- .mat
 
+
 def test_ped2_mat_from_shared_data(ped2_dir: Path) -> None:
     df = read_ground_truth(ped2_dir / "ped2.mat", video_ids="testing/frames/{}")
     # README: 01: 61-180, 02: 95-180, 03: 1-146, 04: 31-180, 05: 1-129, 06: 1-159 (1-based inclusive)
     assert rows(df)[:6] == [
-        ("testing/frames/01", 60, 180), ("testing/frames/02", 94, 180), ("testing/frames/03", 0, 146),
-        ("testing/frames/04", 30, 180), ("testing/frames/05", 0, 129), ("testing/frames/06", 0, 159),
+        ("testing/frames/01", 60, 180),
+        ("testing/frames/02", 94, 180),
+        ("testing/frames/03", 0, 146),
+        ("testing/frames/04", 30, 180),
+        ("testing/frames/05", 0, 129),
+        ("testing/frames/06", 0, 159),
     ]
     assert len(df) == 12 and set(df["source"]) == {"ped2.mat"}
     assert str(df["start_frame"].dtype) == "int64"
 
 
 def test_mat_with_several_intervals_and_an_empty_cell(tmp_path: Path) -> None:
-    path = save_cells(tmp_path / "avenue.mat", [
-        np.array([[78, 393], [120, 400]], dtype=np.uint16),  # columns: [78;120] and [393;400]
-        np.zeros((2, 0)),                                   # no anomaly
-        np.array([[1], [1]]),                               # just the first frame
-    ])
+    path = save_cells(
+        tmp_path / "avenue.mat",
+        [
+            np.array([[78, 393], [120, 400]], dtype=np.uint16),  # columns: [78;120] and [393;400]
+            np.zeros((2, 0)),  # no anomaly
+            np.array([[1], [1]]),  # just the first frame
+        ],
+    )
     assert rows(read_ground_truth(path)) == [("01", 77, 120), ("01", 392, 400), ("03", 0, 1)]
     assert rows(read_ground_truth(path, video_ids=["a", "b", "c"])) == [("a", 77, 120), ("a", 392, 400), ("c", 0, 1)]
-    assert rows(read_ground_truth(path, video_ids={"03": "x/03"})) == [("01", 77, 120), ("01", 392, 400), ("x/03", 0, 1)]
+    assert rows(read_ground_truth(path, video_ids={"03": "x/03"})) == [
+        ("01", 77, 120),
+        ("01", 392, 400),
+        ("x/03", 0, 1),
+    ]
     assert rows(read_ground_truth(path, video_ids="v{index}"))[-1] == ("v3", 0, 1)
 
 
-@pytest.mark.parametrize("cells,match", [
-    ([np.array([[5], [9]]), np.array([[1], [2], [3]])], "gt cell 2: expected a 2xM"),
-    ([np.array([[9], [5]])], r"gt cell 1: bad 1-based inclusive interval \[9, 5\]"),
-    ([np.array([[0], [5]])], r"gt cell 1: bad 1-based"),
-    ([np.array([[1.5], [5]])], "whole numbers"),
-])
+@pytest.mark.parametrize(
+    "cells,match",
+    [
+        ([np.array([[5], [9]]), np.array([[1], [2], [3]])], "gt cell 2: expected a 2xM"),
+        ([np.array([[9], [5]])], r"gt cell 1: bad 1-based inclusive interval \[9, 5\]"),
+        ([np.array([[0], [5]])], r"gt cell 1: bad 1-based"),
+        ([np.array([[1.5], [5]])], "whole numbers"),
+    ],
+)
 def test_malformed_mat_cells(tmp_path: Path, cells: list[np.ndarray], match: str) -> None:
     path = save_cells(tmp_path / "bad.mat", cells)
     with pytest.raises(VADInputError, match=match):
@@ -83,7 +101,11 @@ def test_ucsd_m_script(tmp_path: Path) -> None:
         "TestVideoFile{end+1}.gt_frame = [1:100 110:200];\n"
     )
     assert rows(read_ground_truth(path)) == [
-        ("01", 59, 152), ("02", 4, 90), ("02", 139, 200), ("03", 0, 100), ("03", 109, 200),
+        ("01", 59, 152),
+        ("02", 4, 90),
+        ("02", 139, 200),
+        ("03", 0, 100),
+        ("03", 109, 200),
     ]
     path.write_text("TestVideoFile{end+1}.gt_frame = [5:x];\n")
     with pytest.raises(VADInputError, match="line 1"):
@@ -91,6 +113,7 @@ def test_ucsd_m_script(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- ShanghaiTech masks
+
 
 def test_mask_to_intervals() -> None:
     assert mask_to_intervals(np.array([0, 1, 1, 0, 0, 1])) == [(1, 3), (5, 6)]
@@ -105,8 +128,11 @@ def test_shanghaitech_mask_folder(tmp_path: Path) -> None:
     np.save(folder / "01_0015.npy", np.zeros(5, dtype=np.int64))
     np.save(folder / "12_0151.npy", np.array([True, True, False]))
     df = read_ground_truth(folder, video_ids="testing/frames/{}")
-    assert rows(df) == [("testing/frames/01_0014", 2, 5), ("testing/frames/01_0014", 6, 7),
-                        ("testing/frames/12_0151", 0, 2)]
+    assert rows(df) == [
+        ("testing/frames/01_0014", 2, 5),
+        ("testing/frames/01_0014", 6, 7),
+        ("testing/frames/12_0151", 0, 2),
+    ]
     assert set(df["source"]) == {"test_frame_mask"}
     assert rows(read_ground_truth(folder / "12_0151.npy")) == [("12_0151", 0, 2)]
 
@@ -125,6 +151,7 @@ def test_bad_masks(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- UCF-Crime
 
+
 def test_ucf_crime_annotation(tmp_path: Path) -> None:
     path = tmp_path / "Temporal_Anomaly_Annotation.txt"
     path.write_text(
@@ -135,19 +162,24 @@ def test_ucf_crime_annotation(tmp_path: Path) -> None:
         "Burglary079_x264.mp4  Burglary  0  10  -1  -1\n"  # 0 is clamped to frame 1 like the official evaluator
     )
     assert rows(read_ground_truth(path)) == [
-        ("Abuse028_x264", 164, 240), ("Arson011_x264", 149, 420), ("Arson011_x264", 679, 1267),
+        ("Abuse028_x264", 164, 240),
+        ("Arson011_x264", 149, 420),
+        ("Arson011_x264", 679, 1267),
         ("Burglary079_x264", 0, 10),
     ]
     df = read_ground_truth(path, video_ids="{label}/{id}")
     assert rows(df)[0] == ("Abuse/Abuse028_x264", 164, 240)
 
 
-@pytest.mark.parametrize("line,match", [
-    ("Abuse028_x264.mp4  Abuse  165  240  -1\n", "line 2: expected 'name class"),
-    ("Abuse028_x264.mp4  Abuse  165  x  -1  -1\n", "line 2: frame numbers must be integers"),
-    ("Abuse028_x264.mp4  Abuse  165  -1  -1  -1\n", "line 2: -1 must mark both ends"),
-    ("Abuse028_x264.mp4  Abuse  240  165  -1  -1\n", r"line 2: bad 1-based inclusive interval \[240, 165\]"),
-])
+@pytest.mark.parametrize(
+    "line,match",
+    [
+        ("Abuse028_x264.mp4  Abuse  165  240  -1\n", "line 2: expected 'name class"),
+        ("Abuse028_x264.mp4  Abuse  165  x  -1  -1\n", "line 2: frame numbers must be integers"),
+        ("Abuse028_x264.mp4  Abuse  165  -1  -1  -1\n", "line 2: -1 must mark both ends"),
+        ("Abuse028_x264.mp4  Abuse  240  165  -1  -1\n", r"line 2: bad 1-based inclusive interval \[240, 165\]"),
+    ],
+)
 def test_malformed_ucf_lines(tmp_path: Path, line: str, match: str) -> None:
     path = tmp_path / "ann.txt"
     path.write_text("Arson011_x264.mp4  Arson  150  420  680  1267\n" + line)
@@ -157,6 +189,7 @@ def test_malformed_ucf_lines(tmp_path: Path, line: str, match: str) -> None:
 
 # --------------------------------------------------------------------------- CSV and dispatch
 
+
 def test_plain_csv_is_already_half_open(tmp_path: Path) -> None:
     path = tmp_path / "gt.csv"
     path.write_text("video_id,start_frame,end_frame,note\nb,5,9,x\na,0,3,\nb,1,2,\n")
@@ -165,12 +198,15 @@ def test_plain_csv_is_already_half_open(tmp_path: Path) -> None:
     assert rows(read_ground_truth(path, video_ids="cam/{}"))[0] == ("cam/a", 0, 3)
 
 
-@pytest.mark.parametrize("text,match", [
-    ("video,start_frame,end_frame\na,0,3\n", "missing column"),
-    ("video_id,start_frame,end_frame\na,0,3\na,4,4\n", r"line 3: bad 0-based half-open interval \[4, 4\)"),
-    ("video_id,start_frame,end_frame\na,zero,3\n", "line 2: start_frame/end_frame must be integers"),
-    ("video_id,start_frame,end_frame\n,0,3\n", "line 2: empty video_id"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("video,start_frame,end_frame\na,0,3\n", "missing column"),
+        ("video_id,start_frame,end_frame\na,0,3\na,4,4\n", r"line 3: bad 0-based half-open interval \[4, 4\)"),
+        ("video_id,start_frame,end_frame\na,zero,3\n", "line 2: start_frame/end_frame must be integers"),
+        ("video_id,start_frame,end_frame\n,0,3\n", "line 2: empty video_id"),
+    ],
+)
 def test_malformed_csv(tmp_path: Path, text: str, match: str) -> None:
     path = tmp_path / "gt.csv"
     path.write_text(text)
@@ -180,7 +216,12 @@ def test_malformed_csv(tmp_path: Path, text: str, match: str) -> None:
 
 def test_dispatch_and_unknown_inputs(tmp_path: Path) -> None:
     assert [detect_format(p) for p in ("a.mat", "b.M", "c.txt", "d.csv", "e.npy")] == [
-        "mat", "ucsd_m", "ucf_crime", "csv", "masks"]
+        "mat",
+        "ucsd_m",
+        "ucf_crime",
+        "csv",
+        "masks",
+    ]
     (tmp_path / "a.json").write_text("{}")
     with pytest.raises(VADInputError, match="cannot tell the annotation format"):
         read_ground_truth(tmp_path / "a.json")

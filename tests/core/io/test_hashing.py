@@ -1,4 +1,5 @@
 """The one sha256 helper agrees with hashlib on whole bytes, across chunk boundaries and streams."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
 """The storage interface: every implementation honours the same contract; writes replace atomically."""
+
 from __future__ import annotations
 
 import math

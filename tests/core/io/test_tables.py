@@ -1,4 +1,5 @@
 """Tables through the store: atomic writes keep the usual file mode, metadata and vectors round-trip."""
+
 from __future__ import annotations
 
 import os

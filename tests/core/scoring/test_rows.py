@@ -1,4 +1,5 @@
 """Row tables to clips: stable row keys, max over tiles with the arg-max tile, batch decisions."""
+
 from __future__ import annotations
 
 import hashlib
@@ -34,19 +35,27 @@ def test_row_keys_are_a_stable_hash_of_video_clip_tile() -> None:
 
 
 def test_clip_scores_take_max_over_tiles_and_keep_the_argmax_tile() -> None:
-    rows = pd.DataFrame({
-        "video_id": ["v2", "v1", "v1", "v1", "v1", "v1", "v2"],
-        "clip": [0, 1, 1, 0, 0, 0, 0],
-        "start_frame": [0, 16, 16, 0, 0, 0, 0],
-        "end_frame": [16, 32, 32, 16, 16, 16, 16],
-        "tile": [1, 0, 1, 0, 1, 2, 0],
-        "score": [0.5, 2.0, 2.0, 0.1, 0.9, 0.3, 0.7],
-    })
+    rows = pd.DataFrame(
+        {
+            "video_id": ["v2", "v1", "v1", "v1", "v1", "v1", "v2"],
+            "clip": [0, 1, 1, 0, 0, 0, 0],
+            "start_frame": [0, 16, 16, 0, 0, 0, 0],
+            "end_frame": [16, 32, 32, 16, 16, 16, 16],
+            "tile": [1, 0, 1, 0, 1, 2, 0],
+            "score": [0.5, 2.0, 2.0, 0.1, 0.9, 0.3, 0.7],
+        }
+    )
     out = clip_scores(rows)
-    expect = pd.DataFrame({
-        "video_id": ["v1", "v1", "v2"], "clip": [0, 1, 0], "start_frame": [0, 16, 0], "end_frame": [16, 32, 16],
-        "score": [0.9, 2.0, 0.7], "tile": [1, 0, 0],  # v1 clip 1: a tie goes to the lower tile
-    })
+    expect = pd.DataFrame(
+        {
+            "video_id": ["v1", "v1", "v2"],
+            "clip": [0, 1, 0],
+            "start_frame": [0, 16, 0],
+            "end_frame": [16, 32, 16],
+            "score": [0.9, 2.0, 0.7],
+            "tile": [1, 0, 0],  # v1 clip 1: a tie goes to the lower tile
+        }
+    )
     pd.testing.assert_frame_equal(out, expect)
     with pytest.raises(VADInputError, match="not finite"):
         clip_scores(rows.assign(score=[np.nan] + [1.0] * 6))
@@ -57,11 +66,18 @@ def test_clip_scores_take_max_over_tiles_and_keep_the_argmax_tile() -> None:
 
 
 def test_decide_clips_orders_by_video_and_clip_then_thresholds_each_batch() -> None:
-    clips = pd.DataFrame({"video_id": ["b", "a", "a", "a"], "clip": [0, 1, 0, 2],
-                          "start_frame": [0, 16, 0, 32], "end_frame": [16, 32, 16, 48],
-                          "score": [5.0, 1.0, 3.0, 1.0], "tile": [0, 0, 0, 0]})
+    clips = pd.DataFrame(
+        {
+            "video_id": ["b", "a", "a", "a"],
+            "clip": [0, 1, 0, 2],
+            "start_frame": [0, 16, 0, 32],
+            "end_frame": [16, 32, 16, 48],
+            "score": [5.0, 1.0, 3.0, 1.0],
+            "tile": [0, 0, 0, 0],
+        }
+    )
     out = decide_clips(clips, k=0.5, batch_size=2)
-    assert list(zip(out["video_id"], out["clip"])) == [("a", 0), ("a", 1), ("a", 2), ("b", 0)]
+    assert list(zip(out["video_id"], out["clip"], strict=False)) == [("a", 0), ("a", 1), ("a", 2), ("b", 0)]
     # batches of 2 in that order: [3, 1] -> 2 + 0.5 * 1 = 2.5; [1, 5] -> 3 + 0.5 * 2 = 4
     np.testing.assert_array_equal(out["batch"], [0, 0, 1, 1])
     np.testing.assert_allclose(out["threshold"], [2.5, 2.5, 4.0, 4.0])

@@ -1,4 +1,5 @@
 """Baseline scorers: AUC bars on synthetic features, kNN/PCA against numpy, per-tile fitting."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+from vad_core.errors import VADInputError
 from vad_core.scoring.scorers import (
     SCORERS,
     AnomalyScorer,
@@ -18,11 +20,17 @@ from vad_core.scoring.scorers import (
     make_scorer,
 )
 from vad_core.scoring.scorers.gcl import batch_pseudo_labels
-from vad_core.errors import VADInputError
 
 
-def planted_features(seed: int = 0, n: int = 1000, dim: int = 64, latent: int = 8, frac: float = 0.03,
-                     offset: float = 3.0, noise: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+def planted_features(
+    seed: int = 0,
+    n: int = 1000,
+    dim: int = 64,
+    latent: int = 8,
+    frac: float = 0.03,
+    offset: float = 3.0,
+    noise: float = 0.1,
+) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian mixture on an 8-d subspace of R^64 (4 clusters, unit spread, noise 0.1 per dim),
     with 3% of rows pushed `offset` off the subspace in a random orthogonal direction.
     Returns float32 features `(n, dim)` (offset by +5 so nothing is pre-centred) and int labels."""
@@ -229,13 +237,22 @@ def test_gcl_history_records_pseudo_label_share(planted) -> None:
 
 
 def test_diffusion_adaptor_matches_training_and_scoring(planted, tmp_path) -> None:
-    from vad_core.diffusion.reconstruction import ScoreConfig, score_rows
     from vad_core.diffusion.denoiser import save_checkpoint
+    from vad_core.diffusion.reconstruction import ScoreConfig, score_rows
     from vad_core.diffusion.training import TrainConfig, fit, trained_denoiser
 
     x, y = planted
-    train = TrainConfig(epochs=6, batch_size=256, min_steps_per_epoch=20, hidden=(128, 64), emb_dim=32,
-                        fourier_features=32, lr=1e-3, patience=0, device="cpu")
+    train = TrainConfig(
+        epochs=6,
+        batch_size=256,
+        min_steps_per_epoch=20,
+        hidden=(128, 64),
+        emb_dim=32,
+        fourier_features=32,
+        lr=1e-3,
+        patience=0,
+        device="cpu",
+    )
     score = ScoreConfig(n_draws=4)
     scorer = make_scorer("diffusion", train_config=train, score_config=score)
     assert isinstance(scorer, AnomalyScorer)

@@ -1,4 +1,5 @@
 """Batch thresholds mu_b + k * std_b, checked against hand-computed batches."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Label-free sigma choice: the ideal leave-one-out denoiser's neighbour count, in the model's space."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,9 @@ from vad_core.diffusion.preprocessing import FeatureScaler
 from vad_core.study.selection import choose_sigma, label_free_sigma, posterior_neighbours
 
 
-def _clusters(n_clusters: int = 8, size: int = 6, dim: int = 16, spread: float = 1e-3, gap: float = 100.0) -> np.ndarray:
+def _clusters(
+    n_clusters: int = 8, size: int = 6, dim: int = 16, spread: float = 1e-3, gap: float = 100.0
+) -> np.ndarray:
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(n_clusters, dim)) * gap
     return (np.repeat(centres, size, axis=0) + rng.normal(size=(n_clusters * size, dim)) * spread).astype(np.float32)
@@ -29,5 +32,5 @@ def test_label_free_sigma_uses_the_denoisers_scale() -> None:
     candidates = (1e-6, 1e-2, 1e3)
     sigma, counts = label_free_sigma(scaler, sigma_data, x, candidates=candidates, target=5.0)
     expected = posterior_neighbours(np.asarray(scaler.transform(x), np.float64) / sigma_data, candidates)
-    assert counts == {f"sigma={s:g}": float(c) for s, c in zip(candidates, expected)}
+    assert counts == {f"sigma={s:g}": float(c) for s, c in zip(candidates, expected, strict=False)}
     assert sigma == choose_sigma(expected, candidates, 5.0) == 1e-2

@@ -1,4 +1,5 @@
 """The parameter study on generated features: table, selections, heatmaps, agreement with direct scoring."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -9,16 +10,22 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from vad_core.scoring.scorers import make_scorer
-from vad_core.errors import VADInputError
 from vad_core.diffusion.reconstruction import ScoreConfig, score_rows
+from vad_core.diffusion.training import TrainConfig, trained_denoiser
+from vad_core.errors import VADInputError
 from vad_core.scoring.rows import row_keys_for
-from vad_core.study.selection import (
-    choose_model, choose_sigma, choose_variant, otsu_k, otsu_threshold, posterior_neighbours, reliability,
-)
+from vad_core.scoring.scorers import make_scorer
 from vad_core.study import StudyConfig, StudyData, run_study
 from vad_core.study.report import comparison_markdown, selections, study_heatmaps
-from vad_core.diffusion.training import TrainConfig, trained_denoiser
+from vad_core.study.selection import (
+    choose_model,
+    choose_sigma,
+    choose_variant,
+    otsu_k,
+    otsu_threshold,
+    posterior_neighbours,
+    reliability,
+)
 
 DIM, TILES, CLIPS, CLIP_LEN = 16, 3, 20, 8
 VIDEOS = ("train/01", "train/02", "test/01", "test/02")
@@ -45,17 +52,44 @@ def generated(seed: int = 0) -> StudyData:
                 feats.append(x)
     table = pd.DataFrame(rows, columns=["video_id", "clip", "start_frame", "end_frame", "tile"])
     truth = pd.DataFrame(gt, columns=["video_id", "start_frame", "end_frame"]).assign(source="generated")
-    return StudyData(name="gen/tiles", rows=table, features=np.asarray(feats, np.float32),
-                     n_frames={v: CLIPS * CLIP_LEN for v in VIDEOS}, ground_truth=truth,
-                     evaluated=("test/01", "test/02"), backbone="generated")
+    return StudyData(
+        name="gen/tiles",
+        rows=table,
+        features=np.asarray(feats, np.float32),
+        n_frames={v: CLIPS * CLIP_LEN for v in VIDEOS},
+        ground_truth=truth,
+        evaluated=("test/01", "test/02"),
+        backbone="generated",
+    )
 
 
-TRAIN = TrainConfig(epochs=4, batch_size=64, min_steps_per_epoch=6, lr=2e-3, fourier_features=16, emb_dim=16,
-                    patience=0, device="cpu", memorization_rows=256)
-CONFIG = StudyConfig(P_means=(-1.2, 0.0), P_stds=(1.0,), embeddings=("film", "concat"), widths=((32, 16), (48, 24)),
-                     scalers=("global",), seeds=(0, 1), train=TRAIN, start_steps=(4, 9), sigmas=(1.0, 2.0),
-                     n_draws=2, baselines=("knn", "pca"), smoothing_sigma=4.0, reliability_rows=120,
-                     baseline_kwargs=(("pca", (("n_components", 4),)),))
+TRAIN = TrainConfig(
+    epochs=4,
+    batch_size=64,
+    min_steps_per_epoch=6,
+    lr=2e-3,
+    fourier_features=16,
+    emb_dim=16,
+    patience=0,
+    device="cpu",
+    memorization_rows=256,
+)
+CONFIG = StudyConfig(
+    P_means=(-1.2, 0.0),
+    P_stds=(1.0,),
+    embeddings=("film", "concat"),
+    widths=((32, 16), (48, 24)),
+    scalers=("global",),
+    seeds=(0, 1),
+    train=TRAIN,
+    start_steps=(4, 9),
+    sigmas=(1.0, 2.0),
+    n_draws=2,
+    baselines=("knn", "pca"),
+    smoothing_sigma=4.0,
+    reliability_rows=120,
+    baseline_kwargs=(("pca", (("n_components", 4),)),),
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -123,16 +157,20 @@ def test_table_agrees_with_scoring_each_setting_directly():
     truth = np.zeros((len(data.evaluated), CLIPS * CLIP_LEN), dtype=int)
     for i, vid in enumerate(data.evaluated):
         a, b = ANOMALOUS[vid]
-        truth[i, a * CLIP_LEN:b * CLIP_LEN] = 1
+        truth[i, a * CLIP_LEN : b * CLIP_LEN] = 1
     labels = truth.ravel()
     keys = row_keys_for(data.rows)
     by_id = {ts.setting.setting_id: ts for ts in trained}
     for _, row in t[t["label_free"] & t["method"].str.startswith("diffusion")].iterrows():
         ts = by_id[row["setting_id"]]
-        sc = ScoreConfig(score_type=row["score_type"], n_steps=CONFIG.n_steps,
-                         start_step=int(row["start_step"]) if row["start_step"] >= 0 else 9,
-                         sigma=float(row["sigma"]) if row["sigma"] == row["sigma"] else 2.0,
-                         n_draws=CONFIG.n_draws, seed=CONFIG.score_seed)
+        sc = ScoreConfig(
+            score_type=row["score_type"],
+            n_steps=CONFIG.n_steps,
+            start_step=int(row["start_step"]) if row["start_step"] >= 0 else 9,
+            sigma=float(row["sigma"]) if row["sigma"] == row["sigma"] else 2.0,
+            n_draws=CONFIG.n_draws,
+            seed=CONFIG.score_seed,
+        )
         scores = score_rows(trained_denoiser(ts.result), data.features, sc, tiles=data.tiles, row_keys=keys)
         clip = data.rows.assign(score=scores).groupby(["video_id", "clip"], sort=True)["score"].max()
         frames = np.concatenate([np.repeat(clip.loc[vid].to_numpy(), CLIP_LEN) for vid in data.evaluated])
@@ -155,7 +193,8 @@ def test_report_heatmaps_and_comparison(tmp_path):
     figures = study_heatmaps(result.table)
     # per embedding: reconstruction (noise, t) + denoising (sigma)
     assert sorted(figures) == sorted(
-        f"gen_tiles_{e}_{k}.png" for e in ("film", "concat") for k in ("recon_noise", "recon_t", "denoise_sigma"))
+        f"gen_tiles_{e}_{k}.png" for e in ("film", "concat") for k in ("recon_noise", "recon_t", "denoise_sigma")
+    )
     for png in figures.values():
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
     md = comparison_markdown(result.table)
@@ -174,7 +213,7 @@ def test_selection_criteria_by_hand():
     # mu = 4.8, std = sqrt(mean((s - 4.8)^2)) = sqrt(23.76): target k = 1.2 / 4.874... = 0.246 -> 0.3
     assert otsu_k(s, (0.1, 0.3, 0.5, 0.7, 1.0)) == 0.3
     a = np.arange(10.0)
-    assert reliability(a, a ** 3) == pytest.approx(1.0)
+    assert reliability(a, a**3) == pytest.approx(1.0)
     assert reliability(a, -a) == pytest.approx(-1.0)
     models = pd.DataFrame({"held_out_error": [0.5, 0.2, 0.3], "memorization_auc": [0.5, 0.9, 0.55]})
     assert choose_model(models) == 2  # the lowest error belongs to a memorizing model
@@ -206,7 +245,13 @@ def test_posterior_neighbours_by_hand():
 def test_bad_study_input_is_named():
     data = generated()
     with pytest.raises(VADInputError, match="evaluated"):
-        StudyData(name="x", rows=data.rows, features=data.features, n_frames=data.n_frames,
-                  ground_truth=data.ground_truth, evaluated=("nope",))
+        StudyData(
+            name="x",
+            rows=data.rows,
+            features=data.features,
+            n_frames=data.n_frames,
+            ground_truth=data.ground_truth,
+            evaluated=("nope",),
+        )
     with pytest.raises(VADInputError, match="score_types"):
         replace(CONFIG, score_types=("bogus",))

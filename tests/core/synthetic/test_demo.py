@@ -1,4 +1,5 @@
 """Demo footage: deterministic, decodable, ground truth consistent, anomalies really there."""
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,10 @@ def test_same_seed_same_bytes_other_seed_other_bytes(small_demo, tmp_path: Path)
 
 def test_videos_decode_with_the_planned_size_and_count(small_demo) -> None:  # type: ignore[no-untyped-def]
     assert [p.relative_to(small_demo.root).as_posix() for p in small_demo.videos] == [
-        "train/01.mp4", "test/01.mp4", "test/02.mp4"]
+        "train/01.mp4",
+        "test/01.mp4",
+        "test/02.mp4",
+    ]
     for path in small_demo.videos:
         frames = list(iter_frames(path, "file"))
         assert len(frames) == 40 and {f.shape for f in frames} == {(120, 160, 3)}
@@ -56,7 +60,9 @@ def test_ground_truth_csv_matches_the_plan(small_demo) -> None:  # type: ignore[
     for j, vid in enumerate(["test/01", "test/02"]):
         agents = plan_video(cfg, cfg.n_train + j, ANOMALY_KINDS[(cfg.seed + j) % len(ANOMALY_KINDS)])
         labels = np.zeros(cfg.n_frames, bool)
-        for s, e in zip(gt.loc[gt.video_id == vid, "start_frame"], gt.loc[gt.video_id == vid, "end_frame"]):
+        for s, e in zip(
+            gt.loc[gt.video_id == vid, "start_frame"], gt.loc[gt.video_id == vid, "end_frame"], strict=False
+        ):
             assert 0 <= s < e <= cfg.n_frames
             labels[s:e] = True
         np.testing.assert_array_equal(labels, anomaly_mask(cfg, agents))

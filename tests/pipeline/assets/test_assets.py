@@ -1,4 +1,5 @@
 """Every asset materialized in-process on tiny generated footage (see conftest): tables, figures, MLflow."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,18 +13,17 @@ from dagster import AssetKey
 from scipy.spatial.distance import cdist
 from sklearn.metrics import roc_auc_score
 
-from vad_core.footage.clips import ClipConfig, tile_boxes
-from vad_core.footage import read_frames
+from tests.pipeline.conftest import RUN_CONFIG
 from vad_core.diffusion.denoiser import load_checkpoint
 from vad_core.features.backbones.pixelstats import PixelStatsBackbone
+from vad_core.footage import read_frames
+from vad_core.footage.clips import ClipConfig, tile_boxes
 from vad_core.io.feature_tables import read_feature_matrix
 from vad_core.study.selection import label_free_sigma
 from vad_pipeline.assets.common import load_feature_rows
 from vad_pipeline.assets.training import model_name
-from vad_pipeline.resources.storage import DatasetKeys
 from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME
-
-from tests.pipeline.conftest import RUN_CONFIG
+from vad_pipeline.resources.storage import DatasetKeys
 
 VIDEOS = ["test/01", "test/02", "train/01", "train/02"]
 N_FRAMES, CLIP = 48, 16
@@ -69,8 +69,8 @@ def test_manifest_and_ground_truth(tiny_pipeline) -> None:
     truth = _table(p, K.ground_truth)
     csv = pd.read_csv(p.spec.footage_root / "ground_truth.csv")
     assert list(truth.columns) == ["video_id", "start_frame", "end_frame", "source"]
-    got = sorted(zip(truth["video_id"], truth["start_frame"], truth["end_frame"]))
-    assert got == sorted(zip(csv["video_id"], csv["start_frame"], csv["end_frame"]))
+    got = sorted(zip(truth["video_id"], truth["start_frame"], truth["end_frame"], strict=False))
+    assert got == sorted(zip(csv["video_id"], csv["start_frame"], csv["end_frame"], strict=False))
     assert set(truth["video_id"]) <= {"test/01", "test/02"} and len(truth) >= 2
 
 
@@ -81,7 +81,18 @@ def test_clip_features_one_partition_per_video(tiny_pipeline) -> None:
     backbone = PixelStatsBackbone(grid=2)
     for vid in VIDEOS:
         df, meta = p.storage.store().read_frame(K.features(vid))
-        assert list(df.columns) == ["video_id", "clip", "start_frame", "end_frame", "tile", "x", "y", "w", "h", "feature"]
+        assert list(df.columns) == [
+            "video_id",
+            "clip",
+            "start_frame",
+            "end_frame",
+            "tile",
+            "x",
+            "y",
+            "w",
+            "h",
+            "feature",
+        ]
         assert len(df) == 3 * len(boxes) and df["clip"].nunique() == 3
         assert df.groupby("clip")["start_frame"].first().tolist() == [0, 16, 32]
         x = read_feature_matrix(p.storage.store(), K.features(vid))
@@ -89,7 +100,7 @@ def test_clip_features_one_partition_per_video(tiny_pipeline) -> None:
         # Independent recomputation of one row: decode the clip, cut the tile, embed it.
         row = df[(df["clip"] == 1) & (df["tile"] == len(boxes) - 1)].iloc[0]
         frames = read_frames(p.spec.footage_root / f"{vid}.mp4", "file", 16, 32)
-        tile = frames[:, row.y:row.y + row.h, row.x:row.x + row.w]
+        tile = frames[:, row.y : row.y + row.h, row.x : row.x + row.w]
         expected = backbone.embed(tile[None])[0]
         np.testing.assert_allclose(np.asarray(row.feature), expected, atol=1e-5)
     partitions = p.instance.get_materialized_partitions(AssetKey("clip_features"))
@@ -132,21 +143,32 @@ def test_denoiser_checkpoint_and_mlflow_run(tiny_pipeline) -> None:
     assert tags["dataset"] == "tiny" and tags["dagster.asset_key"] == "denoiser"
     assert tags["dagster.run_id"] == p.summary.run_ids[-1] and tags["code_version"].startswith("0.1.0")
     assert tags["data_fingerprint"] == model.fingerprint
-    assert {"denoiser/denoiser.pt", "denoiser/denoiser.json", "plots/loss_curve.png"} <= _artifacts(client, run.info.run_id)
+    assert {"denoiser/denoiser.pt", "denoiser/denoiser.json", "plots/loss_curve.png"} <= _artifacts(
+        client, run.info.run_id
+    )
 
     version = client.get_model_version(model_name("tiny"), info["model_version"])
     assert version.run_id == run.info.run_id and version.tags["dataset"] == "tiny"
     assert float(version.tags["frame_auc"]) == pytest.approx(
-        p.storage.store().read_json(K.report_json)["scorers"]["diffusion"]["metrics"]["roc_auc"],
-        abs=1e-4)
+        p.storage.store().read_json(K.report_json)["scorers"]["diffusion"]["metrics"]["roc_auc"], abs=1e-4
+    )
 
 
 def test_segment_and_frame_scores(tiny_pipeline) -> None:
     p = tiny_pipeline
     clips = _table(p, K.segment_scores)
     tiles = _table(p, K.tile_scores)
-    assert list(clips.columns) == ["video_id", "clip", "start_frame", "end_frame", "score", "tile", "batch",
-                                   "threshold", "anomalous"]
+    assert list(clips.columns) == [
+        "video_id",
+        "clip",
+        "start_frame",
+        "end_frame",
+        "score",
+        "tile",
+        "batch",
+        "threshold",
+        "anomalous",
+    ]
     assert len(clips) == 4 * 3 and np.isfinite(clips["score"]).all()
     best = tiles.loc[tiles.groupby(["video_id", "clip"])["score"].idxmax()].reset_index(drop=True)
     np.testing.assert_array_equal(clips["score"].to_numpy(), best["score"].to_numpy())
@@ -166,7 +188,7 @@ def test_segment_and_frame_scores(tiny_pipeline) -> None:
     assert list(frames.columns) == ["video_id", "frame", "score", "anomalous", "label"]
     assert len(frames) == 4 * N_FRAMES
     by_clip = clips.set_index(["video_id", "clip"])["score"]
-    expected = [by_clip[(v, f // CLIP)] for v, f in zip(frames["video_id"], frames["frame"])]
+    expected = [by_clip[(v, f // CLIP)] for v, f in zip(frames["video_id"], frames["frame"], strict=False)]
     np.testing.assert_array_equal(frames["score"].to_numpy(), expected)
     truth = pd.read_csv(p.spec.footage_root / "ground_truth.csv")
     for vid in VIDEOS:
@@ -176,7 +198,7 @@ def test_segment_and_frame_scores(tiny_pipeline) -> None:
         else:
             want = np.zeros(N_FRAMES, np.int64)
             for r in truth[truth["video_id"] == vid].itertuples():
-                want[r.start_frame:r.end_frame] = 1
+                want[r.start_frame : r.end_frame] = 1
             np.testing.assert_array_equal(labels.to_numpy(np.int64), want)
 
 
@@ -225,8 +247,12 @@ def test_evaluation_report_and_mlflow(tiny_pipeline) -> None:
     assert run.data.metrics["frame_auc.diffusion"] == pytest.approx(auc)
     assert all(f"frame_auc.{n}" in run.data.metrics for n in report["scorers"])
     assert run.data.params["report.smoothing_sigma"] == "4.0" and run.data.tags["dataset"] == "tiny"
-    assert {"report/report.json", "report/report.md", "report/plots/roc.png",
-            "report/plots/top_clips.png"} <= _artifacts(client, run.info.run_id)
+    assert {
+        "report/report.json",
+        "report/report.md",
+        "report/plots/roc.png",
+        "report/plots/top_clips.png",
+    } <= _artifacts(client, run.info.run_id)
     # The denoiser's own run also carries its AUC, for comparing runs in the MLflow UI.
     _, train_run = _mlflow_run(p, "denoiser")
     assert client.get_run(train_run.info.run_id).data.metrics["frame_auc.diffusion"] == pytest.approx(auc)
@@ -237,12 +263,18 @@ def test_asset_checks_ran(tiny_pipeline) -> None:
     from dagster import AssetCheckKey
 
     results = {}
-    for asset, check in [("video_manifest", "manifest_has_videos"), ("feature_index", "features_finite_one_dim"),
-                         ("segment_scores", "segment_scores_finite"), ("frame_scores", "frame_scores_finite"),
-                         ("baseline_scores", "baseline_scores_finite"), ("evaluation_report", "report_has_aucs"),
-                         ("denoiser", "loss_finite_and_decreasing")]:
+    for asset, check in [
+        ("video_manifest", "manifest_has_videos"),
+        ("feature_index", "features_finite_one_dim"),
+        ("segment_scores", "segment_scores_finite"),
+        ("frame_scores", "frame_scores_finite"),
+        ("baseline_scores", "baseline_scores_finite"),
+        ("evaluation_report", "report_has_aucs"),
+        ("denoiser", "loss_finite_and_decreasing"),
+    ]:
         records = p.instance.event_log_storage.get_asset_check_execution_history(
-            AssetCheckKey(AssetKey(asset), check), limit=1)
+            AssetCheckKey(AssetKey(asset), check), limit=1
+        )
         assert records, f"check {check} never ran"
         results[check] = records[0].event.dagster_event.event_specific_data.passed
     assert all(v for k, v in results.items() if k != "loss_finite_and_decreasing")

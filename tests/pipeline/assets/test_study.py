@@ -1,7 +1,7 @@
 """The parameter_study asset on generated features: files, Dagster metadata, MLflow parent and child runs."""
+
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +21,24 @@ footage_root: footage
 train: all
 evaluate: ["test/*"]
 """
-GRID = {"P_means": [-1.2, 0.0], "P_stds": [1.0], "embeddings": ["film"], "widths": [[32, 16]],
-        "scalers": ["global"], "seeds": [0, 1], "start_steps": [5, 9], "sigmas": [2.0], "n_draws": 2,
-        "baselines": ["knn"], "epochs": 3, "min_steps_per_epoch": 5, "batch_size": 64, "patience": 0,
-        "smoothing_sigma": 4.0, "device": "cpu"}
+GRID = {
+    "P_means": [-1.2, 0.0],
+    "P_stds": [1.0],
+    "embeddings": ["film"],
+    "widths": [[32, 16]],
+    "scalers": ["global"],
+    "seeds": [0, 1],
+    "start_steps": [5, 9],
+    "sigmas": [2.0],
+    "n_draws": 2,
+    "baselines": ["knn"],
+    "epochs": 3,
+    "min_steps_per_epoch": 5,
+    "batch_size": 64,
+    "patience": 0,
+    "smoothing_sigma": 4.0,
+    "device": "cpu",
+}
 
 
 def write_dataset(root: Path) -> tuple[VadStorage, DatasetResource]:
@@ -38,13 +52,22 @@ def write_dataset(root: Path) -> tuple[VadStorage, DatasetResource]:
     index = []
     for vid, rows in data.rows.groupby("video_id", sort=True):
         n = len(rows)
-        table = build_feature_table(vid, rows["clip"], rows["start_frame"], rows["end_frame"], rows["tile"],
-                                    np.zeros((n, 4)), data.features[rows.index])
+        table = build_feature_table(
+            vid,
+            rows["clip"],
+            rows["start_frame"],
+            rows["end_frame"],
+            rows["tile"],
+            np.zeros((n, 4)),
+            data.features[rows.index],
+        )
         write_feature_table(table, store, keys.features(vid), {"backbone": "generated", "dim": "16"})
         index.append({"video_id": vid, "train": True, "evaluate": vid.startswith("test/"), "backbone": "generated"})
     store.write_table(keys.feature_index, pd.DataFrame(index))
-    store.write_table(keys.manifest, pd.DataFrame({"video_id": list(data.n_frames), "status": "ok",
-                                                   "n_frames": list(data.n_frames.values())}))
+    store.write_table(
+        keys.manifest,
+        pd.DataFrame({"video_id": list(data.n_frames), "status": "ok", "n_frames": list(data.n_frames.values())}),
+    )
     store.write_table(keys.ground_truth, data.ground_truth)
     return storage, DatasetResource(spec=str(spec_path))
 
@@ -56,8 +79,11 @@ def test_parameter_study_asset_logs_parent_and_child_runs(tmp_path: Path, monkey
     try:
         storage, dataset = write_dataset(tmp_path)
         tracker = MLflowTracker(home=str(tmp_path / "home"))
-        result = materialize([parameter_study], resources={"storage": storage, "dataset": dataset, "tracker": tracker},
-                             run_config={"ops": {"parameter_study": {"config": GRID}}})
+        result = materialize(
+            [parameter_study],
+            resources={"storage": storage, "dataset": dataset, "tracker": tracker},
+            run_config={"ops": {"parameter_study": {"config": GRID}}},
+        )
     finally:
         torch.set_num_threads(before)
     assert result.success
@@ -69,8 +95,11 @@ def test_parameter_study_asset_logs_parent_and_child_runs(tmp_path: Path, monkey
     assert table.groupby(["method", "score_type"])["label_free"].sum().eq(1).all()
     assert table.groupby(["method", "score_type"])["oracle"].sum().eq(1).all()
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
-    assert figures == ["generated_gen_film_denoise_sigma.png", "generated_gen_film_recon_noise.png",
-                       "generated_gen_film_recon_t.png"]
+    assert figures == [
+        "generated_gen_film_denoise_sigma.png",
+        "generated_gen_film_recon_noise.png",
+        "generated_gen_film_recon_t.png",
+    ]
     meta = result.asset_materializations_for_node("parameter_study")[0].metadata
     assert meta["trained_settings"].value == 3
     assert "| knn |" in meta["comparison"].value

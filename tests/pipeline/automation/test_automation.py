@@ -1,4 +1,5 @@
 """The new-footage sensor and the retraining schedule, evaluated against a real Dagster instance."""
+
 from __future__ import annotations
 
 import contextlib
@@ -14,12 +15,12 @@ from dagster import (
     instance_for_test,
 )
 
+from vad_pipeline.automation.fingerprints import combined_fingerprint, feature_table_fingerprints
 from vad_pipeline.automation.jobs import FEATURES_JOB, FOOTAGE_JOB
 from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME
-from vad_pipeline.resources import DatasetResource, VadStorage
 from vad_pipeline.automation.schedules import build_retraining_schedule, retraining_decision
 from vad_pipeline.automation.sensors import new_footage_sensor, plan_footage_update
-from vad_pipeline.automation.fingerprints import combined_fingerprint, feature_table_fingerprints
+from vad_pipeline.resources import DatasetResource, VadStorage
 
 
 @pytest.fixture()
@@ -27,8 +28,9 @@ def setup(tmp_path: Path):
     footage = tmp_path / "data" / "footage"
     footage.mkdir(parents=True)
     spec = tmp_path / "data" / "spec.yaml"
-    spec.write_text("name: cams\nfootage_root: footage\n"
-                    "run_config: {clip_features: {batch_size: 4}, denoiser: {epochs: 2}}\n")
+    spec.write_text(
+        "name: cams\nfootage_root: footage\nrun_config: {clip_features: {batch_size: 4}, denoiser: {epochs: 2}}\n"
+    )
     storage = VadStorage(home=str(tmp_path / "home"))
     resources = {"storage": storage, "dataset": DatasetResource(spec=str(spec))}
     return footage, storage, resources
@@ -108,8 +110,9 @@ def test_sensor_skips_when_footage_root_is_missing(tmp_path: Path) -> None:
 
 
 def test_plan_treats_unextracted_partitions_as_changed() -> None:
-    plan = plan_footage_update({"a": "1", "b": "2", "c": "3"}, ["a", "b", "gone"], {},
-                               has_features=lambda vid: vid == "a")
+    plan = plan_footage_update(
+        {"a": "1", "b": "2", "c": "3"}, ["a", "b", "gone"], {}, has_features=lambda vid: vid == "a"
+    )
     assert plan.new == ("c",)
     assert plan.changed == ("b",)  # partition exists, never extracted, no cursor entry
     assert plan.removed == ("gone",)

@@ -1,4 +1,5 @@
 """The `vad` command: subcommands, `vad report` from the stored tables alone, one-line user errors."""
+
 from __future__ import annotations
 
 import shutil
@@ -25,8 +26,21 @@ def test_report_rebuilds_the_pipelines_report_from_the_tables(tiny_pipeline, cap
     before = store.read_json(keys.report_json)
     store.delete(keys.report_md)
     store.delete(keys.report_plot("roc.png"))
-    code = main(["report", "--dataset", str(p.spec.spec_path), "--home", str(p.storage.root()),
-                 "--smoothing-sigma", "4", "--top-clips", "2", "--max-curve-videos", "2"])
+    code = main(
+        [
+            "report",
+            "--dataset",
+            str(p.spec.spec_path),
+            "--home",
+            str(p.storage.root()),
+            "--smoothing-sigma",
+            "4",
+            "--top-clips",
+            "2",
+            "--max-curve-videos",
+            "2",
+        ]
+    )
     assert code == 0
     after = store.read_json(keys.report_json)
     # the same figures as the evaluation asset computed, without a Dagster run

@@ -1,4 +1,5 @@
 """`dagster dev` loads the code location: assets, sensor and schedule, seen through its GraphQL API."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,9 @@ QUERY = """
 
 
 def _graphql(url: str, query: str) -> dict:
-    req = urllib.request.Request(url, data=json.dumps({"query": query}).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
 
@@ -33,8 +35,16 @@ def test_dagster_dev_serves_the_code_location(tmp_path: Path) -> None:
     home = tmp_path / "home"
     init_dagster_home(home / "dagster")  # the instance `make ui` would create: telemetry off, one run at a time
     log = tmp_path / "dagster.log"
-    proc = start_dagster_dev(port, {"DAGSTER_HOME": str(home / "dagster"), "VAD_HOME": str(home),
-                                    "VAD_DATASET": "demo", "VAD_RETRAIN_CRON": "0 4 * * 2"}, log)
+    proc = start_dagster_dev(
+        port,
+        {
+            "DAGSTER_HOME": str(home / "dagster"),
+            "VAD_HOME": str(home),
+            "VAD_DATASET": "demo",
+            "VAD_RETRAIN_CRON": "0 4 * * 2",
+        },
+        log,
+    )
     try:
         assert wait_http(f"http://127.0.0.1:{port}/server_info", 240, proc), log.read_text()[-3000:]
         deadline = time.monotonic() + 240

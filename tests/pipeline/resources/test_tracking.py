@@ -1,4 +1,5 @@
 """The experiment tracker: abstract interface, MLflow implementation, the recording double."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +11,10 @@ from vad_pipeline.resources import ExperimentTracker, MLflowTracker, RecordingTr
 
 def test_flatten_params() -> None:
     assert flatten_params({"train": {"lr": 0.0002, "hidden": (8, 4)}, "k": None}, prefix="x.") == {
-        "x.train.lr": "0.0002", "x.train.hidden": "[8, 4]", "x.k": "None"}
+        "x.train.lr": "0.0002",
+        "x.train.hidden": "[8, 4]",
+        "x.k": "None",
+    }
 
 
 def test_recording_tracker_records_every_call() -> None:

@@ -9,6 +9,7 @@
 
 `load_backbone(name)` looks the family up in the registry (`registry.register_backbone` adds one).
 """
+
 from vad_core.features.backbones.pixelstats import PixelStatsBackbone
 from vad_core.features.backbones.registry import (
     Backbone,
@@ -18,5 +19,4 @@ from vad_core.features.backbones.registry import (
     register_backbone,
 )
 
-__all__ = ["Backbone", "BackboneOptions", "PixelStatsBackbone", "backbone_names", "load_backbone",
-           "register_backbone"]
+__all__ = ["Backbone", "BackboneOptions", "PixelStatsBackbone", "backbone_names", "load_backbone", "register_backbone"]

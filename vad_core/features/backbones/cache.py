@@ -6,13 +6,15 @@ and renamed into place (`os.replace` is atomic on one file system), so a reader 
 half-written file; a `filelock.FileLock` around each fetch/convert step keeps the work from
 being done twice.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import filelock
 import torch
@@ -62,6 +64,4 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-__all__ = [
-    "CACHE_ENV", "LOCK_TIMEOUT_S", "cache_dir", "locked", "read_json", "save_torch_atomic", "write_json_atomic"
-]
+__all__ = ["CACHE_ENV", "LOCK_TIMEOUT_S", "cache_dir", "locked", "read_json", "save_torch_atomic", "write_json_atomic"]

@@ -5,12 +5,14 @@ turns uint8 clips `(B, T, H, W, 3)` into `(B, dim)` float32 features. Clips stay
 they arrive in: `(B, T, H, W, 3).permute(0, 4, 1, 2, 3)` is already a channels-last-3D
 `(B, 3, T, H, W)` tensor, the layout oneDNN's fast 3D convolutions want, so no copy is made.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import warnings
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,8 +79,9 @@ def precision_context(device: torch.device, precision: str) -> Iterator[None]:
             yield
     elif device.type == "cuda":
         cudnn = torch.backends.cudnn
-        with cudnn.flags(enabled=True, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
-                         allow_tf32=precision == "tf32"):
+        with cudnn.flags(
+            enabled=True, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic, allow_tf32=precision == "tf32"
+        ):
             old = torch.backends.cuda.matmul.allow_tf32
             torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
             try:
@@ -102,8 +105,15 @@ class ClipEmbedder:
     input_size: tuple[int, int] = (224, 224)
     antialias: bool = True
 
-    def __init__(self, network: nn.Module, weights_sha256: str, device: str | torch.device | None = None,
-                 compile: bool | None = None, precision: str = "fp32", batch_size: int = 8) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        weights_sha256: str,
+        device: str | torch.device | None = None,
+        compile: bool | None = None,
+        precision: str = "fp32",
+        batch_size: int = 8,
+    ) -> None:
         if precision not in PRECISIONS:
             raise VADInputError(f"precision {precision!r}: expected one of {PRECISIONS}")
         if batch_size < 1:
@@ -112,7 +122,9 @@ class ClipEmbedder:
         self.precision = precision
         self.batch_size = batch_size
         self.weights_sha256 = weights_sha256
-        self.network = network.to(self.device, memory_format=torch.channels_last_3d).eval().requires_grad_(False)
+        # torch's stubs lack Module.to(memory_format=...), which exists at run time
+        moved = network.to(self.device, memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+        self.network = moved.eval().requires_grad_(False)
         self._compiled: Callable[[torch.Tensor], torch.Tensor] | None = None
         if resolve_compile(compile):
             self._compile()
@@ -122,7 +134,7 @@ class ClipEmbedder:
         # freezing folds the weights in as constants and lets oneDNN pre-pack them
         self._compiled = torch.compile(self._forward, dynamic=False, options={"freezing": True})
 
-    def to(self, device: str | torch.device) -> "ClipEmbedder":
+    def to(self, device: str | torch.device) -> ClipEmbedder:
         """Move the network (and normalization constants) to `device`; returns self."""
         dev = resolve_device(device)
         if dev != self.device:
@@ -156,8 +168,11 @@ class ClipEmbedder:
                 return self._compiled(clips)[:n]
             except Exception as exc:  # noqa: BLE001 - compilation is lazy; any backend failure
                 # (no C++ compiler, unsupported op) must degrade to eager, not stop extraction
-                warnings.warn(f"{self.name}: torch.compile failed, running eagerly ({type(exc).__name__}: {exc})",
-                              RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"{self.name}: torch.compile failed, running eagerly ({type(exc).__name__}: {exc})",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
                 self._compiled = None
                 clips = clips[:n]
         return self._forward(clips)
@@ -180,15 +195,26 @@ class ClipEmbedder:
         out = []
         with precision_context(self.device, self.precision):
             for start in range(0, x.shape[0], self.batch_size):
-                out.append(self._run(self.prepare(x[start:start + self.batch_size], resize)).cpu())
+                out.append(self._run(self.prepare(x[start : start + self.batch_size], resize)).cpu())
         return torch.cat(out).numpy()
 
     def to_dict(self) -> dict[str, Any]:
         """What identifies these features (for table metadata and run logs)."""
-        return {"name": self.name, "dim": self.dim, "weights_sha256": self.weights_sha256,
-                "input_size": list(self.input_size), "precision": self.precision}
+        return {
+            "name": self.name,
+            "dim": self.dim,
+            "weights_sha256": self.weights_sha256,
+            "input_size": list(self.input_size),
+            "precision": self.precision,
+        }
 
 
 __all__ = [
-    "COMPILE_ENV", "PRECISIONS", "ClipEmbedder", "as_clips", "precision_context", "resize_clips", "resolve_compile"
+    "COMPILE_ENV",
+    "PRECISIONS",
+    "ClipEmbedder",
+    "as_clips",
+    "precision_context",
+    "resize_clips",
+    "resolve_compile",
 ]

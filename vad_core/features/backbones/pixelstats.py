@@ -8,6 +8,7 @@ span many pixels; sampling keeps the cost near the decoder's). That is `dim = 6 
 numbers that move when the scene's appearance or motion moves, at the cost of a few array
 reductions: no weights, no model, no GPU.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,7 +43,7 @@ class PixelStatsBackbone:
         identity = f"vad_core.PixelStatsBackbone:v1:grid={grid}:step={step}"
         self.weights_sha256 = hashlib.sha256(identity.encode()).hexdigest()
 
-    def to(self, device: str | torch.device) -> "PixelStatsBackbone":
+    def to(self, device: str | torch.device) -> PixelStatsBackbone:
         """Numpy-only model: stays on the CPU whatever device is asked for."""
         return self
 
@@ -58,8 +59,10 @@ class PixelStatsBackbone:
         clips = clips[:, :, :: self.step, :: self.step]
         b, t, h, w, _ = clips.shape
         if h < self.grid or w < self.grid:
-            raise VADInputError(f"clips: {h}x{w} sampled pixels per frame (step {self.step}) do not fill "
-                               f"the {self.grid}x{self.grid} grid")
+            raise VADInputError(
+                f"clips: {h}x{w} sampled pixels per frame (step {self.step}) do not fill "
+                f"the {self.grid}x{self.grid} grid"
+            )
         rows = np.array_split(np.arange(h), self.grid)
         cols = np.array_split(np.arange(w), self.grid)
         means = np.empty((b, self.grid, self.grid, 3), np.float64)
@@ -67,7 +70,7 @@ class PixelStatsBackbone:
         for i, r in enumerate(rows):
             for j, c in enumerate(cols):
                 # Work region by region in int16/float so memory stays at one region's worth.
-                region = clips[:, :, r[0]:r[-1] + 1, c[0]:c[-1] + 1, :]
+                region = clips[:, :, r[0] : r[-1] + 1, c[0] : c[-1] + 1, :]
                 means[:, i, j] = region.mean(axis=(1, 2, 3), dtype=np.float64) / 255.0
                 if t > 1:
                     diff = np.abs(np.diff(region.astype(np.int16), axis=1))
@@ -87,8 +90,9 @@ def from_registry(variant: str | None, options: BackboneOptions) -> PixelStatsBa
     try:
         return PixelStatsBackbone(grid=int(grid), step=int(step) if step else 4)
     except ValueError:
-        raise VADInputError(f"backbone pixelstats-{variant}: expected pixelstats-<grid> or "
-                            f"pixelstats-<grid>x<step> with integers") from None
+        raise VADInputError(
+            f"backbone pixelstats-{variant}: expected pixelstats-<grid> or pixelstats-<grid>x<step> with integers"
+        ) from None
 
 
 __all__ = ["PixelStatsBackbone", "from_registry"]

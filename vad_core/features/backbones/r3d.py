@@ -10,19 +10,21 @@ Weights: a path the user gives, else torchvision's download cache
 `~/.cache/torch`). Nothing is downloaded here and random weights are never substituted
 silently: they exist only as the explicit `weights="random"` (for architecture tests).
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from vad_core.io.hashing import sha256_file
+from vad_core.errors import VADInputError
 from vad_core.features.backbones.common import ClipEmbedder
 from vad_core.features.backbones.registry import BackboneOptions, no_variant
-from vad_core.errors import VADInputError
+from vad_core.io.hashing import sha256_file
 
 R3D_FILENAME = "r3d_18-b3b3357e.pth"
 R3D_URL = f"https://download.pytorch.org/models/{R3D_FILENAME}"
@@ -39,8 +41,10 @@ def torch_hub_checkpoints() -> Path:
 
 def _conv_bn(c_in: int, c_out: int, kernel: int, stride: int, relu: bool) -> nn.Sequential:
     pad = kernel // 2
-    layers: list[nn.Module] = [nn.Conv3d(c_in, c_out, kernel, stride=stride, padding=pad, bias=False),
-                               nn.BatchNorm3d(c_out)]
+    layers: list[nn.Module] = [
+        nn.Conv3d(c_in, c_out, kernel, stride=stride, padding=pad, bias=False),
+        nn.BatchNorm3d(c_out),
+    ]
     if relu:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
@@ -66,6 +70,12 @@ class BasicBlock(nn.Module):
 class R3D18(nn.Module):
     """r3d_18: `forward(x (B, 3, T, H, W) normalized) -> (B, 512)` pooled feature; `fc` kept for key parity."""
 
+    # built with setattr in a loop; declared for the type checker
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, num_classes: int = 400) -> None:
         super().__init__()
         self.stem = nn.Sequential(
@@ -87,8 +97,7 @@ class R3D18(nn.Module):
         return self.avgpool(x).flatten(1)
 
 
-def resolve_weights_file(weights: str | os.PathLike[str] | None, default: Path | None, model: str,
-                         how_to: str) -> Path:
+def resolve_weights_file(weights: str | os.PathLike[str] | None, default: Path | None, model: str, how_to: str) -> Path:
     """The checkpoint to load: `weights` if given (must exist), else `default` if present."""
     if weights is not None:
         path = Path(weights).expanduser()
@@ -105,7 +114,9 @@ def load_state_file(path: Path, model: str) -> dict[str, torch.Tensor]:
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad/unsafe file
-        raise VADInputError(f"{model} weights {path}: cannot be read with torch.load(weights_only=True) ({exc})") from None
+        raise VADInputError(
+            f"{model} weights {path}: cannot be read with torch.load(weights_only=True) ({exc})"
+        ) from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -153,15 +164,23 @@ class R3DBackbone(ClipEmbedder):
 
 
 def _r3d_how_to() -> str:
-    return (f"Download torchvision's Kinetics-400 r3d_18 weights ({R3D_URL}) into {torch_hub_checkpoints()} "
-            f"(where torchvision keeps them), or pass weights='/path/to/{R3D_FILENAME}'.")
+    return (
+        f"Download torchvision's Kinetics-400 r3d_18 weights ({R3D_URL}) into {torch_hub_checkpoints()} "
+        f"(where torchvision keeps them), or pass weights='/path/to/{R3D_FILENAME}'."
+    )
 
 
-def load_r3d18(device: str | torch.device | None = None, weights: str | os.PathLike[str] | None = None,
-               compile: bool | None = None, precision: str = "fp32", batch_size: int = 8) -> R3DBackbone:
+def load_r3d18(
+    device: str | torch.device | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    compile: bool | None = None,
+    precision: str = "fp32",
+    batch_size: int = 8,
+) -> R3DBackbone:
     """r3d_18 with Kinetics-400 weights from `weights` or torchvision's cache; `weights='random'` for tests."""
     if isinstance(weights, str) and weights == "random":
-        network, digest = R3D18(), "random"
+        network: nn.Module = R3D18()
+        digest = "random"
     else:
         path = resolve_weights_file(weights, torch_hub_checkpoints() / R3D_FILENAME, "r3d_18", _r3d_how_to())
         network = load_into(R3D18, load_state_file(path, "r3d_18"), path, "r3d_18")
@@ -172,11 +191,27 @@ def load_r3d18(device: str | torch.device | None = None, weights: str | os.PathL
 def from_registry(variant: str | None, options: BackboneOptions) -> R3DBackbone:
     """`load_backbone("r3d_18")`."""
     no_variant("r3d_18", variant)
-    return load_r3d18(device=options.device, weights=options.weights, compile=options.compile,
-                      precision=options.precision, batch_size=options.batch_size)
+    return load_r3d18(
+        device=options.device,
+        weights=options.weights,
+        compile=options.compile,
+        precision=options.precision,
+        batch_size=options.batch_size,
+    )
 
 
 __all__ = [
-    "KINETICS_MEAN", "KINETICS_STD", "R3D18", "R3D_FILENAME", "R3D_URL", "BasicBlock", "R3DBackbone",
-    "from_registry", "load_into", "load_r3d18", "load_state_file", "resolve_weights_file", "torch_hub_checkpoints"
+    "KINETICS_MEAN",
+    "KINETICS_STD",
+    "R3D18",
+    "R3D_FILENAME",
+    "R3D_URL",
+    "BasicBlock",
+    "R3DBackbone",
+    "from_registry",
+    "load_into",
+    "load_r3d18",
+    "load_state_file",
+    "resolve_weights_file",
+    "torch_hub_checkpoints",
 ]

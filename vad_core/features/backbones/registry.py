@@ -7,12 +7,14 @@ A name is `<family>` or `<family>-<variant>`; each family registers one factory 
 the variant (None when absent) and the shared loading options. The network modules are
 imported only when their family is asked for, so loading one backbone never imports another.
 """
+
 from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -75,7 +77,7 @@ def _factory(family: str) -> BackboneFactory:
         module, _, func = entry.partition(":")
         entry = getattr(importlib.import_module(module), func)
         _FACTORIES[family] = entry
-    return entry  # type: ignore[return-value]
+    return entry
 
 
 def no_variant(family: str, variant: str | None) -> None:
@@ -84,9 +86,14 @@ def no_variant(family: str, variant: str | None) -> None:
         raise VADInputError(f"backbone {family}-{variant}: {family!r} takes no variant after '-'")
 
 
-def load_backbone(name: str = "i3d", device: str | torch.device | None = None,
-                  weights: str | os.PathLike[str] | None = None, compile: bool | None = None,
-                  precision: str = "fp32", batch_size: int = 8) -> Backbone:
+def load_backbone(
+    name: str = "i3d",
+    device: str | torch.device | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    compile: bool | None = None,
+    precision: str = "fp32",
+    batch_size: int = 8,
+) -> Backbone:
     """Build a backbone by registered name (see the module doc and each family's loader).
 
     `device`: as `vad_core.devices.resolve_device`. `weights`: a weights file overriding the
@@ -97,12 +104,22 @@ def load_backbone(name: str = "i3d", device: str | torch.device | None = None,
     """
     family, dash, variant = str(name).partition("-")
     if family not in _FACTORIES:
-        raise VADInputError(f"backbone {name!r}: unknown, expected one of {backbone_names()} "
-                            f"(a variant may follow a '-', as in 'pixelstats-2')")
-    options = BackboneOptions(device=device, weights=weights, compile=compile, precision=precision,
-                              batch_size=batch_size)
+        raise VADInputError(
+            f"backbone {name!r}: unknown, expected one of {backbone_names()} "
+            f"(a variant may follow a '-', as in 'pixelstats-2')"
+        )
+    options = BackboneOptions(
+        device=device, weights=weights, compile=compile, precision=precision, batch_size=batch_size
+    )
     return _factory(family)(variant if dash else None, options)
 
 
-__all__ = ["Backbone", "BackboneFactory", "BackboneOptions", "backbone_names", "load_backbone", "no_variant",
-           "register_backbone"]
+__all__ = [
+    "Backbone",
+    "BackboneFactory",
+    "BackboneOptions",
+    "backbone_names",
+    "load_backbone",
+    "no_variant",
+    "register_backbone",
+]

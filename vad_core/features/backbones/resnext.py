@@ -11,6 +11,7 @@ Input: 16 frames at 112x112. Normalization follows the 2017 release those featur
 with (pixel values 0..255 minus the ActivityNet mean, no division by a std); the 2020 release
 ("hara2020") works on [0, 1] with the Kinetics mean/std instead.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,11 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from vad_core.io.hashing import sha256_file
+from vad_core.errors import VADInputError
 from vad_core.features.backbones.common import ClipEmbedder
 from vad_core.features.backbones.r3d import load_into, load_state_file, resolve_weights_file
 from vad_core.features.backbones.registry import BackboneOptions, no_variant
-from vad_core.errors import VADInputError
+from vad_core.io.hashing import sha256_file
 
 # (mean, std) on the 0..255 pixel scale
 NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -64,6 +65,12 @@ class ResNeXtBottleneck(nn.Module):
 class ResNeXt3D(nn.Module):
     """`forward(x (B, 3, T, H, W) normalized) -> (B, 2048)`; ResNeXt-101 is `layers=(3, 4, 23, 3)`."""
 
+    # built with setattr in a loop; declared for the type checker
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, layers: tuple[int, ...] = (3, 4, 23, 3), cardinality: int = 32, num_classes: int = 400) -> None:
         super().__init__()
         self.conv1 = nn.Conv3d(3, 64, 7, stride=(1, 2, 2), padding=3, bias=False)
@@ -71,7 +78,7 @@ class ResNeXt3D(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool3d(3, stride=2, padding=1)
         c_in = 64
-        for i, (planes, n_blocks) in enumerate(zip((128, 256, 512, 1024), layers)):
+        for i, (planes, n_blocks) in enumerate(zip((128, 256, 512, 1024), layers, strict=False)):
             blocks = []
             for j in range(n_blocks):
                 stride = 2 if (i > 0 and j == 0) else 1
@@ -122,29 +129,54 @@ RESNEXT_HOW_TO = (
 WEIGHTS_ENV = "VAD_RESNEXT_WEIGHTS"
 
 
-def load_resnext101(device: str | torch.device | None = None, weights: str | os.PathLike[str] | None = None,
-                    compile: bool | None = None, precision: str = "fp32", batch_size: int = 8,
-                    normalization: str = "hara2017") -> ResNeXtBackbone:
+def load_resnext101(
+    device: str | torch.device | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    compile: bool | None = None,
+    precision: str = "fp32",
+    batch_size: int = 8,
+    normalization: str = "hara2017",
+) -> ResNeXtBackbone:
     """3D-ResNeXt-101 from a user checkpoint (`weights` or `$VAD_RESNEXT_WEIGHTS`); `'random'` for tests."""
     if isinstance(weights, str) and weights == "random":
-        network, digest = ResNeXt3D(), "random"
+        network: nn.Module = ResNeXt3D()
+        digest = "random"
     else:
-        path = resolve_weights_file(weights if weights is not None else os.environ.get(WEIGHTS_ENV) or None,
-                                    None, "resnext101", RESNEXT_HOW_TO)
+        path = resolve_weights_file(
+            weights if weights is not None else os.environ.get(WEIGHTS_ENV) or None, None, "resnext101", RESNEXT_HOW_TO
+        )
         network = load_into(ResNeXt3D, load_state_file(path, "resnext101"), path, "resnext101")
         digest = sha256_file(path)
-    return ResNeXtBackbone(network, digest, device=device, compile=compile, precision=precision,
-                           batch_size=batch_size, normalization=normalization)
+    return ResNeXtBackbone(
+        network,
+        digest,
+        device=device,
+        compile=compile,
+        precision=precision,
+        batch_size=batch_size,
+        normalization=normalization,
+    )
 
 
 def from_registry(variant: str | None, options: BackboneOptions) -> ResNeXtBackbone:
     """`load_backbone("resnext101")`."""
     no_variant("resnext101", variant)
-    return load_resnext101(device=options.device, weights=options.weights, compile=options.compile,
-                           precision=options.precision, batch_size=options.batch_size)
+    return load_resnext101(
+        device=options.device,
+        weights=options.weights,
+        compile=options.compile,
+        precision=options.precision,
+        batch_size=options.batch_size,
+    )
 
 
 __all__ = [
-    "NORMALIZATIONS", "RESNEXT_HOW_TO", "WEIGHTS_ENV", "ResNeXt3D", "ResNeXtBackbone", "ResNeXtBottleneck",
-    "from_registry", "load_resnext101"
+    "NORMALIZATIONS",
+    "RESNEXT_HOW_TO",
+    "WEIGHTS_ENV",
+    "ResNeXt3D",
+    "ResNeXtBackbone",
+    "ResNeXtBottleneck",
+    "from_registry",
+    "load_resnext101",
 ]

@@ -1,8 +1,9 @@
 """Anomaly scorers behind one fit/score interface: the diffusion model and its baselines.
 
-    scorer = make_scorer("knn", k=5).fit(features, tiles)
-    scores = scorer.score(features, tiles)      # (N,) float64, higher = more anomalous
+scorer = make_scorer("knn", k=5).fit(features, tiles)
+scores = scorer.score(features, tiles)      # (N,) float64, higher = more anomalous
 """
+
 from vad_core.scoring.scorers.base import AnomalyScorer, PerTileScorer, check_tiles
 from vad_core.scoring.scorers.diffusion import DiffusionScorer
 from vad_core.scoring.scorers.gcl import GCLAutoencoderScorer, GCLConfig, GCLScorer

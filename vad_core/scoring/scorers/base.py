@@ -5,6 +5,7 @@ scenery, so a per-tile-position scorer fits one sub-model per tile index and sco
 with the sub-model of its own tile position (method.md: "each scored against the same tile
 position of the other clips").
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,7 +25,7 @@ class AnomalyScorer(Protocol):
 
     name: str
 
-    def fit(self, features: np.ndarray, tiles: np.ndarray | None = None) -> "AnomalyScorer": ...
+    def fit(self, features: np.ndarray, tiles: np.ndarray | None = None) -> AnomalyScorer: ...
 
     def score(self, features: np.ndarray, tiles: np.ndarray | None = None) -> np.ndarray: ...
 
@@ -84,7 +85,7 @@ class PerTileScorer(ABC):
         t = check_tiles(tiles, x.shape[0])
         return {int(k): np.flatnonzero(t == k) for k in np.unique(t)}
 
-    def fit(self, features: np.ndarray, tiles: np.ndarray | None = None) -> "PerTileScorer":
+    def fit(self, features: np.ndarray, tiles: np.ndarray | None = None) -> PerTileScorer:
         """Fit on `features` `(N, D)`; with `tiles` `(N,)`, one sub-model per tile index."""
         x = check_features(features)
         models, keys = {}, {}
@@ -124,7 +125,7 @@ def _fingerprint(x: np.ndarray) -> bytes:
     # Exact identity of a matrix: shape plus a hash of its bytes (blake2b: fast on big tables).
     h = hashlib.blake2b(digest_size=16)
     h.update(str(x.shape).encode())
-    h.update(memoryview(np.ascontiguousarray(x)).cast("B"))
+    h.update(np.ascontiguousarray(x).data.cast("B"))
     return h.digest()
 
 

@@ -4,10 +4,12 @@ fit() is `vad_core.diffusion.training.fit`; score() is `vad_core.diffusion.recon
 Unlike the per-tile baselines this is one pooled model: tile indices, when given, go to the
 denoiser (a learned tile-position embedding when its config has `n_tiles > 0`).
 """
+
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +38,9 @@ class DiffusionScorer:
 
     @classmethod
     def from_checkpoint(
-        cls, source: str | os.PathLike[str] | bytes, score_config: ScoreConfig | None = None,
+        cls,
+        source: str | os.PathLike[str] | bytes,
+        score_config: ScoreConfig | None = None,
         device: str | None = None,
     ) -> DiffusionScorer:
         """A fitted scorer from a checkpoint file or its bytes (`vad_core.diffusion.denoiser`)."""

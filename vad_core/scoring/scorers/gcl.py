@@ -28,6 +28,7 @@ Both fit on features centred and divided by one global scale (fitted on the trai
 findings.md shows the per-dimension means of pooled CNN features otherwise dominate. No
 batch-statistics layers, so a row's score never depends on its batch-mates.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
@@ -38,9 +39,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vad_core.scoring.scorers.base import PerTileScorer
 from vad_core.devices import resolve_device
 from vad_core.errors import VADInputError
+from vad_core.scoring.scorers.base import PerTileScorer
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class GCLConfig:
 
 def _mlp(widths: list[int], dropout: float = 0.0) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=False)):
         layers.append(nn.Linear(a, b))
         if i < len(widths) - 2:  # no activation on the output layer
             layers.append(nn.ReLU())
@@ -101,7 +102,8 @@ class Generator(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.act(self.encoder(x)))
+        out: torch.Tensor = self.decoder(self.act(self.encoder(x)))
+        return out
 
 
 class Discriminator(nn.Module):
@@ -112,11 +114,13 @@ class Discriminator(nn.Module):
         self.net = _mlp([dim, *hidden, 1], dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(-1)
+        out: torch.Tensor = self.net(x).squeeze(-1)
+        return out
 
 
 def _recon_error(g: Generator, x: torch.Tensor) -> torch.Tensor:
-    return (g(x) - x).pow(2).mean(dim=1)
+    out: torch.Tensor = (g(x) - x).pow(2).mean(dim=1)
+    return out
 
 
 def batch_pseudo_labels(values: torch.Tensor, k: float) -> torch.Tensor:
@@ -132,7 +136,7 @@ def _step_d(d: Discriminator, g: Generator, opt: torch.optim.Optimizer, xb: torc
     d.train()
     loss = F.binary_cross_entropy_with_logits(d(xb), labels)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.backward()  # type: ignore[no-untyped-call]  # torch: Tensor.backward is unannotated
     opt.step()
     return float(loss.detach())
 
@@ -144,7 +148,7 @@ class _Fitted:
     center: torch.Tensor  # (D,)
     scale: float
     device: torch.device
-    history: list[dict[str, float]]
+    history: list[dict[str, Any]]
 
 
 def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -162,7 +166,7 @@ def _fit_gcl(x: np.ndarray, config: GCLConfig, cooperative: bool) -> _Fitted:
     scale = float(np.sqrt(((x64 - center) ** 2).mean())) or 1.0
     data = torch.as_tensor((x64 - center) / scale, dtype=torch.float32, device=device)
     rng = np.random.default_rng(config.seed)
-    history: list[dict[str, float]] = []
+    history: list[dict[str, Any]] = []
     fork = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork):
         torch.manual_seed(config.seed)
@@ -174,7 +178,7 @@ def _fit_gcl(x: np.ndarray, config: GCLConfig, cooperative: bool) -> _Fitted:
             for idx in _batches(data.shape[0], config.batch_size, rng):
                 loss = _recon_error(g, data[idx]).mean()
                 opt_g.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]  # torch: Tensor.backward is unannotated
                 opt_g.step()
                 total += float(loss.detach()) * idx.size
             history.append({"phase": "autoencoder", "epoch": epoch, "g_loss": total / data.shape[0]})
@@ -211,8 +215,13 @@ def _fit_gcl(x: np.ndarray, config: GCLConfig, cooperative: bool) -> _Fitted:
                     share += float(labels_g.sum())
                 n = data.shape[0]
                 history.append(
-                    {"phase": "cooperative", "epoch": epoch, "g_loss": g_total / n, "d_loss": d_total / n,
-                     "pseudo_anomalous": share / n}
+                    {
+                        "phase": "cooperative",
+                        "epoch": epoch,
+                        "g_loss": g_total / n,
+                        "d_loss": d_total / n,
+                        "pseudo_anomalous": share / n,
+                    }
                 )
             d.eval()
     g.eval()
@@ -225,7 +234,12 @@ def _score_gcl(model: _Fitted, x: np.ndarray, use_discriminator: bool, chunk: in
     for start in range(0, x.shape[0], chunk):
         xb = torch.as_tensor(x[start : start + chunk], dtype=torch.float32, device=model.device)
         xb = (xb - model.center) / model.scale
-        s = model.discriminator(xb) if use_discriminator else _recon_error(model.generator, xb)
+        if use_discriminator:
+            if model.discriminator is None:
+                raise VADInputError("gcl: scoring by the discriminator needs a model fitted with one")
+            s = model.discriminator(xb)
+        else:
+            s = _recon_error(model.generator, xb)
         out[start : start + chunk] = s.double().cpu().numpy()
     return out
 

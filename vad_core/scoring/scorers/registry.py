@@ -1,19 +1,20 @@
 """The scorers by name: the diffusion model and its baselines behind one fit/score interface.
 
-    scorer = make_scorer("knn", k=5).fit(features, tiles)
-    scores = scorer.score(features, tiles)      # (N,) float64, higher = more anomalous
+scorer = make_scorer("knn", k=5).fit(features, tiles)
+scores = scorer.score(features, tiles)      # (N,) float64, higher = more anomalous
 """
+
 from __future__ import annotations
 
 from typing import Any
 
+from vad_core.errors import VADInputError
 from vad_core.scoring.scorers.base import AnomalyScorer
 from vad_core.scoring.scorers.diffusion import DiffusionScorer
-from vad_core.scoring.scorers.gcl import GCLAutoencoderScorer, GCLConfig, GCLScorer
+from vad_core.scoring.scorers.gcl import GCLAutoencoderScorer, GCLScorer
 from vad_core.scoring.scorers.sklearn_scorers import IsolationForestScorer, KNNScorer, PCAScorer
-from vad_core.errors import VADInputError
 
-SCORERS: dict[str, type] = {
+SCORERS: dict[str, type[AnomalyScorer]] = {
     "knn": KNNScorer,
     "pca": PCAScorer,
     "iforest": IsolationForestScorer,

@@ -3,6 +3,7 @@
 On Ped2 I3D tile features, kNN (k = 5) and PCA-16 per tile position reach about 95 and 94
 frame AUC (findings.md), the bars the diffusion model is measured against.
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -12,8 +13,8 @@ from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import NearestNeighbors
 
-from vad_core.scoring.scorers.base import PerTileScorer
 from vad_core.errors import VADInputError
+from vad_core.scoring.scorers.base import PerTileScorer
 
 
 def _positive_int(value: object, name: str, minimum: int = 1) -> int:
@@ -53,8 +54,8 @@ class KNNScorer(PerTileScorer):
     def _score_one(self, model: NearestNeighbors, x: np.ndarray, same: bool) -> np.ndarray:
         # kneighbors(None) is scikit-learn's leave-one-out query: a fitted point is not its own neighbour.
         dist, _ = model.kneighbors(None if (same and self.exclude_self) else x, n_neighbors=self.k)
-        dist = dist.astype(np.float64)
-        return dist.mean(axis=1) if self.reduction == "mean" else dist[:, -1]
+        d64: np.ndarray = np.asarray(dist, dtype=np.float64)
+        return d64.mean(axis=1) if self.reduction == "mean" else d64[:, -1]
 
 
 class PCAScorer(PerTileScorer):
@@ -90,8 +91,9 @@ class PCAScorer(PerTileScorer):
     def _score_one(self, model: tuple[PCA, np.ndarray], x: np.ndarray, same: bool) -> np.ndarray:
         pca, scale = model
         z = x.astype(np.float64) / scale
-        residual = z - pca.inverse_transform(pca.transform(z))
-        return np.mean(residual * residual, axis=1)
+        residual: np.ndarray = z - pca.inverse_transform(pca.transform(z))
+        mse: np.ndarray = np.mean(residual * residual, axis=1)
+        return mse
 
 
 class IsolationForestScorer(PerTileScorer):
@@ -114,7 +116,8 @@ class IsolationForestScorer(PerTileScorer):
         ).fit(x)
 
     def _score_one(self, model: IsolationForest, x: np.ndarray, same: bool) -> np.ndarray:
-        return -model.score_samples(x).astype(np.float64)
+        scores: np.ndarray = -np.asarray(model.score_samples(x), dtype=np.float64)
+        return scores
 
 
 __all__ = ["IsolationForestScorer", "KNNScorer", "PCAScorer"]
