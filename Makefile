@@ -37,14 +37,18 @@ bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 demo: setup
-	$(BIN)/python -m vad_pipeline.cli.demo
+	$(BIN)/vad demo
 
 # The same end to end run on the UCSD Ped2 videos in ../shared (read in place).
 demo-ped2: setup
-	VAD_DATASET=ucsd_ped2 $(BIN)/python -m vad_pipeline.cli.demo
+	$(BIN)/vad demo --dataset ucsd_ped2
 
 ui: setup
-	$(BIN)/python -m vad_pipeline.cli.ui
+	$(BIN)/vad ui
+
+# Rebuild the evaluation report of VAD_DATASET (default demo) from its stored tables.
+report: setup
+	$(BIN)/vad report
 
 clean:
 	rm -rf $(VENV) vad_home .pytest_cache

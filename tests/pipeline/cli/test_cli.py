@@ -73,3 +73,18 @@ def test_console_script_is_installed() -> None:
         pytest.skip("the vad console script is not installed in this environment (pip install -e .)")
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "demo" in out.stdout and "report" in out.stdout
+
+
+def test_makefile_targets_run_vad_subcommands() -> None:
+    """`make demo`, `make demo-ped2`, `make ui` and `make report` go through the `vad` command."""
+    import re
+    from pathlib import Path
+
+    makefile = (Path(__file__).resolve().parents[3] / "Makefile").read_text()
+    commands = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    for target in ("demo", "demo-ped2", "ui", "report"):
+        recipe = re.search(rf"^{re.escape(target)}:.*\n((?:\t.*\n)+)", makefile, re.M)
+        assert recipe, f"no {target} target"
+        called = re.findall(r"\$\(BIN\)/vad (\w[\w-]*)", recipe.group(1))
+        assert called and called[0] in commands, f"make {target} does not run a vad subcommand: {recipe.group(1)!r}"
+    assert "python -m vad_pipeline" not in makefile

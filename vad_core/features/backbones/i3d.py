@@ -273,13 +273,7 @@ def from_registry(variant: str | None, options: BackboneOptions) -> I3DBackbone:
     no_variant("i3d", variant)
     if options.weights == "random":
         raise VADInputError("i3d: weights='random' is not offered; I3D always loads the Kinetics-400 weights")
-    return load_i3d(
-        device=options.device,
-        weights=options.weights,
-        compile=options.compile,
-        precision=options.precision,
-        batch_size=options.batch_size,
-    )
+    return load_i3d(**options.as_kwargs())
 
 
 __all__ = [

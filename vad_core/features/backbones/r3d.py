@@ -191,13 +191,7 @@ def load_r3d18(
 def from_registry(variant: str | None, options: BackboneOptions) -> R3DBackbone:
     """`load_backbone("r3d_18")`."""
     no_variant("r3d_18", variant)
-    return load_r3d18(
-        device=options.device,
-        weights=options.weights,
-        compile=options.compile,
-        precision=options.precision,
-        batch_size=options.batch_size,
-    )
+    return load_r3d18(**options.as_kwargs())
 
 
 __all__ = [

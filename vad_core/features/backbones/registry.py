@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -46,6 +46,10 @@ class BackboneOptions:
     compile: bool | None = None
     precision: str = "fp32"
     batch_size: int = 8
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The options as keyword arguments of a family's loader (`load_i3d(**options.as_kwargs())`)."""
+        return asdict(self)
 
 
 BackboneFactory = Callable[[str | None, BackboneOptions], Backbone]

@@ -161,13 +161,7 @@ def load_resnext101(
 def from_registry(variant: str | None, options: BackboneOptions) -> ResNeXtBackbone:
     """`load_backbone("resnext101")`."""
     no_variant("resnext101", variant)
-    return load_resnext101(
-        device=options.device,
-        weights=options.weights,
-        compile=options.compile,
-        precision=options.precision,
-        batch_size=options.batch_size,
-    )
+    return load_resnext101(**options.as_kwargs())
 
 
 __all__ = [
