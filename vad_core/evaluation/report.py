@@ -301,7 +301,10 @@ def build_report(
     per_scorer = scorer_frames(tables)
     for name, f in per_scorer.items():
         metrics, why = _evaluate(f, settings.smoothing_sigma)
-        c = clips if name == "diffusion" else tables.baselines[tables.baselines["scorer"] == name]  # type: ignore[index]
+        if name == "diffusion" or tables.baselines is None:  # scorer_frames lists baselines only when there are some
+            c = clips
+        else:
+            c = tables.baselines[tables.baselines["scorer"] == name]
         results[name] = {"metrics": metrics, "anomalous_clip_share": float(c["anomalous"].mean())}
         if why:
             notes.add(why)

@@ -237,7 +237,7 @@ def prefetch(iterable: Iterable[T], max_queue: int = 8) -> Iterator[T]:
                 raise item
             if item is end:
                 return
-            yield item  # type: ignore[misc]
+            yield item  # type: ignore[misc]  # the queue holds T, the end sentinel and errors; both are gone here
     finally:
         stop.set()
         worker.join(timeout=30.0)

@@ -287,7 +287,7 @@ def generate_demo_footage(
     `DemoConfig` fields (width, height, fps, ...).
     """
     try:
-        cfg = DemoConfig(seed=seed, n_train=n_train, n_test=n_test, n_frames=n_frames, **options)  # type: ignore[arg-type]
+        cfg = DemoConfig(seed=seed, n_train=n_train, n_test=n_test, n_frames=n_frames, **options)  # type: ignore[arg-type]  # checked by DemoConfig
     except TypeError as exc:
         raise VADInputError(f"generate_demo_footage: {exc}") from None
     root = Path(root)
