@@ -1,18 +1,25 @@
-"""Feature extraction: one video -> its clip-features table (design.md), streamed and atomic.
+"""Feature extraction: videos -> their clip-features tables (design.md), streamed and atomic.
 
-`extract_features` decodes the video once in a background thread (`vad_core.footage.clips.prefetch`),
-cuts it into (clip, tile) inputs (`vad_core.footage.clips.iter_clips`), stacks them into batches of
-`batch_size` tile-clips while the model computes the previous batch, and embeds each batch with
-the backbone. Only the `(rows, D)` features are kept; pixels live in a bounded queue, so memory
-does not grow with the video's length. The table is written once, atomically, at the end.
+Each video is decoded once, in a background thread, into (clip, region) backbone inputs
+(`vad_core.footage.clips.iter_clips`), which are stacked into batches across videos and
+embedded while the next batch is read (`vad_core.features.engine`). Only the `(rows, D)`
+features are kept; pixels live in a bounded queue, so memory does not grow with the video's
+length. Each table is written once, atomically, when its video's last row is back.
+
+`RegionConfig` (`vad_core.features.regions`) says what a row is: the tiles or a finer grid of
+windows, embedded either by one backbone pass per region crop (`backbone_pass="crop"`) or by one
+pass per clip over the frame whose feature map is pooled over every region
+(`backbone_pass="frame"`: 1.75x less I3D work on Ped2's tiles). Table metadata records how the
+rows were pooled.
 
 A table is up to date when its metadata carries the same video fingerprint (content hash),
-backbone, weights sha256, dimension, clip config and format version; re-running is then a
-no-op (`FeatureResult.skipped`). The fingerprint is recomputed from the video itself, so a
-video changed behind a stale manifest row is still re-extracted (and re-probed).
+backbone, weights sha256, dimension, clip config, region config and format version; re-running
+is then a no-op (`FeatureResult.skipped`). The fingerprint is recomputed from the video itself,
+so a video changed behind a stale manifest row is still re-extracted (and re-probed).
 
-Tiles are cut by the clip config at `tile_size` pixels, and the backbone sees them at that size
-(`embed(..., resize=False)`): the config, not the backbone, decides the input resolution.
+Regions are cut by the clip config at their own size in scaled-frame pixels, and the backbone
+sees them at that size (`embed(..., resize=False)`): the config, not the backbone, decides the
+input resolution.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -29,7 +37,10 @@ import torch
 
 from vad_core.devices import resolve_device
 from vad_core.errors import VADInputError
-from vad_core.footage.clips import ClipBatch, ClipConfig, clip_starts, iter_clips, prefetch, tile_layout
+from vad_core.features.engine import Job, run_jobs
+from vad_core.features.inputs import map_stride_for, video_job
+from vad_core.features.regions import RegionConfig, RegionLayout, pooling_metadata, region_layout
+from vad_core.footage.clips import ClipConfig, clip_starts, tile_layout
 from vad_core.footage.discover import VideoSource
 from vad_core.footage.probe import fingerprint_source, probe_video
 from vad_core.io.feature_tables import (
@@ -91,13 +102,16 @@ def _fresh_row(row: dict[str, Any]) -> dict[str, Any]:
     return fresh
 
 
-def _metadata(row: Mapping[str, Any], backbone: BackboneLike, config: ClipConfig) -> dict[str, Any]:
+def _metadata(
+    row: Mapping[str, Any], backbone: BackboneLike, config: ClipConfig, regions: RegionConfig
+) -> tuple[dict[str, str], RegionLayout]:
     width, height, n_frames = int(row["width"]), int(row["height"]), int(row["n_frames"])
-    layout = tile_layout(width, height, config)
-    sx, sy = f"{layout.scale_x:.6g}", f"{layout.scale_y:.6g}"
+    tiles = tile_layout(width, height, config)
+    layout = region_layout(width, height, config, regions)
+    sx, sy = f"{tiles.scale_x:.6g}", f"{tiles.scale_y:.6g}"
     scale = sx if sx == sy else f"{sx},{sy}"
     fps = row.get("fps")
-    return {
+    meta = {
         "video_id": row["video_id"],
         "video_path": row["path"],
         "video_kind": row["kind"],
@@ -115,38 +129,14 @@ def _metadata(row: Mapping[str, Any], backbone: BackboneLike, config: ClipConfig
         "short_side": config.short_side,
         "tile_size": config.tile_size,
         "scale": scale,
-        "scaled_size": f"{layout.scaled_size[0]}x{layout.scaled_size[1]}",
+        "scaled_size": f"{tiles.scaled_size[0]}x{tiles.scaled_size[1]}",
         "tile_boxes": json.dumps(layout.boxes),
         "clip_config": json.dumps(config.to_dict(), sort_keys=True),
+        **pooling_metadata(layout, regions, map_stride_for(backbone, regions)),
         "n_clips": len(clip_starts(n_frames, config.clip_len, config.stride)),
         "n_tiles": len(layout.boxes),
     }
-
-
-def _batches(items: Iterator[ClipBatch], batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(clip, tile) items -> (`(B, 8)` int64 [clip, start, end, tile, x, y, w, h], `(B, T, S, S, 3)` uint8)."""
-    keys: list[tuple[int, ...]] = []
-    frames: list[np.ndarray] = []
-    for item in items:
-        keys.append((item.clip, item.start_frame, item.end_frame, item.tile, *item.box))
-        frames.append(item.frames)
-        if len(frames) == batch_size:
-            yield np.asarray(keys, np.int64), np.stack(frames)
-            keys, frames = [], []
-    if frames:
-        yield np.asarray(keys, np.int64), np.stack(frames)
-
-
-def _embed(backbone: BackboneLike, clips: np.ndarray) -> np.ndarray:
-    out = backbone.embed(torch.from_numpy(clips), resize=False)
-    if isinstance(out, torch.Tensor):
-        out = out.detach().to("cpu", torch.float32).numpy()
-    out = np.asarray(out, dtype=np.float32)
-    if out.shape != (clips.shape[0], backbone.dim):
-        raise VADInputError(
-            f"backbone {backbone.name!r} returned shape {out.shape}, expected ({clips.shape[0]}, {backbone.dim})"
-        )
-    return out
+    return {k: str(v) for k, v in meta.items()}, layout
 
 
 def _place(backbone: BackboneLike, device: torch.device) -> None:
@@ -162,6 +152,128 @@ def _place(backbone: BackboneLike, device: torch.device) -> None:
         )
 
 
+def _writer(
+    store: TableStore, key: str, row: Mapping[str, Any], meta: Mapping[str, str]
+) -> Callable[[np.ndarray, np.ndarray], None]:
+    """`finish(keys (N, 8), features (N, D))`: build the video's table and store it atomically."""
+
+    def finish(keys: np.ndarray, features: np.ndarray) -> None:
+        table = build_feature_table(
+            str(row["video_id"]), keys[:, 0], keys[:, 1], keys[:, 2], keys[:, 3], keys[:, 4:8], features
+        )
+        write_feature_table(table, store, key, meta)
+
+    return finish
+
+
+@dataclass
+class _Plan:
+    """One video of a run: its row, key and metadata, and either a result already (skipped) or a job."""
+
+    row: dict[str, Any]
+    key: str
+    meta: dict[str, str]
+    result: FeatureResult | None = None
+    job: Job | None = None
+
+
+def _run(
+    rows: list[dict[str, Any]],
+    keys: list[str | VADInputError],
+    backbone: BackboneLike,
+    config: ClipConfig,
+    regions: RegionConfig,
+    store: TableStore,
+    device: str | torch.device | None,
+    batch_size: int,
+    callback: Callable[[int, dict], None],
+) -> list[FeatureResult]:
+    """Plan every video (skip the up-to-date ones), run the rest as one stream of batches."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise VADInputError(f"batch_size must be a positive int, got {batch_size!r}")
+    t0 = time.perf_counter()
+    plans: list[_Plan | FeatureResult] = []
+    jobs: list[Job] = []
+    for i, (raw, key) in enumerate(zip(rows, keys, strict=True)):
+        try:
+            if isinstance(key, VADInputError):
+                raise key
+            _check_ok(raw)
+            row = _fresh_row(raw)
+            meta, layout = _metadata(row, backbone, config, regions)
+        except VADInputError as exc:
+            vid = str(raw.get("video_id", ""))
+            plans.append(FeatureResult(vid, None, source=str(raw.get("path", "")), error=str(exc)))
+            callback(i, {"event": "video_done", "video_id": vid, "error": str(exc)})
+            continue
+        plan = _Plan(row, key, meta)
+        if is_up_to_date(store, key, meta):
+            plan.result = FeatureResult(
+                str(row["video_id"]), key, skipped=True, source=str(row["path"]), **table_counts(store, key)
+            )
+        else:
+            plan.job = video_job(i, row, meta, layout, backbone, config, regions, _writer(store, key, row, meta))
+            jobs.append(plan.job)
+        plans.append(plan)
+    if jobs and device is not None:
+        _place(backbone, resolve_device(device))
+
+    started: dict[int, float] = {}
+    seconds: dict[int, float] = {}
+
+    def base(i: int, rows_done: int) -> dict[str, Any]:
+        plan = plans[i]
+        assert isinstance(plan, _Plan)
+        n_clips, n_tiles = int(plan.meta["n_clips"]), int(plan.meta["n_tiles"])
+        return {
+            "video_id": str(plan.row["video_id"]),
+            "clips_total": n_clips,
+            "rows_total": n_clips * n_tiles,
+            "clips_done": rows_done // n_tiles,
+            "rows_done": rows_done,
+        }
+
+    def relay(i: int, event: str, rows_done: int, extra: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        started.setdefault(i, now)
+        if event == "video_done":
+            seconds[i] = now - started[i]
+            extra = {**extra, "skipped": False, "seconds": seconds[i]}
+        callback(i, {"event": event, **base(i, rows_done), **extra})
+
+    for i, planned in enumerate(plans):  # the skipped ones are done before any work starts
+        if isinstance(planned, _Plan) and planned.result is not None:
+            callback(i, {"event": "video_done", **base(i, planned.result.n_rows), "skipped": True, "seconds": 0.0})
+    outcomes = run_jobs(jobs, batch_size, relay)
+    results: list[FeatureResult] = []
+    for i, planned in enumerate(plans):
+        if isinstance(planned, FeatureResult):
+            results.append(planned)
+        elif planned.result is not None:
+            results.append(planned.result)
+        else:
+            plan = planned
+            outcome = outcomes[i]
+            vid, src = str(plan.row["video_id"]), str(plan.row["path"])
+            if outcome.error is not None:
+                results.append(FeatureResult(vid, None, source=src, error=outcome.error, seconds=seconds.get(i, 0.0)))
+                continue
+            n_tiles = int(plan.meta["n_tiles"])
+            results.append(
+                FeatureResult(
+                    vid,
+                    plan.key,
+                    n_clips=int(plan.meta["n_clips"]),
+                    n_tiles=n_tiles,
+                    n_rows=outcome.n_rows,
+                    dim=int(backbone.dim),
+                    seconds=seconds.get(i, time.perf_counter() - t0),
+                    source=src,
+                )
+            )
+    return results
+
+
 def extract_features(
     video: Mapping | pd.Series | VideoSource | str | os.PathLike,
     backbone: BackboneLike,
@@ -171,88 +283,26 @@ def extract_features(
     device: str | torch.device | None = None,
     batch_size: int = 8,
     callback: Callback | None = None,
+    regions: RegionConfig = RegionConfig(),
 ) -> FeatureResult:
     """Store the clip-features table of one video under `key` of `store` (atomically); see the module doc.
 
     `video` is a manifest row (dict or Series) or a `VideoSource`/path (probed). `batch_size`
-    counts tile-clips per `embed` call. `device`, when given, moves the backbone there if it
-    has `to`, and otherwise must be where the backbone already is. `callback` receives dicts
-    with `event` in `video_start`, `batch`, `video_done` and `video_id`, `clips_done`,
-    `clips_total`, `rows_done`, `rows_total`. Raises
-    `VADInputError` for a video with status `error` or one that fails to decode (nothing is
-    written then).
+    counts backbone inputs per `embed` call (region crops, or clips for the frame pass).
+    `device`, when given, moves the backbone there if it has `to`, and otherwise must be where
+    the backbone already is. `callback` receives dicts with `event` in `video_start`, `batch`,
+    `video_done` and `video_id`, `clips_done`, `clips_total`, `rows_done`, `rows_total`.
+    Raises `VADInputError` for a video with status `error`, one that fails to decode, or a
+    backbone without the frame pass `regions` asks for (nothing is written then).
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise VADInputError(f"batch_size must be a positive int, got {batch_size!r}")
-    start = time.perf_counter()
     row = video_row(video)
     _check_ok(row)
-    row = _fresh_row(row)
-    video_id = str(row["video_id"])
-    meta = _metadata(row, backbone, clip_config)
-    n_clips, n_tiles = int(meta["n_clips"]), int(meta["n_tiles"])
-    base = {"video_id": video_id, "clips_total": n_clips, "rows_total": n_clips * n_tiles}
-
-    def emit(event: str, rows_done: int, **extra: object) -> None:
-        if callback is not None:
-            callback({"event": event, **base, "clips_done": rows_done // n_tiles, "rows_done": rows_done, **extra})
-
-    if is_up_to_date(store, key, {k: str(v) for k, v in meta.items()}):
-        result = FeatureResult(
-            video_id,
-            key,
-            skipped=True,
-            source=str(row["path"]),
-            seconds=time.perf_counter() - start,
-            **table_counts(store, key),
-        )
-        emit("video_done", result.n_rows, skipped=True, seconds=result.seconds)
-        return result
-    if device is not None:
-        _place(backbone, resolve_device(device))
-
-    emit("video_start", 0)
-    keys: list[np.ndarray] = []
-    feats: list[np.ndarray] = []
-    done = 0
-    items = iter_clips(
-        str(row["path"]),
-        row["kind"],
-        int(meta["n_frames"]),
-        clip_config,
-        size=(int(meta["width"]), int(meta["height"])),
-    )
-    # Two batches in flight: the reader decodes and stacks batch k+1 while the model runs batch k.
-    for batch_keys, clips in prefetch(_batches(items, batch_size), max_queue=2):
-        out = _embed(backbone, clips)
-        if not np.isfinite(out).all():  # never write a table the asset checks would reject anyway
-            bad = batch_keys[~np.isfinite(out).all(axis=1)]
-            raise VADInputError(
-                f"video {video_id!r}: backbone {backbone.name!r} gave non-finite features "
-                f"for clip {int(bad[0, 0])} tile {int(bad[0, 3])}"
-            )
-        feats.append(out)
-        keys.append(batch_keys)
-        done += len(batch_keys)
-        emit("batch", done)
-    k = np.concatenate(keys)
-    if len(k) != n_clips * n_tiles:
-        raise VADInputError(f"video {video_id!r}: produced {len(k)} rows, expected {n_clips} clips x {n_tiles} tiles")
-    table = build_feature_table(video_id, k[:, 0], k[:, 1], k[:, 2], k[:, 3], k[:, 4:8], np.concatenate(feats))
-    write_feature_table(table, store, key, {k_: str(v) for k_, v in meta.items()})
-    seconds = time.perf_counter() - start
-    emit("video_done", done, skipped=False, seconds=seconds)
-    return FeatureResult(
-        video_id,
-        key,
-        n_clips=n_clips,
-        n_tiles=n_tiles,
-        n_rows=done,
-        dim=int(backbone.dim),
-        skipped=False,
-        seconds=seconds,
-        source=str(row["path"]),
-    )
+    result = _run(
+        [row], [key], backbone, clip_config, regions, store, device, batch_size, lambda _, e: callback and callback(e)
+    )[0]
+    if result.error is not None:
+        raise VADInputError(result.error)
+    return result
 
 
 def extract_all(
@@ -264,43 +314,30 @@ def extract_all(
     device: str | torch.device | None = None,
     batch_size: int = 8,
     callback: Callback | None = None,
+    regions: RegionConfig = RegionConfig(),
 ) -> list[FeatureResult]:
     """Extract every video of a manifest to `<prefix>/<video_id>.parquet` in `store`, going on past failures.
 
-    Returns one `FeatureResult` per manifest row, in manifest order; a video with status
-    `error` or one that fails to decode gets `error` set and no table. Callback events are
-    those of `extract_features` plus `videos_done` / `videos_total`.
+    The videos' inputs are batched across videos (`vad_core.features.engine`). Returns one
+    `FeatureResult` per manifest row, in manifest order; a video with status `error` or one
+    that fails to decode gets `error` set and no table. Callback events are those of
+    `extract_features` plus `videos_done` / `videos_total`.
     """
     if "video_id" not in manifest.columns:
         raise VADInputError(f"manifest has no 'video_id' column (columns: {list(manifest.columns)})")
-    total = len(manifest)
-    results: list[FeatureResult] = []
-    for i, (_, series) in enumerate(manifest.iterrows()):
-        row = series.to_dict()
-        video_id = str(row["video_id"])
-
-        def relay(event: dict, _done: int = i) -> None:
-            if callback is not None:
-                callback({**event, "videos_done": _done + (event["event"] == "video_done"), "videos_total": total})
-
-        t0 = time.perf_counter()
+    rows = [{str(k): v for k, v in series.to_dict().items()} for _, series in manifest.iterrows()]
+    keys: list[str | VADInputError] = []
+    for row in rows:
         try:
-            key = feature_key(prefix, video_id)
-            results.append(extract_features(row, backbone, clip_config, store, key, device, batch_size, relay))
-        except VADInputError as exc:
-            results.append(
-                FeatureResult(
-                    video_id, None, source=str(row.get("path", "")), error=str(exc), seconds=time.perf_counter() - t0
-                )
-            )
-            if callback is not None:
-                callback(
-                    {
-                        "event": "video_done",
-                        "video_id": video_id,
-                        "error": str(exc),
-                        "videos_done": i + 1,
-                        "videos_total": total,
-                    }
-                )
-    return results
+            keys.append(feature_key(prefix, str(row["video_id"])))
+        except VADInputError as exc:  # reported as that video's error
+            keys.append(exc)
+    total, finished = len(rows), set()
+
+    def relay(i: int, event: dict) -> None:
+        if event["event"] == "video_done":
+            finished.add(i)
+        if callback is not None:
+            callback({**event, "videos_done": len(finished), "videos_total": total})
+
+    return _run(rows, keys, backbone, clip_config, regions, store, device, batch_size, relay)

@@ -22,7 +22,7 @@ import math
 import os
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal, NamedTuple, TypeVar
 
@@ -89,7 +89,7 @@ class TileLayout(NamedTuple):
 
 
 class ClipBatch(NamedTuple):
-    """One tile of one clip: frames `[start_frame, end_frame)`, pixels `(T, S, S, 3)` uint8."""
+    """One tile (or region) of one clip: frames `[start_frame, end_frame)`, pixels `(T, h, w, 3)` uint8."""
 
     clip: int
     start_frame: int
@@ -159,27 +159,34 @@ def iter_clips(
     n_frames: int,
     config: ClipConfig = ClipConfig(),
     size: tuple[int, int] | None = None,
+    boxes: Sequence[tuple[Box, Box]] | None = None,
 ) -> Iterator[ClipBatch]:
     """Every (clip, tile) of a video, clip-major then tile order.
 
     Frames are decoded once, scaled while decoding, and held in a ring of `clip_len` frames,
     so memory stays `clip_len` scaled frames whatever the video's length. `size` is the
-    original `(width, height)` (read from the header when omitted). Raises `VADInputError`
+    original `(width, height)` (read from the header when omitted). `boxes` cuts other
+    regions than the tiles: `(box in the scaled frame, box in original pixels)` pairs, each
+    item's `tile` being the pair's index (`vad_core.features.regions`). Raises `VADInputError`
     when the video does not decode to exactly `n_frames` frames.
     """
     width, height = size if size is not None else frame_size(path, kind)
     layout = tile_layout(width, height, config)
+    regions = list(boxes) if boxes is not None else list(zip(layout.boxes_scaled, layout.boxes, strict=True))
     starts = clip_starts(n_frames, config.clip_len, config.stride)
-    L, S = config.clip_len, config.tile_size
+    L = config.clip_len
     sw, sh = layout.scaled_size
+    for (x, y, w, h), _ in regions:
+        if x < 0 or y < 0 or w < 1 or h < 1 or x + w > sw or y + h > sh:
+            raise VADInputError(f"iter_clips: box {(x, y, w, h)} does not lie in the {sw}x{sh} scaled frame")
     ring = np.empty((L, sh, sw, 3), dtype=np.uint8)
 
     def emit(clip: int, start: int) -> Iterator[ClipBatch]:
         # Frame start + t sits in slot (start + t) % L; padding repeats the last real frame.
         order = [min(start + t, n_frames - 1) % L for t in range(L)]
         end = min(start + L, n_frames)
-        for tile, ((x, y, _, _), box) in enumerate(zip(layout.boxes_scaled, layout.boxes, strict=False)):
-            yield ClipBatch(clip, start, end, tile, box, ring[order, y : y + S, x : x + S])
+        for tile, ((x, y, w, h), box) in enumerate(regions):
+            yield ClipBatch(clip, start, end, tile, box, ring[order, y : y + h, x : x + w])
 
     nxt, n = 0, 0
     for frame in iter_frames(path, kind, size=(sw, sh)):

@@ -10,6 +10,7 @@ keys `<prefix>/<video_id>.parquet`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
@@ -38,7 +39,12 @@ FRESHNESS_KEYS = (
     "weights_sha256",
     "dim",
     "clip_config",
+    "region_config",
 )
+# What a key absent from an older table's metadata meant when it was written: before regions
+# were configurable every table held one backbone pass per tile crop
+# (`vad_core.features.regions.RegionConfig(backbone_pass="crop", regions="tiles").key()`).
+LEGACY_METADATA = {"region_config": json.dumps({"backbone_pass": "crop", "regions": "tiles"}, sort_keys=True)}
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,7 @@ def is_up_to_date(store: TableStore, key: str, expected: Mapping[str, str]) -> b
         return False
     want = dict(expected)
     want[FORMAT_KEY] = FEATURE_FORMAT_VERSION
-    return all(meta.get(k) == str(want.get(k)) for k in FRESHNESS_KEYS if k in want)
+    return all(meta.get(k, LEGACY_METADATA.get(k)) == str(want.get(k)) for k in FRESHNESS_KEYS if k in want)
 
 
 def read_clip_features(store: TableStore, key: str) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -186,6 +192,7 @@ __all__ = [
     "FORMAT_KEY",
     "FRESHNESS_KEYS",
     "INT_COLUMNS",
+    "LEGACY_METADATA",
     "FeatureResult",
     "build_feature_table",
     "feature_key",

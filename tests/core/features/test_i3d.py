@@ -87,6 +87,30 @@ def test_resize_of_raw_ped2_frames_reproduces_pil_clip(
     assert np.abs(reference["ped2_feature"] - reference["noise_feature"]).max() > 0.5
 
 
+def test_frame_pass_pools_the_mixed_5c_map(i3d: I3DBackbone) -> None:
+    """`embed_regions` = the network run once on the zero-padded frame, its Mixed_5c map averaged
+    over time and over each region with area weights (computed here by hand)."""
+    clip = np.random.default_rng(3).integers(0, 256, (1, 16, 64, 90, 3), dtype=np.uint8)
+    boxes = [(0, 0, 64, 64), (20, 0, 64, 64), (26, 0, 64, 64)]
+    got = i3d.embed_regions(clip, boxes)
+    assert got.shape == (1, 3, 1024) and got.dtype == np.float32
+    x = torch.zeros(1, 3, 16, 64, 96)  # 90 columns padded to 3 cells of 32 with the network's zero
+    x[..., :90] = torch.from_numpy(clip).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+    with torch.no_grad():
+        cells = i3d.network(x)[0].mean(dim=1).numpy()  # (1024, 2, 3)
+    assert cells.shape == (1024, 2, 3)
+    columns = {0: [32, 32, 0], 20: [12, 32, 20], 26: [6, 32, 26]}  # pixels of each box in each cell column
+    for r, (bx, _, _, _) in enumerate(boxes):
+        w = np.array(columns[bx], np.float64) / 64
+        expected = (cells * w[None, None, :]).sum(axis=2).mean(axis=1)
+        np.testing.assert_allclose(got[0, r], expected, rtol=0, atol=1e-5)
+    # A region that is the whole (cell-aligned) clip is exactly the crop pass's feature.
+    whole = clip[:, :, :, :64]
+    np.testing.assert_allclose(
+        i3d.embed_regions(whole, [(0, 0, 64, 64)])[0, 0], i3d.embed(whole, resize=False)[0], rtol=0, atol=1e-5
+    )
+
+
 def test_same_padding_puts_the_odd_pixel_after() -> None:
     assert same_pads(224, 7, 2) == (2, 3)  # out 112: (111 * 2 + 7 - 224) = 5
     assert same_pads(112, 3, 2) == (0, 1)

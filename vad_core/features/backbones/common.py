@@ -21,6 +21,7 @@ from torch import nn
 
 from vad_core.devices import resolve_device
 from vad_core.errors import VADInputError
+from vad_core.features.regions import map_cells, region_weights
 
 COMPILE_ENV = "VAD_COMPILE"
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -104,6 +105,9 @@ class ClipEmbedder:
     dim: int = 0
     input_size: tuple[int, int] = (224, 224)
     antialias: bool = True
+    # Input pixels per cell of the network's output map when `pool` is its mean over (T, H, W):
+    # such a backbone offers the frame pass (`embed_regions`); None = it pools inside the network.
+    map_stride: int | None = None
 
     def __init__(
         self,
@@ -125,14 +129,23 @@ class ClipEmbedder:
         # torch's stubs lack Module.to(memory_format=...), which exists at run time
         moved = network.to(self.device, memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
         self.network = moved.eval().requires_grad_(False)
-        self._compiled: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self._compiled: Callable[..., torch.Tensor] | None = None
+        self._compiled_regions: Callable[..., torch.Tensor] | None = None
+        self._weights: dict[tuple[int, int, bytes], torch.Tensor] = {}
         if resolve_compile(compile):
             self._compile()
 
     def _compile(self) -> None:
-        # static shapes (the batch is padded to `batch_size`, so one graph serves every call);
-        # freezing folds the weights in as constants and lets oneDNN pre-pack them
+        # static shapes (the batch is padded to `batch_size`, so one graph serves every call of a
+        # shape); freezing folds the weights in as constants and lets oneDNN pre-pack them
         self._compiled = torch.compile(self._forward, dynamic=False, options={"freezing": True})
+        if self.map_stride is not None:
+            self._compiled_regions = torch.compile(self._regions_forward, dynamic=False, options={"freezing": True})
+
+    @property
+    def compiled(self) -> bool:
+        """Whether forward passes go through torch.compile (False after a fallback to eager)."""
+        return self._compiled is not None
 
     def to(self, device: str | torch.device) -> ClipEmbedder:
         """Move the network (and normalization constants) to `device`; returns self."""
@@ -143,6 +156,7 @@ class ClipEmbedder:
             for key, value in vars(self).items():
                 if isinstance(value, torch.Tensor):
                     setattr(self, key, value.to(dev))
+            self._weights.clear()
             if self._compiled is not None:  # frozen weights live in the old graph: build a new one
                 self._compile()
         return self
@@ -158,14 +172,32 @@ class ClipEmbedder:
         x = self.preprocess(clips.permute(0, 4, 1, 2, 3).float())
         return self.pool(self.network(x)).float()
 
-    def _run(self, clips: torch.Tensor) -> torch.Tensor:
-        if self._compiled is not None:
+    def _regions_forward(self, clips: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """uint8 `(B, T, H, W, 3)` on device and region weights `(R, H', W')` -> `(B, R, dim)` float32.
+
+        The frame is normalized into a zero buffer of `(H', W')` map cells' pixels (zero = the
+        network's own SAME padding value), run once, and its map averaged over time and over
+        each region with the weights (`vad_core.features.regions.region_weights`).
+        """
+        assert self.map_stride is not None
+        b, t, h, w, c = clips.shape
+        hp, wp = weights.shape[1] * self.map_stride, weights.shape[2] * self.map_stride
+        x = clips.new_zeros((b, t, hp, wp, c), dtype=torch.float32)
+        x[:, :, :h, :w] = self.preprocess(clips.permute(0, 4, 1, 2, 3).float()).permute(0, 2, 3, 4, 1)
+        y = self.network(x.permute(0, 4, 1, 2, 3))  # channels-last 3D view, as in `_forward`
+        y = y.float().mean(dim=2).flatten(2)  # (B, C, H' * W')
+        return torch.matmul(y, weights.flatten(1).T).transpose(1, 2)  # (B, R, C)
+
+    def _run(self, clips: torch.Tensor, *args: torch.Tensor, regions: bool = False) -> torch.Tensor:
+        compiled = self._compiled_regions if regions else self._compiled
+        eager = self._regions_forward if regions else self._forward
+        if compiled is not None:
             n = clips.shape[0]
             if n < self.batch_size:  # pad to the compiled batch; clips never interact
                 pad = clips[:1].expand(self.batch_size - n, *clips.shape[1:])
                 clips = torch.cat([clips, pad])
             try:
-                return self._compiled(clips)[:n]
+                return compiled(clips, *args)[:n]
             except Exception as exc:  # noqa: BLE001 - compilation is lazy; any backend failure
                 # (no C++ compiler, unsupported op) must degrade to eager, not stop extraction
                 warnings.warn(
@@ -173,9 +205,37 @@ class ClipEmbedder:
                     RuntimeWarning,
                     stacklevel=3,
                 )
-                self._compiled = None
+                self._compiled = self._compiled_regions = None
                 clips = clips[:n]
-        return self._forward(clips)
+        return eager(clips, *args)
+
+    def pooling_weights(self, height: int, width: int, boxes: Any) -> torch.Tensor:
+        """The area weights `(R, H', W')` on this device for `(x, y, w, h)` boxes in a `height` x `width`
+        input (cached per geometry: one video's clips all share it)."""
+        if self.map_stride is None:
+            raise VADInputError(
+                f"backbone {self.name!r} pools inside its network and has no frame pass; "
+                f"use RegionConfig(backbone_pass='crop')"
+            )
+        arr = np.ascontiguousarray(boxes, dtype=np.int64).reshape(-1, 4)
+        key = (height, width, arr.tobytes())
+        if key not in self._weights:
+            size = (map_cells(height, self.map_stride), map_cells(width, self.map_stride))
+            self._weights[key] = torch.from_numpy(region_weights(arr, size, self.map_stride)).to(self.device)
+        return self._weights[key]
+
+    @torch.no_grad()
+    def embed_regions(self, clips: Any, boxes: Any) -> np.ndarray:
+        """The frame pass: features `(B, R, dim)` float32 of `R` regions `(x, y, w, h)` (pixels of
+        the clips as given) from one pass per clip `(B, T, H, W, 3)` uint8 (see `_regions_forward`)."""
+        x = as_clips(clips)
+        weights = self.pooling_weights(x.shape[2], x.shape[3], boxes)
+        out = []
+        with precision_context(self.device, self.precision):
+            for start in range(0, x.shape[0], self.batch_size):
+                chunk = self.prepare(x[start : start + self.batch_size], resize=False)
+                out.append(self._run(chunk, weights, regions=True).cpu())
+        return torch.cat(out).numpy()
 
     def prepare(self, clips: Any, resize: bool = True) -> torch.Tensor:
         """Checked uint8 clips on this backbone's device, resized to `input_size` if asked."""

@@ -232,6 +232,7 @@ class I3DBackbone(ClipEmbedder):
     dim = FEATURE_DIM
     input_size = (224, 224)
     antialias = True
+    map_stride = 32  # Mixed_5c: one cell per 32x32 input pixels (TF-SAME, ceil); its feature is the map's mean
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         return x / 127.5 - 1.0

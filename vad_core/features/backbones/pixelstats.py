@@ -43,6 +43,10 @@ class PixelStatsBackbone:
         identity = f"vad_core.PixelStatsBackbone:v1:grid={grid}:step={step}"
         self.weights_sha256 = hashlib.sha256(identity.encode()).hexdigest()
 
+    # Statistics of pixels have no receptive field: a region read from the whole clip gives exactly
+    # what its crop gives, so the frame pass (`embed_regions`) is exact at any position.
+    map_stride = 1
+
     def to(self, device: str | torch.device) -> PixelStatsBackbone:
         """Numpy-only model: stays on the CPU whatever device is asked for."""
         return self
@@ -76,6 +80,19 @@ class PixelStatsBackbone:
                     diff = np.abs(np.diff(region.astype(np.int16), axis=1))
                     motion[:, i, j] = diff.mean(axis=(1, 2, 3), dtype=np.float64) / 255.0
         return np.concatenate([means.reshape(b, -1), motion.reshape(b, -1)], axis=1).astype(np.float32)
+
+    def embed_regions(self, clips: np.ndarray | torch.Tensor, boxes: np.ndarray | list) -> np.ndarray:
+        """The frame pass: `(B, R, dim)` features of `R` regions `(x, y, w, h)` of `(B, T, H, W, 3)` clips."""
+        if isinstance(clips, torch.Tensor):
+            clips = clips.detach().cpu().numpy()
+        clips = np.asarray(clips)
+        b = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+        if clips.ndim != 5:
+            raise VADInputError(f"clips: expected a non-empty (B, T, H, W, 3) array, got shape {clips.shape}")
+        h, w = clips.shape[2:4]
+        if len(b) == 0 or (b[:, :2] < 0).any() or (b[:, 0] + b[:, 2] > w).any() or (b[:, 1] + b[:, 3] > h).any():
+            raise VADInputError(f"regions {b.tolist()}: must be non-empty boxes inside the {w}x{h} clip")
+        return np.stack([self.embed(clips[:, :, y : y + bh, x : x + bw]) for x, y, bw, bh in b.tolist()], axis=1)
 
 
 def from_registry(variant: str | None, options: BackboneOptions) -> PixelStatsBackbone:
