@@ -1,19 +1,28 @@
 """Feature-extraction speed, printed as one JSON object (a benchmark, not a test).
 
-Model-only part: I3D clips/s on a batch of 16x224x224 clips after warm-up, and the network's
-FLOP rate as a fraction of oneDNN's float32 GEMM rate (`torch.ops.mkldnn._linear_pointwise`,
-4096 x 4096 x 4096) measured in the same run, so the figure is comparable across machines and
-loads. Every part is a function returning a dict; `main` gathers them under one key each.
+    python benchmarks/features.py [--device cpu] [--batch 8] [--repeats 3] [--no-compile] [--no-e2e]
+                                  [--ped2-all] [--pipeline]
 
-    python benchmarks/features.py [--device cpu] [--batch 8] [--repeats 3] [--no-compile] [--no-e2e] [--ped2-all]
+Model-only part (`model_only`): I3D on Ped2-shaped input in both passes, eager and compiled, all
+in the same run: the crop pass embeds 16x224x224 tile crops (three per Ped2 clip), the frame
+pass one 16x224x360 band per clip (padded to 224x384) pooled over the same three tiles. Each
+gives tile-clips/s (frame pass: clips/s x 3, the footage-equivalent rate), GFLOP per tile-clip,
+its first call (the compile cold start) and its FLOP rate as a fraction of oneDNN's float32 GEMM
+rate measured before and after; `frame_over_crop` is the footage-per-second ratio (target >= 1.6).
 
-End-to-end part (`end_to_end`): tile-clips/s of `vad_core.features.extract_features` from a Ped2
-frame folder and from an mp4 of the same frames, table written, as a fraction of the model alone
-(`embed` on the same tiles, same backbone object; target >= 0.9), and peak memory for the mp4
-played 1x and 3x (peak RSS, and `tracemalloc` with the cheap backbone; target: no growth).
+End-to-end part (`end_to_end`): tile-clips/s of `vad_core.features.extract_features` from a
+Ped2 frame folder and an mp4 of the same frames, for each pass, as a fraction of the same
+pass's model-only rate on the same backbone object (target >= 0.9), the end-to-end
+frame-over-crop ratio, and peak memory for the mp4 played 1x and 3x (peak RSS, and
+`tracemalloc` with the cheap backbone; target: no growth). `--ped2-all` adds `extract_all` over
+all 22 Ped2 videos for each pass.
+
+Pipeline part (`--pipeline`): `vad demo --dataset ucsd_ped2` end to end in fresh temporary
+homes, before (crop pass, compile off: the pipeline as it was) and after (frame pass, compile
+on), with each stage's wall time.
 
 The host's load average is recorded beside the figures: on a shared CPU, other processes
-lower both rates, and the fraction only stays meaningful when the load was low and steady.
+lower every rate; ratios measured in the same run are what stays comparable.
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -39,6 +50,7 @@ from vad_core.features import extract_all, extract_features
 from vad_core.features.backbones import load_backbone
 from vad_core.features.backbones.i3d import count_flops
 from vad_core.features.backbones.pixelstats import PixelStatsBackbone
+from vad_core.features.regions import RegionConfig, region_layout, relative_boxes
 from vad_core.footage import VideoSource, build_manifest, list_frames, probe_video
 from vad_core.footage.clips import ClipConfig, iter_clips
 from vad_core.io.store import LocalTableStore
@@ -84,41 +96,54 @@ def gemm_rate(device: str = "cpu", n: int = 4096, warmup: int = 3, repeats: int 
     return {"kernel": kernel, "n": n, "seconds": seconds, "gflops": 2 * n**3 / seconds / 1e9}
 
 
+PED2_TILES = [(0, 0, 224, 224), (68, 0, 224, 224), (136, 0, 224, 224)]  # relative to the 224x360 band
+
+
 def i3d_model_only(
     device: str = "cpu",
     batch: int = 8,
     compile: bool = True,
-    warmup: int = 2,
+    warmup: int = 1,
     repeats: int = 3,
     precision: str = "fp32",
+    backbone: Any = None,
 ) -> dict[str, Any]:
-    """I3D `embed` throughput on `batch` random 16x224x224 clips (resize off: clips are 224 already)."""
+    """Both passes of one I3D on random Ped2-shaped input: `batch` tile crops 16x224x224 (crop
+    pass) and `batch` clips of the 16x224x360 band pooled over Ped2's three tiles (frame pass)."""
     t0 = time.perf_counter()
-    backbone = load_backbone("i3d", device=device, compile=compile, precision=precision, batch_size=batch)
+    if backbone is None:
+        backbone = load_backbone("i3d", device=device, compile=compile, precision=precision, batch_size=batch)
     load_s = time.perf_counter() - t0
-    clips = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (batch, 16, 224, 224, 3), dtype=np.uint8))
-    t0 = time.perf_counter()
-    backbone.embed(clips, resize=False)  # the first call compiles when compile is on
-    first_s = time.perf_counter() - t0
-    seconds = _time(lambda: backbone.embed(clips, resize=False), warmup, repeats, _sync_for(backbone.device))
-    gflop_per_clip = count_flops(16, 224, 224) / 1e9
-    clips_per_s = batch / seconds
-    return {
-        "device": str(backbone.device),
-        "precision": precision,
-        "batch": batch,
-        "compiled": getattr(backbone, "_compiled", None) is not None,
-        "load_s": round(load_s, 2),
-        "first_call_s": round(first_s, 2),
-        "seconds_per_batch": seconds,
-        "clips_per_s": clips_per_s,
-        "gflop_per_clip": gflop_per_clip,
-        "gflops": clips_per_s * gflop_per_clip,
+    rng = np.random.default_rng(0)
+    crops = torch.from_numpy(rng.integers(0, 256, (batch, 16, 224, 224, 3), dtype=np.uint8))
+    bands = torch.from_numpy(rng.integers(0, 256, (batch, 16, 224, 360, 3), dtype=np.uint8))
+    calls = {
+        "crop": (lambda: backbone.embed(crops, resize=False), batch, count_flops(16, 224, 224)),
+        "frame": (lambda: backbone.embed_regions(bands, PED2_TILES), 3 * batch, count_flops(16, 224, 384) / 3),
     }
+    out: dict[str, Any] = {"device": str(backbone.device), "precision": precision, "batch": batch, "load_s": load_s}
+    for name, (call, tile_clips, flop_per_tile_clip) in calls.items():
+        t0 = time.perf_counter()
+        call()  # the first call compiles (when compile is on)
+        first_s = time.perf_counter() - t0
+        seconds = _time(call, warmup, repeats, _sync_for(backbone.device))
+        rate = tile_clips / seconds
+        out[name] = {
+            "first_call_s": round(first_s, 2),
+            "cold_start_s": round(first_s - seconds, 2),
+            "seconds_per_batch": seconds,
+            "tile_clips_per_s": rate,
+            "gflop_per_tile_clip": flop_per_tile_clip / 1e9,
+            "gflop_per_clip": flop_per_tile_clip * 3 / 1e9,
+            "gflops": rate * flop_per_tile_clip / 1e9,
+        }
+    out["compiled"] = bool(getattr(backbone, "compiled", False))
+    out["frame_over_crop"] = out["frame"]["tile_clips_per_s"] / out["crop"]["tile_clips_per_s"]
+    return out
 
 
 def model_only(device: str = "cpu", batch: int = 8, repeats: int = 3, compile: bool = True) -> dict[str, Any]:
-    """GEMM rate before and after the I3D runs, and each run's fraction of their mean."""
+    """GEMM rate before and after; eager and compiled I3D, both passes each; fractions of the GEMM rate."""
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     gemm_before = gemm_rate(device)
     runs = {"eager": i3d_model_only(device, batch, compile=False, repeats=repeats)}
@@ -127,16 +152,24 @@ def model_only(device: str = "cpu", batch: int = 8, repeats: int = 3, compile: b
     gemm_after = gemm_rate(device)
     gemm = (gemm_before["gflops"] + gemm_after["gflops"]) / 2
     for run in runs.values():
-        run["fraction_of_gemm"] = run["gflops"] / gemm
-    return {
+        for name in ("crop", "frame"):
+            run[name]["fraction_of_gemm"] = run[name]["gflops"] / gemm
+    out: dict[str, Any] = {
         "gemm_gflops_before": gemm_before["gflops"],
         "gemm_gflops_after": gemm_after["gflops"],
         "gemm_kernel": gemm_before["kernel"],
         "i3d": runs,
-        "best_fraction_of_gemm": max(r["fraction_of_gemm"] for r in runs.values()),
-        "loadavg_1min_before": load_before,
-        "loadavg_1min_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "frame_over_crop": {mode: run["frame_over_crop"] for mode, run in runs.items()},
+        "target_frame_over_crop": 1.6,
+        "best_fraction_of_gemm": max(run[n]["fraction_of_gemm"] for run in runs.values() for n in ("crop", "frame")),
     }
+    if "compiled" in runs:
+        out["compiled_over_eager"] = {
+            n: runs["compiled"][n]["tile_clips_per_s"] / runs["eager"][n]["tile_clips_per_s"] for n in ("crop", "frame")
+        }
+    out["loadavg_1min_before"] = load_before
+    out["loadavg_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return out
 
 
 # --- end to end: video -> clip-features table, against the model alone ----------------------
@@ -179,26 +212,30 @@ def _peak_rss_mib() -> float | None:
     return None
 
 
-def _embed_rate(backbone: Any, tiles: np.ndarray, repeats: int) -> dict[str, Any]:
-    """tile-clips/s of `embed` alone on a pre-decoded `(B, T, S, S, 3)` batch (after one warm-up)."""
-    backbone.embed(tiles, resize=False)
+def _embed_rate(call: Callable[[], Any], tile_clips: int, repeats: int) -> dict[str, Any]:
+    """tile-clips/s of one pass's backbone call alone on pre-decoded input (after one warm-up)."""
+    call()
     t0 = time.perf_counter()
     for _ in range(repeats):
-        backbone.embed(tiles, resize=False)
+        call()
     seconds = time.perf_counter() - t0
     return {
-        "tile_clips": repeats * len(tiles),
+        "tile_clips": repeats * tile_clips,
         "seconds": round(seconds, 3),
-        "tile_clips_per_s": round(repeats * len(tiles) / seconds, 3),
+        "tile_clips_per_s": round(repeats * tile_clips / seconds, 3),
     }
 
 
-def _extract_rate(backbone: Any, row: dict, config: ClipConfig, out: Path, batch: int) -> dict[str, Any]:
+def _extract_rate(
+    backbone: Any, row: dict, config: ClipConfig, out: Path, batch: int, regions: RegionConfig
+) -> dict[str, Any]:
     """One `extract_features` run with the table written: tile-clips/s and peak RSS over the run."""
     out.unlink(missing_ok=True)
     reset = _reset_peak_rss()
     t0 = time.perf_counter()
-    result = extract_features(row, backbone, config, LocalTableStore(out.parent), out.name, batch_size=batch)
+    result = extract_features(
+        row, backbone, config, LocalTableStore(out.parent), out.name, batch_size=batch, regions=regions
+    )
     seconds = time.perf_counter() - t0
     peak = _peak_rss_mib() if reset else None
     return {
@@ -226,6 +263,20 @@ def _traced_peak(row: dict, config: ClipConfig, out: Path, batch: int) -> dict[s
     return {"frames": int(row["n_frames"]), "tile_clips": result.n_rows, "traced_peak_mib": round(peak / 2**20, 2)}
 
 
+def _model_calls(backbone: Any, folder: Path, n_frames: int, config: ClipConfig, batch: int) -> dict[str, Any]:
+    """Each pass's backbone call on one batch of real Ped2 input: (call, tile-clips per call)."""
+    layout = region_layout(360, 240, config, RegionConfig("frame"))
+    tiles = np.stack([item.frames for item in islice(iter_clips(folder, "frames", n_frames, config), batch)])
+    x, y, w, h = layout.crop
+    band = [((x, y, w, h), (x, y, w, h))]
+    clips = np.stack([i.frames for i in islice(iter_clips(folder, "frames", n_frames, config, boxes=band), batch)])
+    rel = relative_boxes(layout)
+    return {
+        "crop": (lambda: backbone.embed(tiles, resize=False), len(tiles)),
+        "frame": (lambda: backbone.embed_regions(clips, rel), len(clips) * len(rel)),
+    }
+
+
 def end_to_end(
     device: str = "cpu",
     batch: int = 8,
@@ -235,11 +286,13 @@ def end_to_end(
     ped2_all: bool = False,
     backbone: Any = None,
 ) -> dict[str, Any]:
-    """End-to-end tile-clips/s from a Ped2 frame folder and from an mp4 of the same frames, as a
-    fraction of model-only (target >= 0.9), and peak memory for the mp4 1x and 3x as long.
+    """For each pass: end-to-end tile-clips/s from a Ped2 frame folder and from an mp4 of the same
+    frames as a fraction of that pass's model-only rate (target >= 0.9); the frame-over-crop ratio
+    end to end; peak memory for the mp4 1x and 3x as long (crop pass).
 
-    Model-only is `embed` on real Ped2 tiles at the same batch, before and after the end-to-end
-    runs (their mean is the reference). `ped2_all` adds `extract_all` over all Ped2 videos.
+    Model-only is the pass's backbone call on real Ped2 input at the same batch, before and after
+    the end-to-end runs (their mean is the reference). `ped2_all` adds `extract_all` over all
+    Ped2 videos per pass.
     """
     folder = PED2 / video
     if not folder.is_dir():
@@ -248,64 +301,115 @@ def end_to_end(
     if backbone is None:
         backbone = load_backbone("i3d", device=device, compile=compile, batch_size=batch)
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    report: dict[str, Any] = {
+        "backbone": backbone.name,
+        "device": str(getattr(backbone, "device", "cpu")),
+        "batch": batch,
+        "compiled": bool(getattr(backbone, "compiled", False)),
+        "target_fraction": 0.9,
+    }
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         frame_row = probe_video(VideoSource(video, folder, "frames"))
         mp4_row = probe_video(VideoSource("ped2_mp4", _write_mp4(folder, tmp / "ped2.mp4"), "file"))
         long_row = probe_video(VideoSource("ped2_mp4_x3", _write_mp4(folder, tmp / "ped2_x3.mp4", repeat=3), "file"))
-        items = islice(iter_clips(folder, "frames", int(frame_row["n_frames"]), config), batch)
-        tiles = np.stack([item.frames for item in items])
-
-        before = _embed_rate(backbone, tiles, repeats)
-        runs = {
-            "frame_folder": _extract_rate(backbone, frame_row, config, tmp / "f.parquet", batch),
-            "mp4": _extract_rate(backbone, mp4_row, config, tmp / "m.parquet", batch),
-            "mp4_3x": _extract_rate(backbone, long_row, config, tmp / "l.parquet", batch),
+        calls = _model_calls(backbone, folder, int(frame_row["n_frames"]), config, batch)
+        for name, (call, tile_clips) in calls.items():
+            regions = RegionConfig(name)
+            before = _embed_rate(call, tile_clips, repeats)
+            runs = {
+                "frame_folder": _extract_rate(backbone, frame_row, config, tmp / "f.parquet", batch, regions),
+                "mp4": _extract_rate(backbone, mp4_row, config, tmp / "m.parquet", batch, regions),
+            }
+            if name == "crop":
+                runs["mp4_3x"] = _extract_rate(backbone, long_row, config, tmp / "l.parquet", batch, regions)
+            after = _embed_rate(call, tile_clips, repeats)
+            model_rate = (before["tile_clips_per_s"] + after["tile_clips_per_s"]) / 2
+            for run in runs.values():
+                run["fraction_of_model"] = round(run["tile_clips_per_s"] / model_rate, 3)
+            report[name] = {
+                "model_only_before": before,
+                "model_only_after": after,
+                "model_only_tile_clips_per_s": round(model_rate, 3),
+                **runs,
+                "min_fraction_of_model": min(r["fraction_of_model"] for r in runs.values()),
+            }
+        report["frame_over_crop_end_to_end"] = {
+            k: round(report["frame"][k]["tile_clips_per_s"] / report["crop"][k]["tile_clips_per_s"], 3)
+            for k in ("frame_folder", "mp4")
         }
-        after = _embed_rate(backbone, tiles, repeats)
-        model_rate = (before["tile_clips_per_s"] + after["tile_clips_per_s"]) / 2
-        for run in runs.values():
-            run["fraction_of_model"] = round(run["tile_clips_per_s"] / model_rate, 3)
         traced_1x = _traced_peak(mp4_row, config, tmp / "t1.parquet", batch)
         traced_3x = _traced_peak(long_row, config, tmp / "t3.parquet", batch)
-        report: dict[str, Any] = {
-            "backbone": backbone.name,
-            "device": str(getattr(backbone, "device", "cpu")),
-            "batch": batch,
-            "compiled": getattr(backbone, "_compiled", None) is not None,
-            "tile_shape": list(tiles.shape[1:]),
-            "model_only_before": before,
-            "model_only_after": after,
-            "model_only_tile_clips_per_s": round(model_rate, 3),
-            **runs,
-            "min_fraction_of_model": min(r["fraction_of_model"] for r in runs.values()),
-            "target_fraction": 0.9,
-            "memory_vs_length": {
-                "peak_rss_mib_1x": runs["mp4"]["peak_rss_mib"],
-                "peak_rss_mib_3x": runs["mp4_3x"]["peak_rss_mib"],
-                "traced_1x": traced_1x,
-                "traced_3x": traced_3x,
-                "traced_ratio_3x_over_1x": round(traced_3x["traced_peak_mib"] / traced_1x["traced_peak_mib"], 3),
-            },
+        report["memory_vs_length"] = {
+            "peak_rss_mib_1x": report["crop"]["mp4"]["peak_rss_mib"],
+            "peak_rss_mib_3x": report["crop"]["mp4_3x"]["peak_rss_mib"],
+            "traced_1x": traced_1x,
+            "traced_3x": traced_3x,
+            "traced_ratio_3x_over_1x": round(traced_3x["traced_peak_mib"] / traced_1x["traced_peak_mib"], 3),
         }
         if ped2_all:
             manifest = build_manifest(PED2)
-            t0 = time.perf_counter()
-            results = extract_all(manifest, backbone, config, LocalTableStore(tmp / "all"), batch_size=batch)
-            seconds = time.perf_counter() - t0
-            rows = sum(r.n_rows for r in results)
-            report["ped2_all"] = {
-                "videos": len(results),
-                "errors": [r.error for r in results if r.error],
-                "frames": int(manifest["n_frames"].sum()),
-                "tile_clips": rows,
-                "seconds": round(seconds, 2),
-                "tile_clips_per_s": round(rows / seconds, 3),
-                "fraction_of_model": round(rows / seconds / model_rate, 3),
-            }
+            report["ped2_all"] = {}
+            for name in calls:
+                t0 = time.perf_counter()
+                store = LocalTableStore(tmp / f"all_{name}")
+                results = extract_all(manifest, backbone, config, store, batch_size=batch, regions=RegionConfig(name))
+                seconds = time.perf_counter() - t0
+                rows = sum(r.n_rows for r in results)
+                report["ped2_all"][name] = {
+                    "videos": len(results),
+                    "errors": [r.error for r in results if r.error],
+                    "frames": int(manifest["n_frames"].sum()),
+                    "tile_clips": rows,
+                    "seconds": round(seconds, 2),
+                    "tile_clips_per_s": round(rows / seconds, 3),
+                    "fraction_of_model": round(rows / seconds / report[name]["model_only_tile_clips_per_s"], 3),
+                }
+            report["ped2_all"]["frame_over_crop"] = round(
+                report["ped2_all"]["crop"]["seconds"] / report["ped2_all"]["frame"]["seconds"], 3
+            )
     report["loadavg_1min_before"] = load_before
     report["loadavg_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return report
+
+
+def pipeline(timeout_s: float = 7200) -> dict[str, Any]:
+    """`vad demo --dataset ucsd_ped2` in fresh homes: before (crop pass, compile off) and after (frame, compiled)."""
+    if not PED2.is_dir():
+        return {"skipped": f"Ped2 not found at {PED2} (set VAD_SHARED)"}
+    vad = Path(sys.executable).with_name("vad")
+    settings = {
+        "before": ({"clip_features": {"backbone_pass": "crop"}}, {"VAD_COMPILE": "0"}),
+        "after": ({"clip_features": {"backbone_pass": "frame"}}, {"VAD_COMPILE": "1"}),
+    }
+    out: dict[str, Any] = {"uptime_before": _uptime()}
+    for name, (config, env_extra) in settings.items():
+        with tempfile.TemporaryDirectory() as home:
+            cfg, summary = Path(home) / "config.json", Path(home) / "summary.json"
+            cfg.write_text(json.dumps(config))
+            env = {k: v for k, v in os.environ.items() if k not in ("VAD_COMPILE", "MLFLOW_TRACKING_URI")}
+            env.update(VAD_HOME=home, VAD_DATASET="ucsd_ped2", **env_extra)
+            t0 = time.perf_counter()
+            cmd = [str(vad), "demo", "--config", str(cfg), "--summary-json", str(summary)]
+            subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=timeout_s)
+            data = json.loads(summary.read_text())
+            out[name] = {
+                "config": config,
+                "env": env_extra,
+                "wall_s": round(time.perf_counter() - t0, 1),
+                "stage_seconds": {k: round(v, 1) for k, v in data["stage_seconds"].items()},
+                "frame_auc": {k: (v.get("metrics") or {}).get("roc_auc") for k, v in data["report"]["scorers"].items()},
+            }
+    out["after_over_before_wall"] = round(out["after"]["wall_s"] / out["before"]["wall_s"], 3)
+    out["uptime_after"] = _uptime()
+    return out
+
+
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        return ""
 
 
 def environment() -> dict[str, Any]:
@@ -327,15 +431,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--no-e2e", action="store_true", help="skip the end-to-end part")
     parser.add_argument("--ped2-all", action="store_true", help="end to end over all Ped2 videos too")
+    parser.add_argument("--pipeline", action="store_true", help="vad demo on Ped2 before/after (long)")
     args = parser.parse_args(argv)
-    results = {
-        "environment": environment(),
-        "model_only": model_only(args.device, args.batch, args.repeats, compile=not args.no_compile),
-    }
+    results: dict[str, Any] = {"environment": environment(), "uptime_before": _uptime()}
+    results["model_only"] = model_only(args.device, args.batch, args.repeats, compile=not args.no_compile)
     if not args.no_e2e:
         results["end_to_end"] = end_to_end(
             args.device, args.batch, compile=not args.no_compile, repeats=args.repeats, ped2_all=args.ped2_all
         )
+    if args.pipeline:
+        results["pipeline"] = pipeline()
+    results["uptime_after"] = _uptime()
     print(json.dumps(results, indent=2))
     return results
 

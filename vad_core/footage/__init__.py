@@ -22,7 +22,9 @@ from vad_core.footage.ground_truth import (
     detect_format,
     frame_mask,
     mask_to_intervals,
+    pixel_mask_files,
     read_ground_truth,
+    read_pixel_mask,
 )
 from vad_core.footage.probe import (
     MANIFEST_COLUMNS,
@@ -56,10 +58,12 @@ __all__ = [
     "list_frames",
     "manifest_frame",
     "mask_to_intervals",
+    "pixel_mask_files",
     "prefetch",
     "probe_video",
     "read_frames",
     "read_ground_truth",
+    "read_pixel_mask",
     "tile_boxes",
     "tile_layout",
 ]

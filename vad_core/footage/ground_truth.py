@@ -16,6 +16,10 @@ Output columns (design.md): `video_id`, `start_frame`, `end_frame` (0-based, hal
   0 is clamped to 1 the same way. id = the name without its extension.
 - `csv`: `video_id,start_frame,end_frame` already 0-based half-open (extra columns ignored).
 
+Pixel-level ground truth (where the anomaly is in the frame) comes separately, in ShanghaiTech's
+`test_pixel_mask/` layout: `pixel_mask_files(folder)` finds the `<id>.npy` files and
+`read_pixel_mask(file)` reads one video's `(F, H, W)` masks.
+
 `video_ids` renames the default ids: a list (one per video, in file order), a mapping
 (default id -> id; ids not in it are kept), or a template string formatted with the default
 id, e.g. `"testing/frames/{}"` (fields: `{}`/`{id}`, `{index}` 1-based, `{label}` UCF class).
@@ -247,6 +251,45 @@ def read_ground_truth(path: str | os.PathLike, format: str | None = None, video_
     return ground_truth_frame((vid, s, e, path.name) for vid, iv in renamed for s, e in iv)
 
 
+def pixel_mask_files(folder: str | os.PathLike, video_ids: VideoIds = None) -> dict[str, Path]:
+    """Pixel-level ground truth in ShanghaiTech's `test_pixel_mask/` layout: one `<id>.npy` per
+    test video (read with `read_pixel_mask`) -> `{video_id: file}`, ids renamed as by
+    `read_ground_truth` (`video_ids`: list in file order, mapping or template)."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise VADInputError(f"{path}: pixel-mask folder not found")
+    files = sorted(path.glob("*.npy"))
+    if not files:
+        raise VADInputError(f"{path}: no .npy pixel masks found")
+    renamed = _rename([(f.stem, k, "", []) for k, f in enumerate(files, start=1)], video_ids, path)
+    return {vid: f for (vid, _), f in zip(renamed, files, strict=True)}
+
+
+def read_pixel_mask(
+    path: str | os.PathLike, n_frames: int | None = None, size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """One video's pixel masks `(F, H, W)` bool from a `.npy` array of 0/1 (or 0/255) values.
+
+    `n_frames` and `size = (width, height)`, when given, must match (a mask for other footage
+    is refused, naming the file). Loaded with `allow_pickle=False`.
+    """
+    path = Path(path)
+    try:
+        mask = np.load(path, allow_pickle=False, mmap_mode="r")
+    except (ValueError, OSError) as exc:
+        raise VADInputError(f"{path}: not a readable .npy array ({exc})") from None
+    if mask.ndim != 3 or 0 in mask.shape:
+        raise VADInputError(f"{path}: expected per-frame pixel masks (F, H, W), got shape {mask.shape}")
+    if n_frames is not None and mask.shape[0] != n_frames:
+        raise VADInputError(f"{path}: {mask.shape[0]} mask frames, the video has {n_frames}")
+    if size is not None and (mask.shape[2], mask.shape[1]) != tuple(size):
+        raise VADInputError(f"{path}: masks are {mask.shape[2]}x{mask.shape[1]}, the video is {size[0]}x{size[1]}")
+    values = np.unique(np.asarray(mask))
+    if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
+        raise VADInputError(f"{path}: mask values must be 0/1 (or 0/255), found {values[:6].tolist()}")
+    return np.asarray(mask) > 0
+
+
 def frame_mask(ground_truth: pd.DataFrame, video_id: str, n_frames: int) -> np.ndarray:
     """The 0/1 per-frame labels `(n_frames,)` int8 of one video (intervals clipped to the video)."""
     out = np.zeros(n_frames, dtype=np.int8)
@@ -265,5 +308,7 @@ __all__ = [
     "frame_mask",
     "ground_truth_frame",
     "mask_to_intervals",
+    "pixel_mask_files",
     "read_ground_truth",
+    "read_pixel_mask",
 ]

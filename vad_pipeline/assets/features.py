@@ -8,6 +8,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
 
 from vad_core.features import extract_features
+from vad_core.features.regions import RegionConfig
 from vad_core.footage import VideoSource, discover_videos
 from vad_core.footage.clips import ClipConfig
 from vad_core.io.feature_tables import read_feature_matrix
@@ -20,10 +21,14 @@ from vad_pipeline.resources.dataset import DatasetResource
 from vad_pipeline.resources.storage import DatasetKeys, VadStorage
 
 _CLIP = ClipConfig()
+_REGIONS = RegionConfig()
 
 
 class FeatureConfig(Config):
-    """How videos are cut and tiled (vad_core.footage.clips.ClipConfig) and the embedding batch size."""
+    """How videos are cut and tiled (vad_core.footage.clips.ClipConfig), which regions become
+    rows and how they are embedded (vad_core.features.regions.RegionConfig: `backbone_pass`
+    "frame" = one pass per clip pooled over the regions, "crop" = one pass per region; `regions`
+    "tiles" or "grid"), and the embedding batch size (backbone inputs per call)."""
 
     clip_len: int = _CLIP.clip_len
     stride: int = _CLIP.stride
@@ -32,10 +37,17 @@ class FeatureConfig(Config):
     tile_size: int = _CLIP.tile_size
     min_overlap: float = _CLIP.min_overlap
     max_crop: int = _CLIP.max_crop
+    backbone_pass: str = _REGIONS.backbone_pass
+    regions: str = _REGIONS.regions
+    grid_step: int = _REGIONS.grid_step
+    grid_window: int | None = _REGIONS.grid_window
     batch_size: int = 8
 
     def to_core(self) -> ClipConfig:
         return core_config(self, ClipConfig)
+
+    def to_regions(self) -> RegionConfig:
+        return core_config(self, RegionConfig)
 
 
 def _video(store: TableStore, keys: DatasetKeys, root: Path, video_id: str) -> dict | VideoSource:
@@ -85,6 +97,7 @@ def clip_features(
         device=backbone.resolved_device(),
         batch_size=config.batch_size,
         callback=progress,
+        regions=config.to_regions(),
     )
     if not result.ok:
         raise Failure(description=f"feature extraction failed for {video_id}: {result.error}")
@@ -99,6 +112,7 @@ def clip_features(
             "work_seconds": float(result.seconds),
             "backbone": embedder.name,
             "weights_sha256": embedder.weights_sha256,
+            "region_config": config.to_regions().key(),
             "path": MetadataValue.path(store.location(key)),
         }
     )

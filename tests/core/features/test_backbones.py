@@ -172,10 +172,34 @@ def test_compile_failure_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) ->
     bb = load_backbone("r3d_18", weights="random", compile=True, batch_size=4)
     eager = load_backbone("r3d_18", weights="random", compile=False)
     eager.network.load_state_dict(bb.network.state_dict())
-    clips = _clips(2, 4, 48, 48)
+    clips = _clips(3, 4, 48, 48)  # 3 of a compiled batch of 4: padded and sent to the compiled graph
     with pytest.warns(RuntimeWarning, match="torch.compile failed"):
         got = bb.embed(clips, resize=False)
     np.testing.assert_allclose(got, eager.embed(clips, resize=False), rtol=1e-5, atol=1e-6)
+    assert not bb.compiled
+
+
+def test_compiled_graph_gets_full_batches_and_short_ones_run_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, ...]] = []
+
+    def recording_compile(fn, **kwargs):  # the eager function, recording what the "graph" is fed
+        def run(x: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+            calls.append(tuple(x.shape))
+            return fn(x, *args)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    torch.manual_seed(0)
+    bb = load_backbone("r3d_18", weights="random", compile=True, batch_size=4)
+    eager = load_backbone("r3d_18", weights="random", compile=False)
+    eager.network.load_state_dict(bb.network.state_dict())
+    clips = _clips(7, 4, 48, 48)  # a full batch of 4, then 3 padded to 4
+    np.testing.assert_allclose(bb.embed(clips, resize=False), eager.embed(clips, resize=False), rtol=1e-5, atol=1e-6)
+    assert calls == [(4, 4, 48, 48, 3), (4, 4, 48, 48, 3)]
+    calls.clear()
+    bb.embed(_clips(6, 4, 48, 48), resize=False)  # 4, then 2 (half a batch or less): eager, no padding
+    assert calls == [(4, 4, 48, 48, 3)]
 
 
 def test_bf16_precision_stays_close_to_fp32() -> None:
@@ -226,3 +250,22 @@ def test_registered_family_is_built_with_the_variant_and_options() -> None:
         registry._FACTORIES.pop("custom")
     with pytest.raises(VADInputError, match="no '-'"):
         registry.register_backbone("a-b", factory)
+
+
+def test_compile_is_on_by_default_for_cpu_and_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vad_core.features.backbones.common import resolve_compile
+
+    monkeypatch.delenv("VAD_COMPILE", raising=False)
+    assert resolve_compile(None, torch.device("cpu")) and resolve_compile(None, torch.device("cuda"))
+    assert not resolve_compile(None, torch.device("mps"))
+    assert not resolve_compile(False, torch.device("cpu")) and resolve_compile(True, torch.device("mps"))
+    monkeypatch.setenv("VAD_COMPILE", "off")
+    assert not resolve_compile(None, torch.device("cpu"))
+    monkeypatch.setenv("VAD_COMPILE", "1")
+    assert resolve_compile(None, torch.device("mps"))
+    monkeypatch.setenv("VAD_COMPILE", "maybe")
+    with pytest.raises(VADInputError, match="VAD_COMPILE"):
+        resolve_compile(None, torch.device("cpu"))
+    monkeypatch.delenv("VAD_COMPILE")
+    assert load_backbone("r3d_18", weights="random").compiled  # lazily: nothing is compiled until a call
+    assert not load_backbone("r3d_18", weights="random", compile=False).compiled

@@ -9,7 +9,15 @@ import pytest
 import scipy.io
 
 from vad_core.errors import VADInputError
-from vad_core.footage.ground_truth import GT_COLUMNS, detect_format, frame_mask, mask_to_intervals, read_ground_truth
+from vad_core.footage.ground_truth import (
+    GT_COLUMNS,
+    detect_format,
+    frame_mask,
+    mask_to_intervals,
+    pixel_mask_files,
+    read_ground_truth,
+    read_pixel_mask,
+)
 
 
 def rows(df) -> list[tuple[str, int, int]]:  # type: ignore[no-untyped-def]
@@ -238,3 +246,57 @@ def test_frame_mask_clips_to_the_video(tmp_path: Path) -> None:
     path = tmp_path / "gt.csv"
     path.write_text("video_id,start_frame,end_frame\nv,2,4\nv,6,99\nw,0,1\n")
     np.testing.assert_array_equal(frame_mask(read_ground_truth(path), "v", 8), [0, 0, 1, 1, 0, 0, 1, 1])
+
+
+# --------------------------------------------------------------------------- pixel masks
+
+
+def write_pixel_masks(folder: Path) -> dict[str, np.ndarray]:
+    """A ShanghaiTech-style `test_pixel_mask/`: `01_0014.npy` (an object moving right over 6 frames of
+    12x16, uint8 0/1) and `02_0001.npy` (bool, no anomaly)."""
+    folder.mkdir(parents=True)
+    moving = np.zeros((6, 12, 16), np.uint8)
+    for t in range(6):
+        moving[t, 4:8, 2 * t : 2 * t + 3] = 1
+    still = np.zeros((6, 12, 16), bool)
+    np.save(folder / "01_0014.npy", moving)
+    np.save(folder / "02_0001.npy", still)
+    return {"01_0014": moving.astype(bool), "02_0001": still}
+
+
+def test_pixel_masks_shanghaitech_layout(tmp_path: Path) -> None:
+    truth = write_pixel_masks(tmp_path / "test_pixel_mask")
+    files = pixel_mask_files(tmp_path / "test_pixel_mask")
+    assert sorted(files) == ["01_0014", "02_0001"]
+    for vid, expected in truth.items():
+        got = read_pixel_mask(files[vid], n_frames=6, size=(16, 12))
+        assert got.dtype == bool and got.shape == (6, 12, 16)
+        np.testing.assert_array_equal(got, expected)
+    assert read_pixel_mask(files["01_0014"])[3, 4:8, 6:9].all() and read_pixel_mask(files["01_0014"]).sum() == 72
+    # ids renamed like the frame-level ground truth's
+    renamed = pixel_mask_files(tmp_path / "test_pixel_mask", video_ids="testing/{}")
+    assert sorted(renamed) == ["testing/01_0014", "testing/02_0001"]
+    np.save(tmp_path / "test_pixel_mask" / "03_0001.npy", np.full((2, 12, 16), 255, np.uint8))
+    assert read_pixel_mask(pixel_mask_files(tmp_path / "test_pixel_mask")["03_0001"]).all()  # 0/255 images
+
+
+@pytest.mark.parametrize(
+    ("array", "kwargs", "match"),
+    [
+        (np.zeros((6, 12), np.uint8), {}, r"\(F, H, W\)"),
+        (np.full((6, 12, 16), 2, np.uint8), {}, "0/1"),
+        (np.zeros((6, 12, 16), np.uint8), {"n_frames": 7}, "6 mask frames, the video has 7"),
+        (np.zeros((6, 12, 16), np.uint8), {"size": (12, 16)}, "masks are 16x12, the video is 12x16"),
+    ],
+)
+def test_bad_pixel_masks_name_the_file(tmp_path: Path, array: np.ndarray, kwargs: dict, match: str) -> None:
+    path = tmp_path / "01_0001.npy"
+    np.save(path, array)
+    with pytest.raises(VADInputError, match=match) as err:
+        read_pixel_mask(path, **kwargs)
+    assert "01_0001.npy" in str(err.value)
+    (tmp_path / "junk.npy").write_bytes(b"no")
+    with pytest.raises(VADInputError, match="junk.npy: not a readable"):
+        read_pixel_mask(tmp_path / "junk.npy")
+    with pytest.raises(VADInputError, match="not found"):
+        pixel_mask_files(tmp_path / "missing")
