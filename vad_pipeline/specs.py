@@ -11,6 +11,7 @@ A spec looks like this (every relative path resolves against the spec's own fold
       path: ../../shared/data/ucsd_ped2/ped2.mat
       format: ped2_mat                  # passed to vad_core.footage.ground_truth.read_ground_truth
       video_ids: "testing/frames/{}"    # ids for formats that number videos (list, mapping or template)
+      pixel_masks: test_pixel_mask      # optional: ShanghaiTech-style <id>.npy pixel masks (same ids)
     train: all                          # video-id globs the models are fitted on (no labels)
     evaluate: ["testing/frames/*"]      # video-id globs that get frame labels and AUCs
     generator: synthetic                # optional: vad_core.synthetic fills an empty root
@@ -52,10 +53,12 @@ class AnnotationSpec:
     path: Path
     format: str | None = None
     video_ids: str | tuple[str, ...] | dict[str, str] | None = None
+    pixel_masks: Path | None = None  # ShanghaiTech-style test_pixel_mask/ folder (ids renamed by video_ids)
 
     def to_dict(self) -> dict[str, Any]:
         ids = list(self.video_ids) if isinstance(self.video_ids, tuple) else self.video_ids
-        return {"path": str(self.path), "format": self.format, "video_ids": ids}
+        masks = str(self.pixel_masks) if self.pixel_masks else None
+        return {"path": str(self.path), "format": self.format, "video_ids": ids, "pixel_masks": masks}
 
 
 @dataclass(frozen=True)
@@ -171,10 +174,12 @@ def parse_spec(data: Any, base: Path, home: Path | None = None, source: Path | s
             ids = tuple(ids)
         elif isinstance(ids, dict):
             ids = {str(k): v for k, v in ids.items()}
+        masks = ann.get("pixel_masks")
         annotations = AnnotationSpec(
             path=_resolve_path(ann["path"], "annotations.path", base, home, source),
             format=ann.get("format"),
             video_ids=ids or None,
+            pixel_masks=_resolve_path(masks, "annotations.pixel_masks", base, home, source) if masks else None,
         )
     generator = data.get("generator")
     if generator not in (None, "synthetic"):

@@ -100,7 +100,8 @@ def roc_png(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]]) -> bytes
 
 
 def top_clips_png(items: Sequence[tuple[np.ndarray, tuple[int, int, int, int], str]]) -> bytes:
-    """A grid of frames `(H, W, 3)` uint8, each with its arg-max tile box `(x, y, w, h)` drawn."""
+    """A grid of frames `(H, W, 3)` uint8 (the report passes them with their anomaly map blended
+    in: `vad_core.evaluation.anomaly_map.overlay_heatmap`), each with its arg-max tile box drawn."""
     n = max(len(items), 1)
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
@@ -111,7 +112,7 @@ def top_clips_png(items: Sequence[tuple[np.ndarray, tuple[int, int, int, int], s
         ax.imshow(image)
         ax.add_patch(mpatches.Rectangle((x - 0.5, y - 0.5), w, h, fill=False, ec="red", lw=2))
         ax.set_title(title, fontsize=8)
-    fig.suptitle("top-scoring clips: middle frame, arg-max tile in red", y=1.0)
+    fig.suptitle("top-scoring clips: middle frame, anomaly map (bright = high), arg-max tile in red", y=1.0)
     return figure_png(fig)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -24,9 +24,9 @@ import pandas as pd
 
 from vad_core.errors import VADInputError
 from vad_core.evaluation.formatting import fmt, markdown_table
+from vad_core.evaluation.localization import localization_metrics, top_clips
 from vad_core.evaluation.metrics import clips_to_frames, evaluate
-from vad_core.evaluation.plots import roc_png, score_curve_png, top_clips_png
-from vad_core.footage.decode import read_frames
+from vad_core.evaluation.plots import roc_png, score_curve_png
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,9 @@ class ReportTables:
     `tiles`: the per-(clip, tile) companion table with the boxes; `manifest`: video manifest
     (paths to read the top clips' frames from); `ground_truth`; `baselines`: the baselines'
     clip scores in long format (`scorer` column) or None; `denoiser_info`: the JSON beside the
-    checkpoint; `scoring_metadata`: the segment-score table's schema metadata.
+    checkpoint; `scoring_metadata`: the segment-score table's schema metadata; `pixel_masks`:
+    pixel-level ground truth files by video id (`vad_core.footage.ground_truth.pixel_mask_files`),
+    checked against the anomaly maps where present.
     """
 
     frames: pd.DataFrame
@@ -71,6 +73,7 @@ class ReportTables:
     baselines: pd.DataFrame | None = None
     denoiser_info: Mapping[str, Any] = field(default_factory=dict)
     scoring_metadata: Mapping[str, str] = field(default_factory=dict)
+    pixel_masks: Mapping[str, Path] = field(default_factory=dict)
 
 
 @dataclass
@@ -156,46 +159,6 @@ def _curve_plots(tables: ReportTables, videos: list[str]) -> dict[str, bytes]:
     return plots
 
 
-def _top_clips(tables: ReportTables, n: int) -> tuple[bytes | None, list[dict[str, Any]]]:
-    """The middle frame of each of the `n` top-scoring clips with its arg-max tile's box."""
-    if n <= 0:
-        return None, []
-    top = tables.clips.sort_values("score", ascending=False).head(n)
-    boxes = tables.tiles.drop_duplicates(["video_id", "clip", "tile"]).set_index(["video_id", "clip", "tile"])
-    videos = tables.manifest.set_index("video_id")
-    items, listed = [], []
-    row: Any  # itertuples rows: one attribute per column
-    for row in top.itertuples(index=False):
-        box: Any = boxes.loc[(row.video_id, row.clip, row.tile)]  # type: ignore[index]  # pandas-stubs: a MultiIndex key, not (rows, columns)
-        x, y, w, h = (int(box[c]) for c in ("x", "y", "w", "h"))
-        listed.append(
-            {
-                "video_id": row.video_id,
-                "clip": int(row.clip),
-                "start_frame": int(row.start_frame),
-                "end_frame": int(row.end_frame),
-                "score": float(row.score),
-                "tile": int(row.tile),
-                "box": [x, y, w, h],
-            }
-        )
-        if w <= 0 or h <= 0 or row.video_id not in videos.index:
-            continue  # imported features carry no box (-1): nothing to draw
-        middle = (int(row.start_frame) + int(row.end_frame)) // 2
-        src: Any = videos.loc[row.video_id]
-        frame = read_frames(src["path"], src["kind"], middle, middle + 1)[0]
-        items.append(
-            (
-                frame,
-                (x, y, w, h),
-                f"{row.video_id} frames {row.start_frame}-{row.end_frame}\nscore {row.score:.4g}, tile {row.tile}",
-            )
-        )
-    if not items:
-        return None, listed
-    return top_clips_png(items), listed
-
-
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The report as Markdown: headline table, per-video AUCs, top clips, plots (linked as `plots/<name>`)."""
     lines = [
@@ -262,7 +225,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         ]
     if report.get("top_clips"):
         lines += [
-            "## Top-scoring clips (diffusion)",
+            "## Top-scoring clips (diffusion; the figure shows each clip's anomaly map)",
             "",
             markdown_table(
                 ["video", "frames", "score", "tile", "box (x, y, w, h)"],
@@ -270,6 +233,23 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                     [c["video_id"], f"{c['start_frame']}-{c['end_frame']}", fmt(c["score"]), c["tile"], tuple(c["box"])]
                     for c in report["top_clips"]
                 ],
+            ),
+            "",
+        ]
+    loc = report.get("localization")
+    if loc:
+        lines += [
+            "## Localization (diffusion anomaly maps against pixel-level ground truth)",
+            "",
+            f"{loc['n_frames']} frames of {len(loc['videos'])} videos with pixel masks "
+            f"({loc['n_anomalous_frames']} with anomalous pixels; every {loc['step']}th pixel and row). "
+            "Pixel ROC AUC over all their pixels; hit rate = share of anomalous frames whose map is hotter "
+            "inside the mask than outside.",
+            "",
+            markdown_table(
+                ["videos", "pixel ROC AUC", "hit rate"],
+                [["all", fmt(loc["pixel_auc"]), fmt(loc["hit_rate"], 3)]]
+                + [[v, fmt(m["pixel_auc"]), fmt(m["hit_rate"], 3)] for v, m in loc["per_video"].items()],
             ),
             "",
         ]
@@ -325,9 +305,12 @@ def build_report(
     evaluated = sorted(labelled["video_id"].unique().tolist())
     others = sorted(set(frames["video_id"].unique()) - set(evaluated))
     plots.update(_curve_plots(tables, (evaluated + others)[: settings.max_curve_videos]))
-    top_png, top = _top_clips(tables, settings.top_clips)
+    top_png, top = top_clips(tables.clips, tables.tiles, tables.manifest, settings.top_clips)
     if top_png:
         plots["top_clips.png"] = top_png
+    localization = None
+    if tables.pixel_masks:
+        localization = localization_metrics(tables.clips, tables.tiles, tables.manifest, tables.pixel_masks, evaluated)
 
     info = tables.denoiser_info
     data = {
@@ -346,6 +329,7 @@ def build_report(
         "scorers": results,
         "note": "; ".join(sorted(notes)) or None,
         "top_clips": top,
+        "localization": localization,
         "plots": [plot_location(name) for name in plots],
     }
     return EvaluationReport(data=data, markdown=render_markdown(data), plots=plots)

@@ -11,6 +11,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 
 from vad_core.evaluation.formatting import fmt
 from vad_core.evaluation.report import EvaluationReport, ReportSettings, ReportTables, build_report
+from vad_core.footage.ground_truth import pixel_mask_files
 from vad_core.io.store import TableStore
 from vad_pipeline.assets.common import core_config, dataset_spec, read_table, run_tags
 from vad_pipeline.resources.dataset import DatasetResource
@@ -23,7 +24,8 @@ _REPORT = ReportSettings()
 
 class ReportConfig(Config):
     """vad_core.evaluation.report.ReportSettings: `smoothing_sigma` (frames) of the smoothed figure,
-    `top_clips` drawn with their arg-max tile, `max_curve_videos` score curves (evaluated videos first)."""
+    `top_clips` drawn with their anomaly map and arg-max tile, `max_curve_videos` score curves
+    (evaluated videos first)."""
 
     smoothing_sigma: float | None = _REPORT.smoothing_sigma
     top_clips: int = _REPORT.top_clips
@@ -33,9 +35,11 @@ class ReportConfig(Config):
         return core_config(self, ReportSettings)
 
 
-def report_tables(store: TableStore, keys: DatasetKeys) -> ReportTables:
-    """The tables a report is built from, as the pipeline stored them."""
+def report_tables(store: TableStore, keys: DatasetKeys, spec: DatasetSpec | None = None) -> ReportTables:
+    """The tables a report is built from, as the pipeline stored them, with the spec's pixel masks."""
     has_baselines = store.exists(keys.baseline_scores)
+    ann = spec.annotations if spec is not None else None
+    masks = pixel_mask_files(ann.pixel_masks, ann.video_ids) if ann is not None and ann.pixel_masks else {}
     return ReportTables(
         frames=read_table(store, keys.frame_scores, "frame_scores"),
         clips=read_table(store, keys.segment_scores, "segment_scores"),
@@ -45,6 +49,7 @@ def report_tables(store: TableStore, keys: DatasetKeys) -> ReportTables:
         baselines=read_table(store, keys.baseline_scores, "baseline_scores") if has_baselines else None,
         denoiser_info=store.read_json(keys.denoiser_info) or {},
         scoring_metadata=store.read_metadata(keys.segment_scores),
+        pixel_masks=masks,
     )
 
 
@@ -55,7 +60,7 @@ def write_report(
     the plots; returns the report and `{"report_json": key, "report_md": key, "plot_<stem>": key, ...}`.
     Dagster-free: `vad report` calls it too."""
     report = build_report(
-        report_tables(store, keys),
+        report_tables(store, keys, spec),
         settings,
         spec.name,
         spec=spec.to_dict(),
@@ -105,6 +110,8 @@ def evaluation_report(
             }
         )
         run.log_metrics(auc_metrics)
+        loc = report.data.get("localization") or {}
+        run.log_metrics({f"{k}.diffusion": loc[k] for k in ("pixel_auc", "hit_rate") if loc.get(k) is not None})
         run.log_artifact(store.read_bytes(keys.report_json), "report.json", "report")
         run.log_artifact(report.markdown.encode(), "report.md", "report")
         for key in plots.values():

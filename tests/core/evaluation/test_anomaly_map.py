@@ -6,6 +6,7 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.core.footage.test_ground_truth import write_pixel_masks
@@ -67,3 +68,81 @@ def test_pixel_metrics_against_generated_masks(tmp_path: Path) -> None:
     assert pixel_metrics(still)["pixel_auc"] is None and pixel_metrics(still)["hit_rate"] is None
     with pytest.raises(VADInputError, match="differ in size"):
         pixel_metrics([(np.zeros((3, 3)), m)])
+
+
+def test_report_draws_anomaly_maps_and_checks_them_against_pixel_masks(tmp_path: Path, monkeypatch) -> None:
+    """Video b (32 frames of 16x12): clip 1 scores its right region high, and the mask marks an
+    object in the right half of frames 16-31. The report's localization figures must equal
+    sklearn on the hand-built frame maps, and the top-clips figure must show the overlay."""
+    from PIL import Image
+    from sklearn.metrics import roc_auc_score
+
+    import vad_core.evaluation.localization as localization
+    from vad_core.evaluation.report import ReportSettings, ReportTables, build_report
+
+    rng = np.random.default_rng(0)
+    for vid in ("a", "b"):
+        (tmp_path / vid).mkdir()
+        for i in range(32):
+            Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(tmp_path / vid / f"{i:03d}.png")
+    mask = np.zeros((32, 12, 16), np.uint8)
+    mask[16:, 2:10, 10:14] = 1
+    (tmp_path / "masks").mkdir()
+    np.save(tmp_path / "masks" / "b.npy", mask)
+    clips = pd.DataFrame(
+        {
+            "video_id": ["a", "a", "b", "b"],
+            "clip": [0, 1, 0, 1],
+            "start_frame": [0, 16, 0, 16],
+            "end_frame": [16, 32, 16, 32],
+            "score": [0.1, 0.3, 0.2, 0.9],
+            "tile": [0, 0, 0, 1],
+            "batch": [0] * 4,
+            "threshold": [0.5] * 4,
+            "anomalous": [False, False, False, True],
+        }
+    )
+    left, right = (0, 0, 8, 12), (8, 0, 8, 12)
+    region_scores = {("a", 0): (0.1, 0.05), ("a", 1): (0.3, 0.2), ("b", 0): (0.2, 0.1), ("b", 1): (0.3, 0.9)}
+    tiles = pd.DataFrame(
+        [
+            {"video_id": v, "clip": c, "tile": t, **dict(zip("xywh", box, strict=True)), "score": s[t]}
+            for (v, c), s in region_scores.items()
+            for t, box in enumerate((left, right))
+        ]
+    )
+    frames = pd.DataFrame({"video_id": np.repeat(["a", "b"], 32), "frame": np.tile(np.arange(32), 2)})
+    frames["score"] = np.repeat(clips["score"].to_numpy(), 16)
+    frames["anomalous"] = np.repeat(clips["anomalous"].to_numpy(), 16)
+    frames["label"] = pd.array(np.r_[np.zeros(48), np.ones(16)].astype(int), dtype="Int8")
+    manifest = pd.DataFrame(
+        {
+            "video_id": ["a", "b"],
+            "path": [str(tmp_path / "a"), str(tmp_path / "b")],
+            "kind": ["frames"] * 2,
+            "n_frames": [32, 32],
+            "width": [16, 16],
+            "height": [12, 12],
+            "status": ["ok", "ok"],
+        }
+    )
+    truth = pd.DataFrame({"video_id": ["b"], "start_frame": [16], "end_frame": [32], "source": ["gt.csv"]})
+    drawn: list = []
+    real = localization.top_clips_png
+    monkeypatch.setattr(localization, "top_clips_png", lambda items: drawn.extend(items) or real(items))
+    tables = ReportTables(frames, clips, tiles, manifest, truth, pixel_masks=pixel_mask_files(tmp_path / "masks"))
+    report = build_report(tables, ReportSettings(top_clips=1, smoothing_sigma=None), "toy", created="now")
+
+    heat = np.zeros((32, 12, 16))
+    heat[:16, :, :8], heat[:16, :, 8:], heat[16:, :, :8], heat[16:, :, 8:] = 0.2, 0.1, 0.3, 0.9
+    loc = report.data["localization"]
+    assert loc["videos"] == ["b"] and loc["n_frames"] == 32 and loc["n_anomalous_frames"] == 16 and loc["step"] == 1
+    assert loc["pixel_auc"] == pytest.approx(roc_auc_score(mask.ravel(), heat.ravel()))
+    assert loc["hit_rate"] == 1.0
+    assert "## Localization" in report.markdown and "top_clips.png" in report.plots
+    # the top clip is b/1, drawn with its map on one scale: median region score .. highest region score
+    image, box, _ = drawn[0]
+    frame = np.asarray(Image.open(tmp_path / "b" / "024.png").convert("RGB"))
+    vmin = float(np.median([s for pair in region_scores.values() for s in pair]))
+    np.testing.assert_array_equal(image, overlay_heatmap(frame, [left, right], [0.3, 0.9], vmin=vmin, vmax=0.9))
+    assert box == right
