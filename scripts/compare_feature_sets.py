@@ -44,6 +44,7 @@ from vad_core.io.store import LocalTableStore, MemoryTableStore  # noqa: E402
 from vad_core.io.tables import feature_matrix  # noqa: E402
 from vad_pipeline.assets.evaluation import report_tables  # noqa: E402
 from vad_pipeline.resources.storage import DatasetKeys  # noqa: E402
+from vad_pipeline.specs import load_spec  # noqa: E402
 
 SETS = ("crop", "frame")
 SUBSETS = {
@@ -107,6 +108,8 @@ def similarity(crop_home: Path, frame_home: Path, dataset: str) -> dict[str, Any
     a_store, b_store = LocalTableStore(crop_home), LocalTableStore(frame_home)
     cos, diff, tiles = [], [], []
     for key in a_store.list(keys.features_prefix, ".parquet"):
+        if not b_store.exists(key):
+            continue
         a, _ = read_clip_features(a_store, key)
         b, meta = read_clip_features(b_store, key)
         assert json.loads(meta["region_config"])["backbone_pass"] == "frame", key
@@ -131,11 +134,16 @@ def similarity(crop_home: Path, frame_home: Path, dataset: str) -> dict[str, Any
     }
 
 
+def _video_id(table: Path, root: Path) -> str:
+    return table.relative_to(root).with_suffix("").as_posix()
+
+
 def seed_crop_cache(cache: Path, home: Path, dataset: str, verify: int, log: Path) -> dict[str, Any]:
     """Copy cached crop-pass tables into `home` after re-extracting `verify` videos and comparing."""
     keys = DatasetKeys(dataset)
     target = home / keys.features_prefix
-    tables = sorted(cache.rglob("*.parquet"))
+    spec = load_spec(dataset, home=home)
+    tables = [p for p in sorted(cache.rglob("*.parquet")) if spec.includes(_video_id(p, cache))]
     backbone = load_backbone("i3d", compile=False)
     checked = {}
     for path in tables[:: max(1, len(tables) // max(verify, 1))][:verify]:
