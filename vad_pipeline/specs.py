@@ -11,7 +11,8 @@ A spec looks like this (every relative path resolves against the spec's own fold
       path: ../../shared/data/ucsd_ped2/ped2.mat
       format: ped2_mat                  # passed to vad_core.footage.ground_truth.read_ground_truth
       video_ids: "testing/frames/{}"    # ids for formats that number videos (list, mapping or template)
-      pixel_masks: test_pixel_mask      # optional: ShanghaiTech-style <id>.npy pixel masks (same ids)
+      pixel_masks: test_pixel_mask      # optional: ShanghaiTech-style <id>.npy pixel masks, ids renamed
+      pixel_mask_ids: "testing/{}"      #   by this template (default: video_ids)
     train: all                          # video-id globs the models are fitted on (no labels)
     evaluate: ["testing/frames/*"]      # video-id globs that get frame labels and AUCs
     generator: synthetic                # optional: vad_core.synthetic fills an empty root
@@ -26,6 +27,7 @@ A spec looks like this (every relative path resolves against the spec's own fold
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -53,12 +55,23 @@ class AnnotationSpec:
     path: Path
     format: str | None = None
     video_ids: str | tuple[str, ...] | dict[str, str] | None = None
-    pixel_masks: Path | None = None  # ShanghaiTech-style test_pixel_mask/ folder (ids renamed by video_ids)
+    pixel_masks: Path | None = None  # ShanghaiTech-style test_pixel_mask/ folder of <id>.npy files
+    pixel_mask_ids: str | None = None  # template renaming the mask files' ids (default: video_ids)
 
     def to_dict(self) -> dict[str, Any]:
         ids = list(self.video_ids) if isinstance(self.video_ids, tuple) else self.video_ids
         masks = str(self.pixel_masks) if self.pixel_masks else None
-        return {"path": str(self.path), "format": self.format, "video_ids": ids, "pixel_masks": masks}
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            "video_ids": ids,
+            "pixel_masks": masks,
+            "pixel_mask_ids": self.pixel_mask_ids,
+        }
+
+    def mask_ids(self) -> str | tuple[str, ...] | dict[str, str] | None:
+        """How the pixel-mask files' ids become video ids."""
+        return self.pixel_mask_ids if self.pixel_mask_ids is not None else self.video_ids
 
 
 @dataclass(frozen=True)
@@ -174,12 +187,15 @@ def parse_spec(data: Any, base: Path, home: Path | None = None, source: Path | s
             ids = tuple(ids)
         elif isinstance(ids, dict):
             ids = {str(k): v for k, v in ids.items()}
-        masks = ann.get("pixel_masks")
+        masks, mask_ids = ann.get("pixel_masks"), ann.get("pixel_mask_ids")
+        if mask_ids is not None and not isinstance(mask_ids, str):
+            raise VADInputError(f"{source}: 'annotations.pixel_mask_ids' must be a template string, got {mask_ids!r}")
         annotations = AnnotationSpec(
             path=_resolve_path(ann["path"], "annotations.path", base, home, source),
             format=ann.get("format"),
             video_ids=ids or None,
             pixel_masks=_resolve_path(masks, "annotations.pixel_masks", base, home, source) if masks else None,
+            pixel_mask_ids=mask_ids,
         )
     generator = data.get("generator")
     if generator not in (None, "synthetic"):
@@ -244,18 +260,24 @@ def load_spec(selector: str | os.PathLike | None = None, home: Path | None = Non
 
 
 def ensure_footage(spec: DatasetSpec) -> bool:
-    """Generate a spec's footage when it has a generator and its root holds no video yet.
+    """Generate a spec's footage when it has a generator and its root holds no video yet (or
+    footage an older version of the generator wrote).
 
     Returns True when footage was generated. Specs without a generator are left alone.
     """
     if spec.generator != "synthetic":
         return False
     from vad_core.footage import discover_videos
+    from vad_core.synthetic import GENERATOR_VERSION, generate_demo_footage
 
+    record = spec.footage_root / "demo_footage.json"
     if spec.footage_root.is_dir() and discover_videos(spec.footage_root):
-        return False
-    from vad_core.synthetic import generate_demo_footage
-
+        try:  # footage an older generator wrote is brought up to date (same videos, new files)
+            current = json.loads(record.read_text())["params"]["generator_version"] == GENERATOR_VERSION
+        except (OSError, ValueError, KeyError, TypeError):
+            current = True  # not the generator's folder: left alone
+        if current:
+            return False
     generate_demo_footage(spec.footage_root, seed=spec.seed, **spec.generator_options)
     return True
 

@@ -27,7 +27,8 @@ layout: files
 generator: synthetic
 seed: 0
 generator_options: {n_train: 2, n_test: 2, n_frames: 48, width: 128, height: 96, person_height: 20}
-annotations: {path: footage/ground_truth.csv, format: csv}
+annotations:
+  {path: footage/ground_truth.csv, format: csv, pixel_masks: footage/test_pixel_mask, pixel_mask_ids: "test/{}"}
 train: all
 evaluate: ["test/*"]
 """

@@ -88,6 +88,43 @@ def test_shipped_specs_resolve_relative_to_their_folder(tmp_path: Path) -> None:
     demo = load_spec("demo", home=tmp_path)
     assert demo.footage_root == tmp_path / "demo" / "footage" and demo.generator == "synthetic"
     assert demo.annotations.path == tmp_path / "demo" / "footage" / "ground_truth.csv"
+    assert demo.annotations.pixel_masks == tmp_path / "demo" / "footage" / "test_pixel_mask"
+    assert demo.annotations.mask_ids() == "test/{}" and ped2.annotations.pixel_masks is None
+    # the masks' ids default to the frame-level annotation's
+    spec = parse_spec(
+        {"name": "m", "footage_root": "v", "annotations": {"path": "gt.mat", "video_ids": "t/{}", "pixel_masks": "m"}},
+        base=tmp_path,
+        home=tmp_path,
+    )
+    assert spec.annotations.pixel_masks == tmp_path / "m" and spec.annotations.mask_ids() == "t/{}"
+    assert spec.to_dict()["annotations"]["pixel_masks"] == str(tmp_path / "m")
+
+
+def test_footage_of_an_older_generator_is_brought_up_to_date(tmp_path: Path) -> None:
+    import json
+
+    from vad_pipeline.specs import ensure_footage
+
+    options = {"n_train": 1, "n_test": 1, "n_frames": 32, "width": 64, "height": 64, "person_height": 16}
+    data = {"name": "gen", "footage_root": "f", "generator": "synthetic", "generator_options": options}
+    spec = parse_spec(data, base=tmp_path, home=tmp_path)
+    assert ensure_footage(spec) and not ensure_footage(spec)  # generated once, then left alone
+    video = (tmp_path / "f" / "test" / "01.mp4").read_bytes()
+    # what generator version 1 left: the same videos, no pixel masks, an older record
+    record = tmp_path / "f" / "demo_footage.json"
+    saved = json.loads(record.read_text())
+    saved["params"]["generator_version"] = 1
+    saved["files"] = {k: v for k, v in saved["files"].items() if not k.startswith("test_pixel_mask")}
+    record.write_text(json.dumps(saved))
+    (tmp_path / "f" / "test_pixel_mask" / "01.npy").unlink()
+    assert ensure_footage(spec)
+    assert (tmp_path / "f" / "test_pixel_mask" / "01.npy").is_file()
+    assert (tmp_path / "f" / "test" / "01.mp4").read_bytes() == video  # same bytes: features stay valid
+    # a folder the generator did not write is never touched
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "own.mp4").write_bytes(video)
+    assert not ensure_footage(parse_spec({**data, "footage_root": "g"}, base=tmp_path, home=tmp_path))
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["own.mp4"]
 
 
 def test_vad_dataset_selects_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,6 +147,7 @@ def test_vad_dataset_selects_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         ({"footage_root": "x", "evaluate": []}, "'evaluate' must be"),
         ({"footage_root": "x", "annotations": {"format": "csv"}}, "'annotations' must be a path or a mapping"),
         ({"footage_root": "x", "generator": "gan"}, "'generator' must be 'synthetic'"),
+        ({"footage_root": "x", "annotations": {"path": "a", "pixel_mask_ids": ["a"]}}, "'annotations.pixel_mask_ids'"),
         (["footage_root"], "must be a YAML mapping"),
     ],
 )

@@ -8,7 +8,9 @@ person loitering (standing still on the walkway). Training videos are normal.
 
 Ground truth (`ground_truth.csv`: video_id, start_frame, end_frame, event; 0-based half-open)
 marks the frames where the anomalous object has at least 25% of its bounding box inside the
-picture (loitering: the frames in which the person stands still).
+picture (loitering: the frames in which the person stands still). Pixel-level ground truth in
+ShanghaiTech's layout, `test_pixel_mask/NN.npy` `(T, H, W)` bool per test video, marks the
+anomalous object's bounding box in those frames.
 
 Drawing lives in `vad_core.synthetic.drawing`; each frame adds seeded sensor noise. Everything is seeded by
 (seed, video), so the same arguments give the same frames and, with the same x264, the same bytes.
@@ -44,7 +46,7 @@ from vad_core.synthetic.drawing import (
     rgb,
 )
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: test_pixel_mask/ added (the videos' bytes did not change)
 ANOMALY_KINDS = ("cyclist", "cart", "lawn", "loiter", "runner")
 _PARAMS_FILE = "demo_footage.json"
 
@@ -228,6 +230,21 @@ def anomaly_mask(cfg: DemoConfig, agents: list[Agent]) -> np.ndarray:
     return mask
 
 
+def anomaly_pixel_mask(cfg: DemoConfig, agents: list[Agent]) -> np.ndarray:
+    """(T, H, W) bool: the bounding box of every anomalous agent in the frames it makes anomalous."""
+    mask = np.zeros((cfg.n_frames, cfg.height, cfg.width), dtype=bool)
+    for a in agents:
+        if a.anomalous is None:
+            continue
+        boxes = agent_boxes(a, cfg.person_height, cfg.height)
+        for t in np.flatnonzero(a.anomalous):
+            x0, y0, x1, y1 = boxes[t]
+            c0, r0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0)), 0)
+            c1, r1 = min(int(np.ceil(x1)), cfg.width), min(int(np.ceil(y1)), cfg.height)
+            mask[t, r0:r1, c0:c1] = True
+    return mask
+
+
 # --------------------------------------------------------------------------- writing
 
 
@@ -280,7 +297,8 @@ def _up_to_date(root: Path, params: dict[str, object]) -> bool:
 def generate_demo_footage(
     root: str | os.PathLike, seed: int = 0, n_train: int = 6, n_test: int = 4, n_frames: int = 160, **options: object
 ) -> DemoFootage:
-    """Write demo videos `root/train/NN.mp4`, `root/test/NN.mp4` and `root/ground_truth.csv`.
+    """Write demo videos `root/train/NN.mp4`, `root/test/NN.mp4`, `root/ground_truth.csv` and
+    `root/test_pixel_mask/NN.npy`.
 
     Idempotent: `root/demo_footage.json` records the parameters and file hashes, and an
     unchanged request with intact files returns without rendering. `options` are further
@@ -300,14 +318,20 @@ def generate_demo_footage(
         return result
     background = render_background(cfg.width, cfg.height, cfg.seed)
     lines = ["video_id,start_frame,end_frame,event"]
+    masks = []
     for (vid, index, kind), path in zip(plan, videos, strict=True):
         agents = plan_video(cfg, index, kind)
         # Render in a background thread while x264 encodes (both release the GIL for most of the work).
         write_mp4(prefetch(render_video(cfg, index, agents, background), 8), path, cfg.fps, cfg.crf)
         for s, e in mask_to_intervals(anomaly_mask(cfg, agents)):
             lines.append(f"{vid},{s},{e},{kind}")
+        if kind is not None:
+            masks.append(root / "test_pixel_mask" / f"{vid.rsplit('/', 1)[-1]}.npy")
+            masks[-1].parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(masks[-1]) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, anomaly_pixel_mask(cfg, agents))
     atomic_write_bytes(gt_csv, ("\n".join(lines) + "\n").encode())
-    files = {p.relative_to(root).as_posix(): sha256_file(p) for p in (*videos, gt_csv)}
+    files = {p.relative_to(root).as_posix(): sha256_file(p) for p in (*videos, gt_csv, *masks)}
     atomic_write_bytes(root / _PARAMS_FILE, json.dumps({"params": params, "files": files}, indent=1).encode())
     return result
 
@@ -318,6 +342,7 @@ __all__ = [
     "DemoConfig",
     "DemoFootage",
     "anomaly_mask",
+    "anomaly_pixel_mask",
     "generate_demo_footage",
     "plan_video",
     "render_video",

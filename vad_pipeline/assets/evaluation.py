@@ -39,7 +39,7 @@ def report_tables(store: TableStore, keys: DatasetKeys, spec: DatasetSpec | None
     """The tables a report is built from, as the pipeline stored them, with the spec's pixel masks."""
     has_baselines = store.exists(keys.baseline_scores)
     ann = spec.annotations if spec is not None else None
-    masks = pixel_mask_files(ann.pixel_masks, ann.video_ids) if ann is not None and ann.pixel_masks else {}
+    masks = pixel_mask_files(ann.pixel_masks, ann.mask_ids()) if ann is not None and ann.pixel_masks else {}
     return ReportTables(
         frames=read_table(store, keys.frame_scores, "frame_scores"),
         clips=read_table(store, keys.segment_scores, "segment_scores"),

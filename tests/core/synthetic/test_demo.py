@@ -141,3 +141,27 @@ def test_anomalies_differ_from_walkers_in_the_way_their_kind_says() -> None:
     loiter = odd["loiter"]
     assert np.abs(np.diff(loiter.x))[loiter.anomalous[1:] & loiter.anomalous[:-1]].max() < 1.0
     assert loiter.anomalous.sum() >= 0.3 * cfg.n_frames
+
+
+def test_pixel_masks_mark_the_anomalous_object_in_its_frames(small_demo) -> None:  # type: ignore[no-untyped-def]
+    from vad_core.footage.ground_truth import pixel_mask_files, read_pixel_mask
+    from vad_core.synthetic import anomaly_pixel_mask
+    from vad_core.synthetic.drawing import agent_boxes
+
+    cfg = small_demo.config
+    files = pixel_mask_files(small_demo.root / "test_pixel_mask", video_ids="test/{}")
+    assert sorted(files) == ["test/01", "test/02"]  # one per test video, none for training videos
+    saved = json.loads((small_demo.root / "demo_footage.json").read_text())["files"]
+    assert {"test_pixel_mask/01.npy", "test_pixel_mask/02.npy"} <= set(saved)  # hashed like the videos
+    for j, vid in enumerate(["test/01", "test/02"]):
+        agents = plan_video(cfg, cfg.n_train + j, ANOMALY_KINDS[(cfg.seed + j) % len(ANOMALY_KINDS)])
+        mask = read_pixel_mask(files[vid], n_frames=cfg.n_frames, size=(cfg.width, cfg.height))
+        np.testing.assert_array_equal(mask, anomaly_pixel_mask(cfg, agents))
+        # anomalous pixels exactly in the frames the frame-level ground truth marks
+        np.testing.assert_array_equal(mask.any(axis=(1, 2)), anomaly_mask(cfg, agents))
+        (anomalous,) = [a for a in agents if a.anomalous is not None]
+        t = int(np.flatnonzero(anomalous.anomalous)[0])
+        x0, y0, x1, y1 = agent_boxes(anomalous, cfg.person_height, cfg.height)[t]
+        cx, cy = int(np.clip((x0 + x1) / 2, 0, cfg.width - 1)), int(np.clip((y0 + y1) / 2, 0, cfg.height - 1))
+        assert mask[t, cy, cx]  # the box's centre is marked
+        assert mask[t].sum() <= (x1 - x0 + 2) * (y1 - y0 + 2)  # and no more than the box

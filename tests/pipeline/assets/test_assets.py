@@ -257,6 +257,32 @@ def test_evaluation_report_and_mlflow(tiny_pipeline) -> None:
     _, train_run = _mlflow_run(p, "denoiser")
     assert client.get_run(train_run.info.run_id).data.metrics["frame_auc.diffusion"] == pytest.approx(auc)
 
+    # Localization against the generated pixel masks, recomputed here: each frame's map is the mean
+    # region score of the highest-scoring clip covering it.
+    loc = report["localization"]
+    assert loc["videos"] == ["test/01", "test/02"] and loc["n_frames"] == 2 * N_FRAMES
+    clips, tiles = _table(p, K.segment_scores), _table(p, K.tile_scores)
+    step, heats, labels = loc["step"], [], []
+    for vid in loc["videos"]:
+        mask = np.load(p.spec.footage_root / "test_pixel_mask" / f"{vid.split('/')[1]}.npy")
+        c = clips[clips["video_id"] == vid]
+        for f in range(N_FRAMES):
+            covering = c[(c["start_frame"] <= f) & (c["end_frame"] > f)]
+            best = covering.sort_values(["score", "clip"], ascending=[False, True]).iloc[0]
+            rows = tiles[(tiles["video_id"] == vid) & (tiles["clip"] == best["clip"])]
+            total, count = np.zeros((96, 128)), np.zeros((96, 128))
+            for r in rows.itertuples():
+                total[r.y : r.y + r.h, r.x : r.x + r.w] += r.score
+                count[r.y : r.y + r.h, r.x : r.x + r.w] += 1
+            assert (count > 0).all()  # the tiles cover the whole 128x96 frame
+            heat = total / count
+            heats.append(heat[::step, ::step].ravel())
+            labels.append(mask[f, ::step, ::step].ravel())
+    expected = roc_auc_score(np.concatenate(labels), np.concatenate(heats))
+    assert loc["pixel_auc"] == pytest.approx(expected)
+    assert run.data.metrics["pixel_auc.diffusion"] == pytest.approx(expected)
+    assert "## Localization" in markdown
+
 
 def test_asset_checks_ran(tiny_pipeline) -> None:
     p = tiny_pipeline
