@@ -19,7 +19,14 @@ from vad_core.diffusion import (
 )
 from vad_core.errors import VADInputError, check_features
 from vad_core.evaluation import EvaluationReport, ReportSettings, ReportTables, build_report, evaluate
-from vad_core.features import FeatureResult, extract_all, extract_features, import_precomputed, load_backbone
+from vad_core.features import (
+    FeatureResult,
+    RegionConfig,
+    extract_all,
+    extract_features,
+    import_precomputed,
+    load_backbone,
+)
 from vad_core.footage import ClipConfig, build_manifest, discover_videos, probe_video, read_ground_truth
 from vad_core.io import LocalTableStore, MemoryTableStore, TableStore, open_store
 from vad_core.scoring import batch_decisions, clip_scores, decide_clips, make_scorer, row_keys_for
@@ -32,6 +39,7 @@ __all__ = [
     "FeatureResult",
     "LocalTableStore",
     "MemoryTableStore",
+    "RegionConfig",
     "ReportSettings",
     "ReportTables",
     "ScoreConfig",
