@@ -29,10 +29,11 @@ PRECISIONS = ("fp32", "tf32", "bf16")
 
 def resolve_compile(flag: bool | None, device: torch.device | None = None) -> bool:
     """`compile=None` reads `$VAD_COMPILE` (1/true/yes/on or 0/false/no/off); unset, compiling is on
-    for CPU and CUDA devices, where it pays: on the 2-core reference machine the compiled I3D runs
-    about twice the eager rate, for a cold start of about a minute the first time a shape is
-    compiled and a few seconds once inductor's on-disk cache holds it (benchmarks/features.py).
-    Elsewhere (MPS) it is off."""
+    for CUDA only. On CPU it does not pay: the eager I3D already runs fused oneDNN conv+ReLU at
+    about 0.88 of the GEMM rate, and the compiled graph measured 0.93x (crop pass) and 0.89x (frame
+    pass) of eager in the same run, after a cold start of 4-9 s with inductor's cache warm and
+    minutes without it (benchmarks/features.py, 2-core reference machine). CUDA was not measured
+    here; there inductor fuses the pointwise work between cuDNN convolutions."""
     if flag is not None:
         return bool(flag)
     value = os.environ.get(COMPILE_ENV, "").strip().lower()
@@ -42,7 +43,7 @@ def resolve_compile(flag: bool | None, device: torch.device | None = None) -> bo
         return False
     if value:
         raise VADInputError(f"${COMPILE_ENV}={value!r}: expected 1/true/yes/on or 0/false/no/off")
-    return device is None or device.type in ("cpu", "cuda")
+    return device is not None and device.type == "cuda"
 
 
 def as_clips(clips: Any, name: str = "clips") -> torch.Tensor:
@@ -203,8 +204,8 @@ class ClipEmbedder:
         compiled = self._compiled_regions if regions else self._compiled
         eager = self._regions_forward if regions else self._forward
         n = clips.shape[0]
-        # A short batch runs eagerly when padding it to the compiled batch would cost more than
-        # eager speed loses (compiled runs about twice the eager rate on CPU: benchmarks/features.py).
+        # A short batch of at most half the compiled size runs eagerly: padding it would spend at
+        # least twice its own work, more than compiling gains (under 1.1x on CPU, benchmarks/features.py).
         if compiled is not None and n > self.batch_size // 2:
             if n < self.batch_size:  # pad to the compiled batch; clips never interact
                 pad = clips[:1].expand(self.batch_size - n, *clips.shape[1:])

@@ -102,8 +102,8 @@ def load_backbone(
 
     `device`: as `vad_core.devices.resolve_device`. `weights`: a weights file overriding the
     default source (`"random"` gives untrained r3d_18/resnext101 networks, for tests only).
-    `compile`: torch.compile the network (None: `$VAD_COMPILE`, else on for CPU and CUDA,
-    see `common.resolve_compile`; falls back to eager if compilation fails). `precision`:
+    `compile`: torch.compile the network (None: `$VAD_COMPILE`, else on for CUDA only: on CPU
+    it measured slower, see `common.resolve_compile`; falls back to eager if compilation fails). `precision`:
     "fp32" (exact, default), "tf32" (CUDA) or "bf16". `batch_size`: clips per forward pass
     inside `embed` (and `embed_regions`).
     """
