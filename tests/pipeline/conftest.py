@@ -36,6 +36,9 @@ evaluate: ["test/*"]
 RUN_CONFIG = {
     "clip_features": {"short_side": 96, "tile_size": 64, "batch_size": 16},
     "denoiser": {
+        "screen_folds": 2,
+        "refit_seeds": 2,
+        "n_draws": 4,
         "epochs": 3,
         "hidden": [64, 32],
         "min_steps_per_epoch": 5,

@@ -86,14 +86,14 @@ def cpu_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
-def checkpoint_bytes(source: TrainedModel | TrainedDenoiser) -> bytes:
-    """The checkpoint of a training result (EMA and raw weights, best epoch) or of a `TrainedDenoiser`
-    (EMA weights only): state dicts, configs, sigma_data, scaler, data fingerprint and history."""
-    if isinstance(source, TrainedDenoiser):
-        denoiser, raw, best_epoch = source, None, None
-    else:
-        denoiser, raw, best_epoch = source.denoiser, source.model, source.best_epoch
-    payload = {
+def denoiser_payload(
+    denoiser: TrainedDenoiser, raw: EDMPrecond | None = None, best_epoch: int | None = None
+) -> dict[str, Any]:
+    """A denoiser as plain tensors, numbers, strings and lists (what `torch.load(weights_only=True)` reads).
+
+    Also the member entries of a detector checkpoint (`vad_core.diffusion.detector`).
+    """
+    return {
         "format": CHECKPOINT_FORMAT,
         "dim": denoiser.model_config.dim,
         "model_config": denoiser.model_config.to_dict(),
@@ -107,6 +107,15 @@ def checkpoint_bytes(source: TrainedModel | TrainedDenoiser) -> bytes:
         "memorization_auc": denoiser.memorization_auc,
         "best_epoch": best_epoch,
     }
+
+
+def checkpoint_bytes(source: TrainedModel | TrainedDenoiser) -> bytes:
+    """The checkpoint of a training result (EMA and raw weights, best epoch) or of a `TrainedDenoiser`
+    (EMA weights only): state dicts, configs, sigma_data, scaler, data fingerprint and history."""
+    if isinstance(source, TrainedDenoiser):
+        payload = denoiser_payload(source)
+    else:
+        payload = denoiser_payload(source.denoiser, source.model, source.best_epoch)
     buf = io.BytesIO()
     torch.save(payload, buf)
     return buf.getvalue()
@@ -126,6 +135,12 @@ def load_checkpoint(
     Read with `torch.load(weights_only=True)`. `name` says where bytes came from (a storage key),
     for error messages and `TrainedDenoiser.source`; a path names itself.
     """
+    payload, where = read_payload(source, name)
+    return denoiser_from_payload(payload, where, device)
+
+
+def read_payload(source: str | os.PathLike[str] | bytes, name: str | None = None) -> tuple[Any, str]:
+    """`torch.load(weights_only=True)` of a checkpoint file or bytes -> (payload, where it came from)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         where, stream = name or "<bytes>", io.BytesIO(bytes(source))
     else:
@@ -139,6 +154,11 @@ def load_checkpoint(
         raise VADInputError(
             f"checkpoint {where}: not a readable denoiser checkpoint ({type(exc).__name__}: {exc})"
         ) from None
+    return payload, where
+
+
+def denoiser_from_payload(payload: Any, where: str, device: str | None = None) -> TrainedDenoiser:
+    """The `TrainedDenoiser` of a `denoiser_payload` dict (`where` names it in errors)."""
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise VADInputError(f"checkpoint {where}: format {found!r} is not {CHECKPOINT_FORMAT!r}")
@@ -173,6 +193,9 @@ __all__ = [
     "TrainedModel",
     "checkpoint_bytes",
     "cpu_state_dict",
+    "denoiser_from_payload",
+    "denoiser_payload",
     "load_checkpoint",
+    "read_payload",
     "save_checkpoint",
 ]

@@ -14,6 +14,7 @@ from vad_core.study.grid import (
     score_variants,
     variant_name,
 )
+from vad_core.study.protocol import protocol_a, run_baseline, run_recipe, summarize
 from vad_core.study.report import comparison_markdown, label_free_summary, seed_spread, selections, study_heatmaps
 from vad_core.study.run import Evaluator, baseline_rows, run_study, train_and_score
 from vad_core.study.selection import (
@@ -49,12 +50,16 @@ __all__ = [
     "otsu_k",
     "otsu_threshold",
     "posterior_neighbours",
+    "protocol_a",
     "reliability",
+    "run_baseline",
+    "run_recipe",
     "run_study",
     "score_variants",
     "seed_spread",
     "selections",
     "study_heatmaps",
+    "summarize",
     "train_and_score",
     "variant_name",
 ]

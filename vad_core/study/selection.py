@@ -36,7 +36,13 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from vad_core.diffusion.preprocessing import FeatureScaler
+from vad_core.diffusion.label_free import (
+    SIGMA_CANDIDATES,
+    choose_sigma,
+    label_free_sigma,
+    otsu_threshold,
+    posterior_neighbours,
+)
 from vad_core.errors import VADInputError
 from vad_core.study.grid import StudyConfig
 
@@ -52,29 +58,6 @@ def reliability(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def otsu_threshold(scores: np.ndarray) -> float:
-    """Otsu's threshold of `(M,)` scores: the cut maximizing the between-class variance.
-
-    Candidate cuts lie midway between consecutive distinct sorted scores; a constant input
-    returns its value.
-    """
-    s = np.sort(np.asarray(scores, dtype=np.float64))
-    if s.ndim != 1 or s.size == 0 or not np.all(np.isfinite(s)):
-        raise VADInputError("otsu_threshold: need a non-empty 1-D array of finite scores")
-    if s[0] == s[-1]:
-        return float(s[0])
-    n = s.size
-    w0 = np.arange(1, n) / n  # share below the cut after i+1 rows
-    csum = np.cumsum(s)[:-1]
-    mu0 = csum / np.arange(1, n)
-    mu1 = (s.sum() - csum) / (n - np.arange(1, n))
-    between = w0 * (1.0 - w0) * (mu0 - mu1) ** 2
-    valid = s[1:] > s[:-1]  # a cut must separate distinct values
-    between[~valid] = -np.inf
-    i = int(np.argmax(between))
-    return float(0.5 * (s[i] + s[i + 1]))
-
-
 def otsu_k(scores: np.ndarray, ks: Sequence[float]) -> float:
     """The k of `ks` whose mu + k * std (population std) is closest to Otsu's threshold of `scores`."""
     if len(ks) == 0:
@@ -85,52 +68,6 @@ def otsu_k(scores: np.ndarray, ks: Sequence[float]) -> float:
         return float(ks[0])
     target = (otsu_threshold(s) - float(s.mean())) / sd
     return float(min(ks, key=lambda k: (abs(k - target), k)))
-
-
-def posterior_neighbours(
-    x: np.ndarray, sigmas: Sequence[float], tiles: np.ndarray | None = None, max_rows: int = 4096, seed: int = 0
-) -> np.ndarray:
-    """Median effective number of rows the exact leave-one-out denoiser averages over, per sigma.
-
-    For scaled rows `x (N, D)` (the denoiser's space) the ideal denoiser of the empirical data at
-    noise sigma is a softmax-weighted mean of the rows with weights w_j ~ exp(-|x - x_j|^2 / 2 sigma^2);
-    n_eff = 1 / sum_j w_j^2 (leave-one-out: a row never weighs itself; with `tiles`, only rows of
-    the same tile position count). n_eff ~ 1: the denoiser explains a row by its nearest twin, so
-    a trained model that saw an anomaly returns it (memorization); n_eff ~ N: the score is the
-    distance to the mean. In between it is a kNN-like density score. Returns `(len(sigmas),)`.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] < 3:
-        raise VADInputError(f"posterior_neighbours: need (N >= 3, D) rows, got {x.shape}")
-    rng = np.random.default_rng(seed)
-    idx = np.arange(x.shape[0]) if x.shape[0] <= max_rows else np.sort(rng.choice(x.shape[0], max_rows, replace=False))
-    x = x[idx]
-    sq = np.einsum("ij,ij->i", x, x)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0)
-    np.fill_diagonal(d2, np.inf)
-    if tiles is not None:
-        t = np.asarray(tiles)[idx]
-        d2[t[:, None] != t[None, :]] = np.inf
-    out = []
-    for sigma in sigmas:
-        logits = -d2 / (2.0 * float(sigma) ** 2)
-        logits -= logits.max(axis=1, keepdims=True)
-        w = np.exp(logits)
-        w /= w.sum(axis=1, keepdims=True)
-        out.append(float(np.median(1.0 / np.square(w).sum(axis=1))))
-    return np.asarray(out)
-
-
-def choose_sigma(neighbours: Sequence[float] | np.ndarray, sigmas: Sequence[float], target: float = 5.0) -> float:
-    """The sigma whose `posterior_neighbours` value is nearest `target` on a log scale (ties: smaller sigma).
-
-    target = 5 matches the kNN baseline's k: the score then compares a row with a handful of
-    neighbours, neither its nearest twin (a memorized anomaly) nor the whole data set.
-    """
-    if len(neighbours) != len(sigmas) or not len(sigmas):
-        raise VADInputError("choose_sigma: need one neighbour count per sigma")
-    gap = [abs(np.log(max(n, 1e-12)) - np.log(target)) for n in neighbours]
-    return float(sorted(zip(gap, sigmas, strict=True))[0][1])
 
 
 def choose_model(models: pd.DataFrame, max_memorization_auc: float = 0.6) -> Any:  # an index label of the table
@@ -161,32 +98,6 @@ def choose_variant(variants: pd.DataFrame) -> Any:  # an index label of the tabl
     if rel.isna().all():
         return variants.index[0]
     return rel.idxmax()
-
-
-SIGMA_CANDIDATES: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
-
-
-def label_free_sigma(
-    scaler: FeatureScaler,
-    sigma_data: float,
-    features: np.ndarray,
-    tiles: np.ndarray | None = None,
-    candidates: Sequence[float] = SIGMA_CANDIDATES,
-    target: float = 5.0,
-    seed: int = 0,
-) -> tuple[float, dict[str, float]]:
-    """The denoising score's sigma (units of sigma_data) chosen from unlabelled rows alone.
-
-    `features (N, D)` are raw rows; they are put in the denoiser's space with its own `scaler`
-    and measured in units of `sigma_data`, then `choose_sigma(posterior_neighbours(...))` picks
-    the candidate where the ideal leave-one-out denoiser averages over about `target` rows.
-    Returns the chosen sigma and `{"sigma=8": n_eff, ...}` for logging.
-    """
-    x = np.asarray(scaler.transform(np.asarray(features, dtype=np.float32)), dtype=np.float64)
-    counts = posterior_neighbours(x / float(sigma_data), candidates, tiles=tiles, seed=seed)
-    return choose_sigma(counts, candidates, target), {
-        f"sigma={s:g}": float(c) for s, c in zip(candidates, counts, strict=True)
-    }
 
 
 def mark_selections(table: pd.DataFrame, models: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:

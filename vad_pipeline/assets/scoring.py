@@ -5,22 +5,22 @@ is the maximum over its tiles (the arg-max tile localizes), and each batch of cl
 and time order, is thresholded at mean + k * std of its scores.
 """
 
+import dataclasses
 import time
 
 import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
-from vad_core.diffusion.denoiser import load_checkpoint
-from vad_core.diffusion.reconstruction import ScoreConfig, score_rows
+from vad_core.diffusion.detector import load_detector
+from vad_core.diffusion.label_free import label_free_sigma
+from vad_core.diffusion.reconstruction import ScoreConfig
 from vad_core.errors import VADInputError
 from vad_core.evaluation.metrics import frame_table
 from vad_core.scoring.rows import clip_scores, decide_clips, row_keys_for, score_summary
 from vad_core.scoring.scorers import BASELINES, make_scorer
-from vad_core.study.selection import label_free_sigma
 from vad_pipeline.assets.common import (
     KEY_COLUMNS,
-    core_config,
     counts_metadata,
     dataset_spec,
     load_feature_rows,
@@ -43,34 +43,42 @@ class ThresholdConfig(Config):
 
 
 class ScoringConfig(ThresholdConfig):
-    """vad_core.diffusion.reconstruction.ScoreConfig's fields plus the batch threshold.
+    """How the detector's rows are scored, and the batch threshold.
 
-    `sigma` None (the default) chooses the denoising score's noise level from the unlabelled
-    rows alone (vad_core.study.selection.label_free_sigma: where the ideal leave-one-out denoiser
-    averages over about `target_neighbours` rows); the Ped2 study (docs/results.md) found the
-    noise level decides the score's quality and this rule picked the right one from the data.
+    Fields left None keep what the detector was fitted with (`Detector.score_config`: the
+    denoising score at the sigma its recipe chose from the unlabelled rows, and its draws).
+    `sigma` set = that noise level (units of sigma_data) instead; for a single-denoiser
+    checkpoint from before detectors, None chooses sigma label-free here as the pipeline did
+    (vad_core.diffusion.label_free.label_free_sigma, target `target_neighbours`).
     """
 
-    score_type: str = _SCORE.score_type
+    score_type: str | None = None
     n_steps: int = _SCORE.n_steps
-    start_step: int = _SCORE.start_step
+    start_step: int | None = None
     sampler: str = _SCORE.sampler
     sigma: float | None = None
     target_neighbours: float = 5.0
-    n_draws: int = 16
-    seed: int = _SCORE.seed
+    n_draws: int | None = None
+    seed: int | None = None
     batch_rows: int = _SCORE.batch_rows
     precision: str = _SCORE.precision
 
-    def to_core(self, sigma: float | None = None) -> ScoreConfig:
-        chosen = self.sigma if self.sigma is not None else sigma
-        return core_config(self, ScoreConfig, sigma=chosen if chosen is not None else _SCORE.sigma)
+    def to_core(self, base: ScoreConfig, sigma: float | None = None) -> ScoreConfig:
+        """`base` (the detector's) with every field set here; `sigma` (label-free) unless `self.sigma` is set."""
+        values = {k: v for k, v in self.model_dump().items() if k in _SCORE_FIELDS and v is not None}
+        if self.sigma is None and sigma is not None:
+            values["sigma"] = sigma
+        return dataclasses.replace(base, **values)
+
+
+_SCORE_FIELDS = {f.name for f in dataclasses.fields(ScoreConfig)}
 
 
 @asset(
     group_name="scoring",
     deps=["denoiser", "feature_index"],
-    description="Per-clip diffusion scores (max over tiles of each row's score), the arg-max tile, "
+    description="Per-clip diffusion scores (max over tiles of each row's score; a fitted row is scored by "
+    "the detector's members that never saw its video, when it has such members), the arg-max tile, "
     "the batch threshold and the decision; per-tile scores in a companion table.",
 )
 def segment_scores(
@@ -88,35 +96,45 @@ def segment_scores(
         raise VADInputError(
             f"denoiser checkpoint {store.location(keys.denoiser)} is missing: materialize denoiser first"
         )
-    model = load_checkpoint(
+    detector = load_detector(
         store.read_bytes(keys.denoiser), device=backbone.resolved_device(), name=store.location(keys.denoiser)
     )
     all_tiles = feature_rows["tile"].to_numpy(np.int64)
-    sigma_choice: dict[str, float] = {}
-    if config.sigma is None and config.score_type == "denoising":
+    sigma_choice: dict[str, float] = dict(detector.sigma_choice)
+    chosen = None
+    legacy = detector.recipe.get("name") == "legacy"
+    if legacy and config.sigma is None and config.score_type in (None, "denoising"):
+        model = detector.members[0].denoiser
         chosen, sigma_choice = label_free_sigma(
             model.scaler, model.sigma_data, x, tiles=all_tiles, target=config.target_neighbours
         )
-        context.log.info(f"label-free sigma: {chosen:g} sigma_data (median neighbour counts {sigma_choice})")
-        score_config = config.to_core(sigma=chosen)
-    else:
-        score_config = config.to_core()
-    start = time.perf_counter()
-    tiles = all_tiles if model.model_config.n_tiles else None
-    rows = feature_rows.assign(
-        score=score_rows(model, x, score_config, tiles=tiles, row_keys=row_keys_for(feature_rows))
+    detector.score_config = config.to_core(detector.score_config, sigma=chosen)
+    score_config = detector.score_config
+    choice = "configured" if config.sigma is not None else "label-free"
+    context.log.info(
+        f"{detector.recipe.get('name')!r} detector, {detector.n_models} model(s): sigma {score_config.sigma:g} "
+        f"sigma_data ({choice}; neighbour counts {sigma_choice}), {score_config.n_draws} draws"
     )
+    start = time.perf_counter()
+    tiles = all_tiles if detector.n_tiles else None
+    scores, unseen = detector.score_fitted(
+        x, feature_rows["video_id"].astype(str).to_numpy(), tiles=tiles, row_keys=row_keys_for(feature_rows)
+    )
+    rows = feature_rows.assign(score=scores)
     seconds = time.perf_counter() - start
     clips = decide_clips(clip_scores(rows), config.threshold_k, config.threshold_batch_size)
     meta = {
         "dataset": spec.name,
         "scorer": "diffusion",
+        "recipe": str(detector.recipe.get("name")),
+        "n_models": str(detector.n_models),
         "score_config": str(score_config.to_dict()),
         "threshold_k": str(config.threshold_k),
         "threshold_batch_size": str(config.threshold_batch_size),
-        "denoiser_fingerprint": model.fingerprint,
+        "denoiser_fingerprint": detector.fingerprint,
         "sigma": str(score_config.sigma),
-        "sigma_choice": "label-free" if sigma_choice else "configured",
+        "sigma_choice": choice,
+        "out_of_fold_rows": str(int((unseen > 0).sum())),
     }
     store.write_table(keys.tile_scores, rows[KEY_COLUMNS + ["score"]], meta)
     store.write_table(keys.segment_scores, clips, meta)
@@ -124,8 +142,11 @@ def segment_scores(
         metadata={
             **counts_metadata(clips),
             **score_summary(clips),
+            "recipe": meta["recipe"],
+            "n_models": detector.n_models,
             "sigma": float(score_config.sigma),
-            "sigma_choice": meta["sigma_choice"],
+            "sigma_choice": choice,
+            "out_of_fold_rows": int((unseen > 0).sum()),
             **{f"neighbours_{k}": v for k, v in sigma_choice.items()},
             "tile_rows": len(rows),
             "rows_per_second": len(rows) / max(seconds, 1e-9),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -14,12 +15,13 @@ from scipy.spatial.distance import cdist
 from sklearn.metrics import roc_auc_score
 
 from tests.pipeline.conftest import RUN_CONFIG
-from vad_core.diffusion.denoiser import load_checkpoint
+from vad_core.diffusion.detector import load_detector
+from vad_core.diffusion.label_free import SIGMA_CANDIDATES
 from vad_core.features.backbones.pixelstats import PixelStatsBackbone
 from vad_core.footage import read_frames
 from vad_core.footage.clips import ClipConfig, tile_boxes
 from vad_core.io.feature_tables import read_feature_matrix
-from vad_core.study.selection import label_free_sigma
+from vad_core.scoring.rows import row_keys_for
 from vad_pipeline.assets.common import load_feature_rows
 from vad_pipeline.assets.training import model_name
 from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME
@@ -123,7 +125,12 @@ def test_feature_index_fingerprint(tiny_pipeline) -> None:
 def test_denoiser_checkpoint_and_mlflow_run(tiny_pipeline) -> None:
     p = tiny_pipeline
     info = p.storage.store().read_json(K.denoiser_info)
-    model = load_checkpoint(p.storage.root() / K.denoiser)  # the stored checkpoint is a plain local file
+    detector = load_detector(p.storage.root() / K.denoiser)  # the stored checkpoint is a plain local file
+    assert detector.n_models == 2 and info["n_models"] == 2 and info["recipe"]["name"] == "robust"
+    assert info["recipe"]["screen_folds_used"] == 2 and 0 < info["trim_share"] <= 0.3  # the label-free screen ran
+    assert {m.seed for m in detector.members} == {0, 1000}  # two refit seeds, each trained on every kept row
+    assert info["memorization_auc"] == pytest.approx(detector.memorization_auc)
+    model = detector.members[0].denoiser
     assert model.model_config.dim == 24 and model.model_config.hidden == (64, 32)
     assert info["sigma_data"] == pytest.approx(model.sigma_data)
     assert len(info["history"]) == RUN_CONFIG["denoiser"]["epochs"] == info["epochs_run"]
@@ -179,10 +186,19 @@ def test_segment_and_frame_scores(tiny_pipeline) -> None:
     np.testing.assert_array_equal(clips["anomalous"].to_numpy(), s > threshold)
     meta = p.storage.store().read_metadata(K.segment_scores)
     assert meta["sigma_choice"] == "label-free"  # the default: chosen from the unlabelled rows
-    model = load_checkpoint(p.storage.store().read_bytes(K.denoiser))
+    detector = load_detector(p.storage.store().read_bytes(K.denoiser))
+    assert float(meta["sigma"]) == detector.score_config.sigma and detector.score_config.sigma in SIGMA_CANDIDATES
+    assert meta["recipe"] == "robust" and meta["n_models"] == "2"  # the default recipe, 2 seeds in the test config
+    # the stored tile scores are the detector's own scores of the rows (K = 1 refit: every member, in-sample)
     keys, x = load_feature_rows(p.storage.store(), K, VIDEOS)
-    sigma, _ = label_free_sigma(model.scaler, model.sigma_data, x, tiles=keys["tile"].to_numpy())
-    assert float(meta["sigma"]) == sigma
+    got = tiles.set_index(["video_id", "clip", "tile"])["score"]
+    n_draws = RUN_CONFIG["segment_scores"]["n_draws"]  # the scoring config's draws override the detector's
+    assert detector.score_config.n_draws != n_draws
+    detector.score_config = dataclasses.replace(detector.score_config, n_draws=n_draws)
+    want = detector.score_new(x, keys["tile"].to_numpy(np.int64), row_keys_for(keys))
+    np.testing.assert_allclose(
+        got.loc[list(zip(keys["video_id"], keys["clip"], keys["tile"], strict=True))].to_numpy(), want
+    )
 
     frames = _table(p, K.frame_scores)
     assert list(frames.columns) == ["video_id", "frame", "score", "anomalous", "label"]

@@ -1,0 +1,179 @@
+"""Issue 9's validation protocol: detector recipes and baselines on Ped2 and the demo, several seeds.
+
+    nice -n 10 .venv/bin/python scripts/detector_study.py \\
+        --ped2 $VAD_HOME/ped2/features --demo $VAD_HOME/demo/features \\
+        --demo-ground-truth $VAD_HOME/demo/ground_truth.csv \\
+        --recipes robust,single --baselines knn,pca,iforest,gcl_ae,gcl --seeds 0,1,2 \\
+        --out results/detector_study.jsonl
+    .venv/bin/python scripts/detector_study.py --render results/detector_study.jsonl [more.jsonl ...]
+
+`--ped2` / `--demo` are folders of clip-features tables (one Parquet per video, as the pipeline's
+`clip_features` asset writes them). Ped2: the 22 videos of ../shared/data/ucsd_ped2 (16 training,
+test 01-06) are all fitted unlabelled, frame AUC on test 01-03, 04-06 and 01-06 (protocol (a)'s
+halves); tables of other videos in the folder (e.g. flipped copies) are left out. Demo: every
+video fitted, AUC on its test videos (protocol (b): never chosen on). One JSON line per
+(scenario, recipe, seed, group) is appended to `--out`; a (scenario, recipe, seed) already there is
+skipped, so a run resumes. `--render` prints the summary, protocol (a) and the cost table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from vad_core.diffusion.recipes import preset  # noqa: E402
+from vad_core.evaluation.formatting import markdown_table  # noqa: E402
+from vad_core.footage.ground_truth import read_ground_truth  # noqa: E402
+from vad_core.io.store import LocalTableStore  # noqa: E402
+from vad_core.study.data import StudyData, load_study_data  # noqa: E402
+from vad_core.study.protocol import (  # noqa: E402
+    markdown_summary,
+    protocol_a,
+    records_frame,
+    run_baseline,
+    run_recipe,
+    summarize,
+)
+
+PED2_GT = REPO.parent / "shared" / "data" / "ucsd_ped2" / "ped2.mat"
+PED2_GROUPS = {
+    "01-03": [f"testing/frames/{i:02d}" for i in (1, 2, 3)],
+    "04-06": [f"testing/frames/{i:02d}" for i in (4, 5, 6)],
+    "01-06": [f"testing/frames/{i:02d}" for i in range(1, 7)],
+}
+SEEDED = ("iforest", "gcl_ae", "gcl")
+BASELINE_KWARGS = {"knn": {"k": 5}, "pca": {"n_components": 16}, "iforest": {"n_estimators": 200}}  # pipeline's
+
+
+def only_videos(data: StudyData, keep: set[str]) -> StudyData:
+    """The same data restricted to the rows of `keep` videos."""
+    mask = data.rows["video_id"].astype(str).isin(keep).to_numpy()
+    return StudyData(
+        name=data.name,
+        rows=data.rows[mask],
+        features=data.features[mask],
+        n_frames={v: n for v, n in data.n_frames.items() if v in keep},
+        ground_truth=data.ground_truth,
+        evaluated=tuple(v for v in data.evaluated if v in keep),
+        backbone=data.backbone,
+    )
+
+
+def load_ped2(folder: str, gt: str) -> StudyData:
+    truth = read_ground_truth(gt, format="mat", video_ids="testing/frames/{}")
+    data = load_study_data(LocalTableStore(folder), "", truth, "ped2")
+    keep = {v for v in data.n_frames if v.startswith(("training/frames/", "testing/frames/"))}
+    return only_videos(data, keep)
+
+
+def load_demo(folder: str, gt: str) -> StudyData:
+    return load_study_data(LocalTableStore(folder), "", read_ground_truth(gt, format="csv"), "demo")
+
+
+def done(out: Path) -> set[tuple[str, str, int]]:
+    if not out.exists():
+        return set()
+    recs = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    return {(r["scenario"], r["recipe"], int(r["seed"])) for r in recs}
+
+
+def append(out: Path, records: list[dict]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a") as f:
+        for r in records:
+            f.write(json.dumps(r, default=float) + "\n")
+
+
+def run(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    datasets = []
+    if args.ped2:
+        datasets.append((load_ped2(args.ped2, args.ped2_ground_truth), PED2_GROUPS))
+    if args.demo:
+        demo = load_demo(args.demo, args.demo_ground_truth)
+        datasets.append((demo, {"test": list(demo.evaluated)}))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    uptime = os.getloadavg()
+    for data, groups in datasets:
+        print(f"{data.name}: {len(data.rows)} rows x {data.features.shape[1]} dims, {len(data.n_frames)} videos")
+        for seed in seeds:
+            for name in filter(None, args.recipes.split(",")):
+                if (data.name, name, seed) in done(out):
+                    continue
+                recipe, train = preset(name)
+                recs = run_recipe(data, recipe, train, seed, groups)
+                append(out, [{**r, "load": uptime} for r in recs])
+                print(f"  {name} seed {seed}: " + ", ".join(f"{r['group']} {r['auc']:.1f}" for r in recs)
+                      + f" (fit {recs[0]['fit_s']:.0f}s, score {recs[0]['score_s']:.0f}s)", flush=True)  # fmt: skip
+            for name in filter(None, args.baselines.split(",")):
+                label = f"baseline {name}"
+                if (seed > seeds[0] and name not in SEEDED) or (data.name, label, seed) in done(out):
+                    continue
+                recs = run_baseline(data, name, seed, groups, **BASELINE_KWARGS.get(name, {}))
+                append(out, [{**r, "load": uptime} for r in recs])
+                print(f"  {label} seed {seed}: " + ", ".join(f"{r['group']} {r['auc']:.1f}" for r in recs), flush=True)
+
+
+def frame_markdown(df: pd.DataFrame) -> str:
+    def fmt(v: object) -> str:
+        return f"{v:.1f}" if isinstance(v, float) else str(v)
+
+    return markdown_table(list(df.columns), [[fmt(v) for v in row] for row in df.itertuples(index=False)])
+
+
+def render(paths: list[str]) -> str:
+    records = [json.loads(line) for p in paths for line in Path(p).read_text().splitlines() if line.strip()]
+    summary = summarize(records_frame(records))
+    cols = [("ped2", "01-03"), ("ped2", "04-06"), ("ped2", "01-06"), ("demo", "test")]
+    parts = [
+        "### Recipes and baselines (frame ROC AUC %, mean (min-max) over seeds)",
+        "",
+        markdown_summary(summary, cols),
+    ]
+    try:
+        a = protocol_a(summary)
+        parts += ["", "### Protocol (a)", "", frame_markdown(a)]
+    except Exception as exc:  # noqa: BLE001  (a partial result file has no protocol yet)
+        parts += ["", f"(protocol (a) not available: {exc})"]
+    cost = summary[(summary["scenario"] == "ped2") & (summary["group"] == "01-06")][
+        ["recipe", "n_models", "fit_s", "score_s"]
+    ]
+    parts += ["", "### Cost on the 22 Ped2 videos (seconds, mean over seeds)", "", frame_markdown(cost)]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ped2", help="folder of the Ped2 clip-features tables")
+    ap.add_argument("--ped2-ground-truth", default=str(PED2_GT))
+    ap.add_argument("--demo", help="folder of the demo clip-features tables")
+    ap.add_argument("--demo-ground-truth", help="the demo's ground_truth.csv")
+    ap.add_argument("--recipes", default="robust,single", help="comma-separated presets (robust, single, paper)")
+    ap.add_argument("--baselines", default="knn,pca,iforest,gcl_ae,gcl")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared)")
+    ap.add_argument("--out", default=str(REPO / "vad_home" / "detector_study.jsonl"))
+    ap.add_argument("--render", nargs="*", help="print the tables of these JSON-lines files and exit")
+    args = ap.parse_args(argv)
+    if args.render is not None:
+        print(render(args.render or [args.out]))
+        return 0
+    if args.demo and not args.demo_ground_truth:
+        ap.error("--demo needs --demo-ground-truth")
+    run(args)
+    print(render([args.out]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,213 @@
+"""Fitting a detector: named recipes (presets) and `fit_detector` (screen -> trim -> refit -> sigma).
+
+The robust recipe (issue 9, docs/results.md), every step label-free:
+
+1. Screen: `screen_folds` denoisers by video folds (`vad_core.diffusion.folds`); each fitted row
+   is scored at `screen_sigma` only by the model that never saw its video.
+2. Trim: drop the top `trim_share` of rows per tile position by that out-of-fold score (the rows
+   most likely anomalous: a memorized anomaly cannot hide from a model that never saw it);
+   `trim_share` None = `choose_trim_share` (Otsu's cut of the log scores, capped at `max_share`).
+3. Refit: `refit_seeds` x `refit_folds` denoisers on the kept rows (K = 1: every model sees
+   every kept row and scores every fitted row; dropped rows were never trained on).
+4. Scoring sigma: `label_free_sigma` on the kept rows (None), or fixed (`sigma`); the members'
+   memorization diagnostic is measured at that scoring config.
+
+Presets: "robust" (the pipeline's default), "single" (the pipeline's default before issue 9:
+one model, no screen, 16 draws), "paper" (vad_core's paper recipe: the paper-size network and
+noise distribution, partial-diffusion reconstruction score). `preset(name)` returns a recipe and
+its `TrainConfig`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from vad_core.diffusion.config import TrainConfig
+from vad_core.diffusion.detector import Detector, DetectorMember
+from vad_core.diffusion.folds import FittedMember, fit_members, memorization_auc_at
+from vad_core.diffusion.label_free import choose_trim_share, label_free_sigma
+from vad_core.diffusion.reconstruction import ScoreConfig
+from vad_core.errors import VADInputError, check_features
+
+
+@dataclass(frozen=True)
+class DetectorRecipe:
+    """How a detector is fitted and scored (see the module docstring)."""
+
+    name: str = "robust"
+    screen_folds: int = 5  # K of the out-of-fold screen; 0 = no screen and no trim
+    trim_share: float | None = None  # share dropped per tile; None = label-free (Otsu of log OOF scores)
+    max_share: float = 0.3  # cap of the label-free share
+    screen_sigma: float = 8.0  # sigma (sigma_data units) of the screen's out-of-fold scores
+    refit_folds: int = 1  # K of the deployed members; 1 = each trained on every kept row
+    refit_seeds: int = 5  # seed replicates of the deployed members
+    score_type: str = "denoising"  # or "reconstruction" (the paper's partial diffusion)
+    sigma: float | None = None  # denoising sigma (sigma_data units); None = label_free_sigma
+    start_step: int = 9  # reconstruction only
+    target_neighbours: float = 5.0  # label_free_sigma's target
+    n_draws: int = 64  # noise draws per row and member (16 left ~2.5 AUC points of draw noise on Ped2)
+    score_seed: int = 0
+    fold_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.screen_folds == 1 or self.screen_folds < 0:
+            raise VADInputError(f"DetectorRecipe.screen_folds must be 0 or >= 2, got {self.screen_folds}")
+        if self.refit_folds < 1 or self.refit_seeds < 1 or self.n_draws < 1:
+            raise VADInputError("DetectorRecipe: refit_folds, refit_seeds and n_draws must be >= 1")
+        if self.trim_share is not None and not 0.0 <= self.trim_share < 1.0:
+            raise VADInputError(f"DetectorRecipe.trim_share must lie in [0, 1), got {self.trim_share}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def score_config(self, sigma: float) -> ScoreConfig:
+        return ScoreConfig(
+            score_type=self.score_type,
+            sigma=float(sigma),
+            start_step=self.start_step,
+            n_draws=self.n_draws,
+            seed=self.score_seed,
+        )
+
+
+# The pipeline's training recipe (the Ped2 study: small pooled FiLM net, P_mean 0 / P_std 0.6).
+PIPELINE_TRAIN = TrainConfig(
+    epochs=30, min_steps_per_epoch=20, lr=1e-3, patience=5, P_mean=0.0, P_std=0.6, hidden=(64, 32, 16)
+)
+PRESETS: dict[str, tuple[DetectorRecipe, TrainConfig]] = {
+    "robust": (DetectorRecipe(), PIPELINE_TRAIN),
+    "single": (DetectorRecipe(name="single", screen_folds=0, refit_seeds=1, n_draws=16), PIPELINE_TRAIN),
+    "paper": (
+        DetectorRecipe(name="paper", screen_folds=0, refit_seeds=1, score_type="reconstruction", sigma=2.0, n_draws=8),
+        TrainConfig(),
+    ),
+}
+
+
+def preset(name: str) -> tuple[DetectorRecipe, TrainConfig]:
+    """The recipe and training config of a named preset ("robust", "single", "paper")."""
+    if name not in PRESETS:
+        raise VADInputError(f"unknown detector preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+@dataclass
+class DetectorFit:
+    """A fitted detector and the provenance of the fit (not needed to score)."""
+
+    detector: Detector
+    screen_scores: np.ndarray | None  # (N,) out-of-fold screen scores (None without a screen)
+    keep: np.ndarray  # (N,) bool rows the deployed members were trained on
+    screen_members: list[FittedMember]
+    members: list[FittedMember]  # the deployed members, training-time view
+    seconds: dict[str, float]
+
+
+def trim_mask(scores: np.ndarray, share: float, tiles: np.ndarray | None = None) -> np.ndarray:
+    """Rows `(N,)` bool to keep: all but the top `share` by score, ranked within each tile position."""
+    s = np.asarray(scores, dtype=np.float64)
+    keep = np.ones(s.size, dtype=bool)
+    if share <= 0:
+        return keep
+    parts = (
+        [np.flatnonzero(np.asarray(tiles) == t) for t in np.unique(tiles)] if tiles is not None else [np.arange(s.size)]
+    )
+    for rows in parts:
+        n_drop = int(round(share * rows.size))
+        if n_drop:
+            keep[rows[np.argsort(-s[rows], kind="stable")[:n_drop]]] = False
+    return keep
+
+
+def _deployed(members: list[FittedMember]) -> list[DetectorMember]:
+    return [DetectorMember(m.denoiser, m.fold, m.seed, m.trained_videos) for m in members]
+
+
+def fit_detector(
+    x: np.ndarray,
+    videos: np.ndarray,
+    train_config: TrainConfig,
+    recipe: DetectorRecipe = DetectorRecipe(),
+    tiles: np.ndarray | None = None,
+    row_keys: np.ndarray | None = None,
+    callback: Callable[[dict[str, Any]], Any] | None = None,
+) -> DetectorFit:
+    """Fit `recipe` on unlabelled rows `x (N, D)` of `videos (N,)` (tiles `(N,)`, row keys `(N,)` int64).
+
+    `callback` gets the members' `member_done` events (with `stage` "screen" or "refit") and a
+    `{"event": "stage", ...}` per finished stage.
+    """
+    x = check_features(x)
+    n = x.shape[0]
+    v = np.asarray(videos).astype(str)
+    keys = np.arange(n, dtype=np.int64) if row_keys is None else np.asarray(row_keys, dtype=np.int64)
+    seconds: dict[str, float] = {}
+
+    def tagged(stage: str) -> Callable[[dict[str, Any]], Any] | None:
+        return None if callback is None else (lambda e: callback({**e, "stage": stage}))
+
+    screen_scores: np.ndarray | None = None
+    screen_members: list[FittedMember] = []
+    share, keep = 0.0, np.ones(n, dtype=bool)
+    # fewer videos than folds: one video per fold; a single video cannot be screened out-of-fold
+    screen_folds = min(recipe.screen_folds, int(np.unique(v).size))
+    if screen_folds >= 2:
+        start = time.perf_counter()
+        screen_members, _ = fit_members(
+            x, v, train_config, screen_folds, 1, tiles, fold_seed=recipe.fold_seed, callback=tagged("screen")
+        )
+        seconds["screen_fit"] = time.perf_counter() - start
+        start = time.perf_counter()
+        screen = Detector(
+            _deployed(screen_members), replace(recipe.score_config(recipe.screen_sigma), score_type="denoising")
+        )
+        screen_scores, _ = screen.score_fitted(x, v, tiles, keys)
+        share = choose_trim_share(screen_scores, recipe.max_share) if recipe.trim_share is None else recipe.trim_share
+        keep = trim_mask(screen_scores, share, tiles)
+        seconds["screen_score"] = time.perf_counter() - start
+        if callback is not None:
+            callback({"event": "stage", "stage": "screen", "trim_share": share, "dropped": int((~keep).sum())})
+    start = time.perf_counter()
+    members, _ = fit_members(
+        x, v, train_config, recipe.refit_folds, recipe.refit_seeds, tiles, keep=keep,
+        fold_seed=recipe.fold_seed + 500, callback=tagged("refit"),
+    )  # fmt: skip
+    seconds["refit"] = time.perf_counter() - start
+    start = time.perf_counter()
+    sigma, sigma_choice = recipe.sigma, dict[str, float]()
+    if sigma is None and recipe.score_type == "denoising":
+        first = members[0].denoiser
+        sigma, sigma_choice = label_free_sigma(
+            first.scaler, first.sigma_data, x[keep], None if tiles is None else np.asarray(tiles)[keep],
+            target=recipe.target_neighbours,
+        )  # fmt: skip
+    score_config = recipe.score_config(2.0 if sigma is None else sigma)
+    deployed = _deployed(members)
+    for d, m in zip(deployed, members, strict=True):
+        d.memorization_auc = memorization_auc_at(m, x, score_config, tiles, keys)
+    detector = Detector(
+        deployed,
+        score_config,
+        recipe=recipe.to_dict() | {"screen_folds_used": screen_folds if screen_folds >= 2 else 0},
+        fitted_videos=tuple(sorted(set(v.tolist()))),
+        trim_share=float(share),
+        sigma_choice=sigma_choice,
+    )
+    fitted, _ = detector.score_fitted(x, v, tiles, keys)
+    detector.score_stats = {
+        "n": float(n),
+        "mean": float(fitted.mean()),
+        "std": float(fitted.std()),
+        **{f"q{q}": float(np.quantile(fitted, q / 100)) for q in (50, 90, 95, 99)},
+    }
+    seconds["sigma_and_diagnostics"] = time.perf_counter() - start
+    detector.fit_seconds = seconds
+    return DetectorFit(detector, screen_scores, keep, screen_members, members, seconds)
+
+
+__all__ = ["PIPELINE_TRAIN", "PRESETS", "DetectorFit", "DetectorRecipe", "fit_detector", "preset", "trim_mask"]
