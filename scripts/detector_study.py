@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -152,6 +153,51 @@ def render(paths: list[str]) -> str:
     return "\n".join(parts)
 
 
+TRIM_RECIPE = re.compile(r"^K5 screen ([0-9.]+) -> K1 \(sigma=8\)$")  # the research's fixed-share screen runs
+CURVE_GROUPS = [
+    ("ped2", "01-03"),
+    ("ped2", "04-06"),
+    ("demo", "test"),
+    ("ped2_heavy", "01-03"),
+    ("ped2_heavy", "04-06"),
+]
+
+
+def trim_curve(paths: list[str], png: str) -> str:
+    """The trimmed refit's share q against frame AUC (mean over seeds): a Markdown table and a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for p in paths for line in Path(p).read_text().splitlines() if line.strip()]
+    summary = summarize(records_frame(records))
+    base = summary[summary["recipe"] == "K1 (today) (sigma=8)"]
+    rows: list[tuple[str, dict[float, float]]] = []
+    fig = plt.figure(figsize=(6.4, 3.8))
+    ax = fig.add_subplot(111)
+    for scenario, group in CURVE_GROUPS:
+        pts = [(0.0, base[(base["scenario"] == scenario) & (base["group"] == group)]["mean"])]
+        for recipe in summary["recipe"].unique():
+            m = TRIM_RECIPE.match(recipe)
+            if m:
+                own = summary[(summary["recipe"] == recipe) & (summary["scenario"] == scenario)]
+                pts.append((float(m.group(1)), own[own["group"] == group]["mean"]))
+        pts = sorted((q, float(v.iloc[0])) for q, v in pts if len(v))
+        if pts:
+            ax.plot([q for q, _ in pts], [a for _, a in pts], marker="o", label=f"{scenario} {group}")
+            rows.append((f"{scenario} {group}", dict(pts)))
+    ax.set_xlabel("share q of fitted rows dropped before the refit (q = 0: no screen)")
+    ax.set_ylabel("frame ROC AUC (%)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    qs = sorted({q for _, pts in rows for q in pts})
+    body = [[name] + [f"{pts[q]:.1f}" if q in pts else "-" for q in qs] for name, pts in rows]
+    return markdown_table(["fitted rows, AUC on"] + [f"q = {q:g}" for q in qs], body)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ped2", help="folder of the Ped2 clip-features tables")
@@ -164,7 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared)")
     ap.add_argument("--out", default=str(REPO / "vad_home" / "detector_study.jsonl"))
     ap.add_argument("--render", nargs="*", help="print the tables of these JSON-lines files and exit")
+    ap.add_argument("--trim-curve", help="with --render: write the share-q curve PNG here and print its table")
     args = ap.parse_args(argv)
+    if args.render is not None and args.trim_curve:
+        print(trim_curve(args.render, args.trim_curve))
+        return 0
     if args.render is not None:
         print(render(args.render or [args.out]))
         return 0

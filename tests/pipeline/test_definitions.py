@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey
 
+from vad_core.diffusion.recipes import DetectorRecipe
 from vad_core.diffusion.reconstruction import ScoreConfig
 from vad_core.diffusion.training import TrainConfig
 from vad_core.errors import VADInputError
@@ -64,18 +65,28 @@ def test_definitions_load_with_assets_checks_jobs_sensor_schedule() -> None:
 
 def test_dagster_configs_map_to_vad_core_configs() -> None:
     assert FeatureConfig().to_core() == ClipConfig()
-    # The pipeline's training defaults are the Ped2 study's, everything else vad_core's.
+    # The pipeline's default is the robust preset with the Ped2 study's training recipe.
     study = dict(hidden=(64, 32, 16), P_mean=0.0, P_std=0.6, lr=1e-3, epochs=30, min_steps_per_epoch=20, patience=5)
-    assert TrainingConfig().to_core(n_tiles=3) == dataclasses.replace(TrainConfig(), n_tiles=3, **study)
-    assert TrainingConfig(tile_embedding=False).to_core(n_tiles=3).n_tiles == 0
-    # sigma None: chosen label-free at scoring time; until then vad_core's value stands in.
-    assert ScoringConfig().to_core() == dataclasses.replace(ScoreConfig(), n_draws=16)
-    assert ScoringConfig().to_core(sigma=8.0).sigma == 8.0
-    assert ScoringConfig(sigma=3.0).to_core(sigma=8.0).sigma == 3.0
-    cfg = TrainingConfig(hidden=[32, 16], tile_embedding=True, epochs=2).to_core(n_tiles=3, device="cpu")
+    recipe, train = TrainingConfig().to_core(n_tiles=3)
+    assert recipe == DetectorRecipe() and (recipe.screen_folds, recipe.refit_seeds, recipe.trim_share) == (5, 5, None)
+    assert train == dataclasses.replace(TrainConfig(), n_tiles=3, **study)
+    assert TrainingConfig(tile_embedding=False).to_core(n_tiles=3)[1].n_tiles == 0
+    # "paper" takes vad_core's paper values for every field left unset
+    paper, paper_train = TrainingConfig(recipe="paper").to_core()
+    assert paper.score_type == "reconstruction" and paper_train == TrainConfig()
+    recipe, cfg = TrainingConfig(hidden=[32, 16], epochs=2, refit_seeds=2, trim_share=0.1).to_core(3, device="cpu")
     assert (cfg.hidden, cfg.n_tiles, cfg.epochs, cfg.device) == ((32, 16), 3, 2, "cpu")
+    assert (recipe.refit_seeds, recipe.trim_share, recipe.name) == (2, 0.1, "robust")
+    with pytest.raises(VADInputError, match="unknown detector preset"):
+        TrainingConfig(recipe="nope").to_core()
+    # Scoring: fields left None keep the detector's config; a label-free sigma applies unless one is set.
+    base = ScoreConfig(sigma=8.0, n_draws=64)
+    assert ScoringConfig().to_core(base) == base
+    assert ScoringConfig().to_core(base, sigma=4.0).sigma == 4.0
+    assert ScoringConfig(sigma=3.0).to_core(base, sigma=8.0).sigma == 3.0
+    assert ScoringConfig(n_draws=2).to_core(base).n_draws == 2
     with pytest.raises(VADInputError, match="score_type"):
-        ScoringConfig(score_type="nope").to_core()
+        ScoringConfig(score_type="nope").to_core(base)
 
 
 def test_shipped_specs_resolve_relative_to_their_folder(tmp_path: Path) -> None:

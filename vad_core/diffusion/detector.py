@@ -69,6 +69,7 @@ class Detector:
     sigma_choice: dict[str, float] = field(default_factory=dict)  # neighbour counts per candidate sigma
     score_stats: dict[str, float] = field(default_factory=dict)  # statistics of score_fitted on the fitted rows
     fit_seconds: dict[str, float] = field(default_factory=dict)
+    screen: list[DetectorMember] = field(default_factory=list)  # the out-of-fold screen's fold models (not scoring)
     source: str | None = None  # where it was loaded from, for messages
 
     def __post_init__(self) -> None:
@@ -178,6 +179,7 @@ class Detector:
             "recipe": dict(self.recipe),
             "n_models": self.n_models,
             "members": [m.to_dict() for m in self.members],
+            "screen_members": [m.to_dict() for m in self.screen],
             "score_config": self.score_config.to_dict(),
             "dim": self.dim,
             "n_tiles": self.n_tiles,
@@ -191,20 +193,32 @@ class Detector:
         }
 
 
+def _member_payload(m: DetectorMember) -> dict[str, Any]:
+    return {
+        "denoiser": denoiser_payload(m.denoiser),
+        "fold": int(m.fold),
+        "seed": int(m.seed),
+        "trained_videos": sorted(m.trained_videos),
+        "memorization_auc": m.memorization_auc,
+    }
+
+
+def _member(m: dict[str, Any], where: str, device: str | None) -> DetectorMember:
+    return DetectorMember(
+        denoiser_from_payload(m["denoiser"], where, device),
+        fold=int(m["fold"]),
+        seed=int(m["seed"]),
+        trained_videos=frozenset(str(v) for v in m["trained_videos"]),
+        memorization_auc=None if m.get("memorization_auc") is None else float(m["memorization_auc"]),
+    )
+
+
 def detector_bytes(detector: Detector) -> bytes:
     """The detector checkpoint: every member's `denoiser_payload` plus the detector's own fields."""
     payload = {
         "format": DETECTOR_FORMAT,
-        "members": [
-            {
-                "denoiser": denoiser_payload(m.denoiser),
-                "fold": int(m.fold),
-                "seed": int(m.seed),
-                "trained_videos": sorted(m.trained_videos),
-                "memorization_auc": m.memorization_auc,
-            }
-            for m in detector.members
-        ],
+        "members": [_member_payload(m) for m in detector.members],
+        "screen_members": [_member_payload(m) for m in detector.screen],
         "score_config": detector.score_config.to_dict(),
         "recipe": dict(detector.recipe),
         "fitted_videos": list(detector.fitted_videos),
@@ -237,16 +251,8 @@ def load_detector(
             f"checkpoint {where}: format {found!r} is neither {DETECTOR_FORMAT!r} nor {CHECKPOINT_FORMAT!r}"
         )
     try:
-        members = [
-            DetectorMember(
-                denoiser_from_payload(m["denoiser"], f"{where} member {i}", device),
-                fold=int(m["fold"]),
-                seed=int(m["seed"]),
-                trained_videos=frozenset(str(v) for v in m["trained_videos"]),
-                memorization_auc=None if m.get("memorization_auc") is None else float(m["memorization_auc"]),
-            )
-            for i, m in enumerate(payload["members"])
-        ]
+        members = [_member(m, f"{where} member {i}", device) for i, m in enumerate(payload["members"])]
+        screen = [_member(m, f"{where} screen {i}", device) for i, m in enumerate(payload.get("screen_members") or [])]
         detector = Detector(
             members,
             ScoreConfig(**payload["score_config"]),
@@ -256,6 +262,7 @@ def load_detector(
             sigma_choice={str(k): float(v) for k, v in (payload.get("sigma_choice") or {}).items()},
             score_stats={str(k): float(v) for k, v in (payload.get("score_stats") or {}).items()},
             fit_seconds={str(k): float(v) for k, v in (payload.get("fit_seconds") or {}).items()},
+            screen=screen,
             source=where,
         )
     except (KeyError, TypeError, ValueError) as exc:

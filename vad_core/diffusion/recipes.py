@@ -197,6 +197,7 @@ def fit_detector(
         fitted_videos=tuple(sorted(set(v.tolist()))),
         trim_share=float(share),
         sigma_choice=sigma_choice,
+        screen=_deployed(screen_members),
     )
     fitted, _ = detector.score_fitted(x, v, tiles, keys)
     detector.score_stats = {

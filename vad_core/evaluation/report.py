@@ -101,6 +101,10 @@ class EvaluationReport:
 
 
 DENOISER_KEYS = (
+    "recipe",
+    "n_models",
+    "trim_share",
+    "scoring_sigma",
     "sigma_data",
     "final_train_loss",
     "best_val_loss",
@@ -171,9 +175,17 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     ]
     d = report.get("denoiser") or {}
     if d:
+        recipe = d.get("recipe") if isinstance(d.get("recipe"), dict) else {}
+        if recipe:
+            lines += [
+                f"Detector: recipe {recipe.get('name')!r} ({d.get('n_models')} model(s); out-of-fold screen with "
+                f"{recipe.get('screen_folds_used', 0)} video folds, {fmt(d.get('trim_share'), 3)} of the fitted rows "
+                f"dropped before the refit), scoring sigma {fmt(d.get('scoring_sigma'))} sigma_data (label-free).",
+                "",
+            ]
         lines += [
             f"Denoiser: sigma_data {fmt(d.get('sigma_data'))}, final train loss {fmt(d.get('final_train_loss'))}, "
-            f"memorization AUC {fmt(d.get('memorization_auc'), 3)} (0.5 = none), "
+            f"memorization AUC {fmt(d.get('memorization_auc'), 3)} at the scoring sigma (0.5 = none), "
             f"MLflow model version {d.get('model_version')}.",
             "",
         ]

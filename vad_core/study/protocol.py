@@ -120,14 +120,15 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 
 def protocol_a(
     summary: pd.DataFrame, halves: tuple[str, str] = ("01-03", "04-06"), scenario: str = "ped2",
-    candidates: Sequence[str] | None = None, demo: str = "demo",
+    candidates: Sequence[str] | None = None, demo: str = "demo", min_seeds: int = 3,
 ) -> pd.DataFrame:  # fmt: skip
     """Protocol (a): per half, the candidate recipe with the best mean AUC there, reported on the other half.
 
     Baselines are never candidates for the diffusion choice; `candidates` None = every
-    non-baseline recipe measured on both halves. The demo column is reported, never chosen on.
+    non-baseline recipe measured on both halves with at least `min_seeds` seeds (a one-seed
+    cell is not a measurement to choose on). The demo column is reported, never chosen on.
     """
-    s = summary[summary["scenario"] == scenario]
+    s = summary[(summary["scenario"] == scenario) & (summary["seeds"] >= min_seeds)]
     wide = s.pivot_table(index="recipe", columns="group", values="mean")
     pool = [r for r in wide.index if not r.startswith("baseline") and (candidates is None or r in candidates)]
     wide = wide.loc[pool].dropna(subset=list(halves))

@@ -121,9 +121,11 @@ def test_detector_checkpoint_round_trip_with_weights_only(one_torch_thread):
     blob = detector_bytes(result.detector)
     payload = torch.load(io.BytesIO(blob), weights_only=True)  # plain data only: no code unpickled
     assert payload["format"] == DETECTOR_FORMAT and len(payload["members"]) == 2
+    assert [m["fold"] for m in payload["screen_members"]] == [0, 1]  # every fold model of the screen is kept
     back = load_detector(blob, name="mem://det.pt")
     assert back.source == "mem://det.pt" and back.score_config == result.detector.score_config
     assert back.trim_share == result.detector.trim_share and back.recipe == result.detector.recipe
+    assert [m.trained_videos for m in back.screen] == [m.trained_videos for m in result.detector.screen]
     np.testing.assert_array_equal(
         back.score_new(data.features[:40], tiles[:40]), result.detector.score_new(data.features[:40], tiles[:40])
     )
