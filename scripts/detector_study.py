@@ -112,9 +112,10 @@ def run(args: argparse.Namespace) -> None:
                 if (data.name, name, seed) in done(out):
                     continue
                 recipe, train = preset(name)
-                recs = run_recipe(data, recipe, train, seed, groups)
+                rules = [r for r in args.sigma_rules.split(",") if r] if name == "robust" else []
+                recs = run_recipe(data, recipe, train, seed, groups, extra_sigma_rules=rules)
                 append(out, [{**r, "load": uptime} for r in recs])
-                print(f"  {name} seed {seed}: " + ", ".join(f"{r['group']} {r['auc']:.1f}" for r in recs)
+                print(f"  {name} seed {seed}: " + ", ".join(f"{r['recipe']} {r['group']} {r['auc']:.1f}" for r in recs)
                       + f" (fit {recs[0]['fit_s']:.0f}s, score {recs[0]['score_s']:.0f}s)", flush=True)  # fmt: skip
             for name in filter(None, args.baselines.split(",")):
                 label = f"baseline {name}"
@@ -207,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipes", default="robust,single", help="comma-separated presets (robust, single, paper)")
     ap.add_argument("--baselines", default="knn,pca,iforest,gcl_ae,gcl")
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--sigma-rules", default="", help="robust only: also score at these label-free rules (videos)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared)")
     ap.add_argument("--out", default=str(REPO / "vad_home" / "detector_study.jsonl"))
     ap.add_argument("--render", nargs="*", help="print the tables of these JSON-lines files and exit")

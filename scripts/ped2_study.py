@@ -114,7 +114,7 @@ def write_results_md(table, models, figures, seconds: float, path: Path, quick: 
     spread = seed_spread(table)
     fmt = lambda v: "n/a" if v != v else f"{100 * v:.1f}"  # noqa: E731
     lines = [
-        "# Results: the parameter study on UCSD Ped2",
+        "# Results: the detector under the honest protocol (issue 9), and the parameter study on UCSD Ped2",
         "",
         "Regenerate with `.venv/bin/python scripts/ped2_study.py --features i3d/tiles=<dir> --features "
         "i3d/resize=<dir>` (see the script's docstring). Protocol: all 22 Ped2 videos fitted unlabelled, "

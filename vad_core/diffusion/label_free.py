@@ -65,7 +65,12 @@ def choose_trim_share(scores: np.ndarray, max_share: float = 0.3) -> float:
 
 
 def posterior_neighbours(
-    x: np.ndarray, sigmas: Sequence[float], tiles: np.ndarray | None = None, max_rows: int = 4096, seed: int = 0
+    x: np.ndarray,
+    sigmas: Sequence[float],
+    tiles: np.ndarray | None = None,
+    max_rows: int = 4096,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """Median effective number of rows the exact leave-one-out denoiser averages over, per sigma.
 
@@ -75,6 +80,8 @@ def posterior_neighbours(
     the same tile position count). n_eff ~ 1: the denoiser explains a row by its nearest twin, so
     a trained model that saw an anomaly returns it (memorization); n_eff ~ N: the score is the
     distance to the mean. In between it is a kNN-like density score. Returns `(len(sigmas),)`.
+    `groups (N,)` (video ids): leave the whole group out, not just the row (what a model that never
+    saw the row's video approximates); rows with no other-group row of their tile are skipped.
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 3:
@@ -88,6 +95,12 @@ def posterior_neighbours(
     if tiles is not None:
         t = np.asarray(tiles)[idx]
         d2[t[:, None] != t[None, :]] = np.inf
+    if groups is not None:
+        g = np.asarray(groups).astype(str)[idx]
+        d2[g[:, None] == g[None, :]] = np.inf
+        d2 = d2[np.isfinite(d2).any(axis=1)]
+        if d2.shape[0] == 0:
+            raise VADInputError("posterior_neighbours: no row has a row of another group (video) to compare with")
     out = []
     for sigma in sigmas:
         logits = -d2 / (2.0 * float(sigma) ** 2)
@@ -121,6 +134,7 @@ def label_free_sigma(
     candidates: Sequence[float] = SIGMA_CANDIDATES,
     target: float = 5.0,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> tuple[float, dict[str, float]]:
     """The denoising score's sigma (units of sigma_data) chosen from unlabelled rows alone.
 
@@ -130,7 +144,7 @@ def label_free_sigma(
     Returns the chosen sigma and `{"sigma=8": n_eff, ...}` for logging.
     """
     x = np.asarray(scaler.transform(np.asarray(features, dtype=np.float32)), dtype=np.float64)
-    counts = posterior_neighbours(x / float(sigma_data), candidates, tiles=tiles, seed=seed)
+    counts = posterior_neighbours(x / float(sigma_data), candidates, tiles=tiles, seed=seed, groups=groups)
     return choose_sigma(counts, candidates, target), {
         f"sigma={s:g}": float(c) for s, c in zip(candidates, counts, strict=True)
     }

@@ -34,6 +34,8 @@ from vad_core.diffusion.label_free import choose_trim_share, label_free_sigma
 from vad_core.diffusion.reconstruction import ScoreConfig
 from vad_core.errors import VADInputError, check_features
 
+SIGMA_RULES = ("rows", "videos")
+
 
 @dataclass(frozen=True)
 class DetectorRecipe:
@@ -48,6 +50,7 @@ class DetectorRecipe:
     refit_seeds: int = 5  # seed replicates of the deployed members
     score_type: str = "denoising"  # or "reconstruction" (the paper's partial diffusion)
     sigma: float | None = None  # denoising sigma (sigma_data units); None = label_free_sigma
+    sigma_rule: str = "rows"  # label_free_sigma leaves out the row ("rows") or its whole video ("videos")
     start_step: int = 9  # reconstruction only
     target_neighbours: float = 5.0  # label_free_sigma's target
     n_draws: int = 64  # noise draws per row and member (16 left ~2.5 AUC points of draw noise on Ped2)
@@ -59,6 +62,8 @@ class DetectorRecipe:
             raise VADInputError(f"DetectorRecipe.screen_folds must be 0 or >= 2, got {self.screen_folds}")
         if self.refit_folds < 1 or self.refit_seeds < 1 or self.n_draws < 1:
             raise VADInputError("DetectorRecipe: refit_folds, refit_seeds and n_draws must be >= 1")
+        if self.sigma_rule not in SIGMA_RULES:
+            raise VADInputError(f"DetectorRecipe.sigma_rule must be one of {SIGMA_RULES}, got {self.sigma_rule!r}")
         if self.trim_share is not None and not 0.0 <= self.trim_share < 1.0:
             raise VADInputError(f"DetectorRecipe.trim_share must lie in [0, 1), got {self.trim_share}")
 
@@ -124,6 +129,22 @@ def trim_mask(scores: np.ndarray, share: float, tiles: np.ndarray | None = None)
     return keep
 
 
+def choose_detector_sigma(
+    members: list[FittedMember],
+    x: np.ndarray,
+    videos: np.ndarray,
+    tiles: np.ndarray | None,
+    keep: np.ndarray,
+    rule: str = "rows",
+    target: float = 5.0,
+) -> tuple[float, dict[str, float]]:
+    """`label_free_sigma` on the kept rows in the first member's space; `rule` "videos" leaves out whole videos."""
+    first = members[0].denoiser
+    t = None if tiles is None else np.asarray(tiles)[keep]
+    groups = np.asarray(videos)[keep] if rule == "videos" else None
+    return label_free_sigma(first.scaler, first.sigma_data, x[keep], t, target=target, groups=groups)
+
+
 def _deployed(members: list[FittedMember]) -> list[DetectorMember]:
     return [DetectorMember(m.denoiser, m.fold, m.seed, m.trained_videos) for m in members]
 
@@ -181,11 +202,9 @@ def fit_detector(
     start = time.perf_counter()
     sigma, sigma_choice = recipe.sigma, dict[str, float]()
     if sigma is None and recipe.score_type == "denoising":
-        first = members[0].denoiser
-        sigma, sigma_choice = label_free_sigma(
-            first.scaler, first.sigma_data, x[keep], None if tiles is None else np.asarray(tiles)[keep],
-            target=recipe.target_neighbours,
-        )  # fmt: skip
+        sigma, sigma_choice = choose_detector_sigma(
+            members, x, v, tiles, keep, recipe.sigma_rule, recipe.target_neighbours
+        )
     score_config = recipe.score_config(2.0 if sigma is None else sigma)
     deployed = _deployed(members)
     for d, m in zip(deployed, members, strict=True):
@@ -211,4 +230,14 @@ def fit_detector(
     return DetectorFit(detector, screen_scores, keep, screen_members, members, seconds)
 
 
-__all__ = ["PIPELINE_TRAIN", "PRESETS", "DetectorFit", "DetectorRecipe", "fit_detector", "preset", "trim_mask"]
+__all__ = [
+    "PIPELINE_TRAIN",
+    "PRESETS",
+    "DetectorFit",
+    "DetectorRecipe",
+    "SIGMA_RULES",
+    "choose_detector_sigma",
+    "fit_detector",
+    "preset",
+    "trim_mask",
+]

@@ -31,7 +31,8 @@ class TrainingConfig(Config):
     (the paper's network, noise distribution and partial-diffusion reconstruction score).
     Every training field left None takes the preset's value (for "robust" and "single" the
     Ped2 study's small pooled FiLM network 64-32-16, P_mean 0 / P_std 0.6, lr 1e-3, 30 epochs
-    with early stopping); the recipe fields left None likewise (`trim_share` None = label-free).
+    with early stopping); the recipe fields left None likewise (`trim_share` None = label-free;
+    `sigma_rule` "rows" or "videos": the label-free sigma rule leaves out the row or its video).
 
     `tile_embedding` gives the denoisers a learned tile-position embedding (n_tiles from the
     data); `device` None uses the backbone resource's device (CUDA, then MPS, then CPU).
@@ -43,6 +44,7 @@ class TrainingConfig(Config):
     max_share: float | None = None
     refit_seeds: int | None = None
     n_draws: int | None = None
+    sigma_rule: str | None = None
     epochs: int | None = None
     batch_size: int | None = None
     min_steps_per_epoch: int | None = None

@@ -149,3 +149,20 @@ def test_presets():
     assert preset("single")[0].screen_folds == 0
     with pytest.raises(VADInputError, match="unknown detector preset"):
         preset("best")
+
+
+def test_leave_video_out_neighbour_counts_exclude_the_rows_own_video():
+    from vad_core.diffusion.label_free import posterior_neighbours
+
+    # two near-twins per video; at a huge sigma every candidate row weighs the same, so n_eff counts them
+    x = np.array([[0.0], [0.1], [5.0], [5.1]])
+    videos = np.array(["a", "a", "b", "b"])
+    assert posterior_neighbours(x, [100.0])[0] == pytest.approx(3.0, rel=1e-3)  # leave the row out: 3 others
+    assert posterior_neighbours(x, [100.0], groups=videos)[0] == pytest.approx(2.0, rel=1e-3)  # leave the video out
+    # at a small sigma the row leave-one-out denoiser explains a row by its twin (n_eff 1), and so does the
+    # leave-video-out one by the nearer of the other video's rows
+    assert posterior_neighbours(x, [0.05], groups=videos)[0] == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(VADInputError, match="another group"):
+        posterior_neighbours(x, [1.0], groups=np.array(["a"] * 4))
+    with pytest.raises(VADInputError, match="sigma_rule"):
+        DetectorRecipe(sigma_rule="frames")
