@@ -9,6 +9,14 @@ class VADInputError(ValueError):
     """A user-supplied input (file, array, argument) is unusable; the message says which and why."""
 
 
+class StorageUnavailableError(VADInputError):
+    """The configured store (an object store's endpoint) cannot be reached; the message names it.
+
+    A `VADInputError`, so that everything that reports bad input in one line (the `vad` command,
+    Dagster step failures) reports this the same way: the endpoint is configuration the user gave.
+    """
+
+
 def check_features(x: object, name: str = "features", dim: int | None = None) -> np.ndarray:
     """Validate a feature matrix and return it as float32 `(N, D)` without copying when possible.
 
@@ -37,4 +45,4 @@ def check_features(x: object, name: str = "features", dim: int | None = None) ->
     return arr
 
 
-__all__ = ["VADInputError", "check_features"]
+__all__ = ["StorageUnavailableError", "VADInputError", "check_features"]

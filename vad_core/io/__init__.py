@@ -15,6 +15,7 @@ from vad_core.io.feature_tables import (
     write_feature_table,
 )
 from vad_core.io.hashing import fingerprint_array, sha256_file, update_from_file, update_from_stream
+from vad_core.io.object_store import S3Settings, S3TableStore, parse_s3_uri, s3_store
 from vad_core.io.store import (
     STORE_SCHEMES,
     FileSystemStore,
@@ -45,6 +46,8 @@ __all__ = [
     "FileSystemStore",
     "LocalTableStore",
     "MemoryTableStore",
+    "S3Settings",
+    "S3TableStore",
     "TableStore",
     "arrow_feature_matrix",
     "atomic_path",
@@ -59,9 +62,11 @@ __all__ = [
     "join_key",
     "jsonable",
     "open_store",
+    "parse_s3_uri",
     "read_clip_features",
     "read_feature_matrix",
     "results_frame",
+    "s3_store",
     "schema_metadata",
     "sha256_file",
     "table_counts",

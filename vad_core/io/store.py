@@ -291,7 +291,7 @@ class MemoryTableStore(TableStore):
         return f"memory://{check_key(key)}"
 
 
-# URI scheme -> store factory; an object store registers its scheme here.
+# URI scheme -> store factory; vad_core.io.object_store registers "s3" here when vad_core.io is imported.
 STORE_SCHEMES: dict[str, Callable[[str], TableStore]] = {
     "file": lambda rest: LocalTableStore(rest),
     "memory": lambda rest: MemoryTableStore(),

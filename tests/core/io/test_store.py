@@ -11,11 +11,16 @@ import pyarrow.fs as pafs
 import pytest
 
 from vad_core.errors import VADInputError
+from vad_core.io.object_store import S3TableStore
 from vad_core.io.store import FileSystemStore, LocalTableStore, MemoryTableStore, TableStore, check_key, open_store
 
 
-@pytest.fixture(params=["local", "memory", "filesystem"])
+@pytest.fixture(params=["local", "memory", "filesystem", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> TableStore:
+    if request.param == "s3":  # a real S3 API (moto_server, tests/core/io/conftest.py), a fresh prefix per test
+        server = request.getfixturevalue("moto_server")
+        server.create_bucket("contract")
+        return S3TableStore(f"s3://contract/{tmp_path.name}", server.settings())
     if request.param == "local":
         return LocalTableStore(tmp_path / "home")
     if request.param == "memory":
