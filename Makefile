@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export VAD_HOME ?= $(CURDIR)/vad_home
 
-.PHONY: setup test test-fast lint typecheck bench demo demo-ped2 ui report clean
+.PHONY: setup test test-fast test-cluster lint typecheck bench demo demo-ped2 ui report clean cluster-up cluster-down cluster-demo cluster-status
 
 setup: $(STAMP)
 
@@ -13,7 +13,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,cluster]'
 	$(BIN)/pip check
 	@touch $(STAMP)
 
@@ -21,9 +21,13 @@ $(STAMP): pyproject.toml
 test: lint typecheck
 	$(BIN)/python -m pytest -q
 
-# The fast subset on its own: no lint, no type check, no slow tests.
+# The fast subset on its own: no lint, no type check, no slow tests, no cluster.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not cluster"
+
+# Only the cluster profile's tests (they start PostgreSQL, Redis, moto, MLflow, Dagster and Celery).
+test-cluster: setup
+	$(BIN)/python -m pytest -q -m cluster
 
 lint: setup
 	$(BIN)/ruff check .
@@ -49,6 +53,23 @@ ui: setup
 # Rebuild the evaluation report of VAD_DATASET (default demo) from its stored tables.
 report: setup
 	$(BIN)/vad report
+
+# The cluster profile on this machine (scripts/cluster.py): every server on a free 127.0.0.1 port,
+# PostgreSQL and Redis from apt when missing; state, logs and cluster.env in $(VAD_HOME)/cluster.
+cluster-up: setup
+	$(BIN)/python scripts/cluster.py up
+
+cluster-status: setup
+	$(BIN)/python scripts/cluster.py status
+
+# The demo dataset through the cluster: runs queued in Postgres, executed by the Celery workers,
+# tables in the object store, the model in the MLflow server.
+cluster-demo: setup
+	$(BIN)/python scripts/cluster.py run -- $(BIN)/vad demo
+
+cluster-down:
+	@test -x $(BIN)/python || { echo "no .venv: nothing was started"; exit 0; }
+	$(BIN)/python scripts/cluster.py down
 
 clean:
 	rm -rf $(VENV) vad_home .pytest_cache

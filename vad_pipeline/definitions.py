@@ -1,8 +1,9 @@
 """The Dagster code location: assets, checks, jobs, the sensor, the schedule and the resources.
 
 Loaded by `dagster dev -w workspace.yaml` and by the demo runner. Resources read their
-settings from the environment when used: VAD_HOME, VAD_DATASET, VAD_BACKBONE, VAD_DEVICE,
-MLFLOW_TRACKING_URI.
+settings from the environment when used: VAD_HOME, VAD_STORE, VAD_DATASET, VAD_BACKBONE, VAD_DEVICE,
+MLFLOW_TRACKING_URI. `VAD_PROFILE=cluster` swaps the executor for Dagster's Celery executor
+(vad_pipeline.cluster.profile); the assets, jobs and resources are the same in both profiles.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from vad_pipeline.automation.jobs import features_job, footage_job, training_job
 from vad_pipeline.automation.schedules import retraining_schedule
 from vad_pipeline.automation.sensors import new_footage_sensor
 from vad_pipeline.checks import ALL_CHECKS
+from vad_pipeline.cluster.profile import profile_executor
 from vad_pipeline.resources import BackboneResource, DatasetResource, MLflowTracker, VadStorage
 
 
@@ -39,6 +41,7 @@ def make_definitions(resources: Mapping[str, Any] | None = None) -> Definitions:
         sensors=[new_footage_sensor],
         schedules=[retraining_schedule],
         resources={**default_resources(), **(resources or {})},
+        executor=profile_executor(),
     )
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
 
 from vad_core.features import extract_features
@@ -16,6 +17,7 @@ from vad_core.io.store import TableStore
 from vad_pipeline.assets.common import core_config, counts_metadata, dataset_spec, read_table
 from vad_pipeline.automation.fingerprints import combined_fingerprint
 from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME, video_partitions
+from vad_pipeline.cluster.profile import gpu_step_tags
 from vad_pipeline.resources.backbone import BackboneResource
 from vad_pipeline.resources.dataset import DatasetResource
 from vad_pipeline.resources.storage import DatasetKeys, VadStorage
@@ -69,6 +71,7 @@ def _video(store: TableStore, keys: DatasetKeys, root: Path, video_id: str) -> d
     group_name="features",
     deps=["video_manifest"],
     description="The clip-features table of one video: one row per (clip, tile), design.md schema.",
+    op_tags=gpu_step_tags(),  # the cluster profile's GPU queue, when a GPU worker pool exists
 )
 def clip_features(
     context: AssetExecutionContext,
@@ -110,6 +113,7 @@ def clip_features(
             "feature_dim": result.dim,
             "skipped_up_to_date": result.skipped,
             "work_seconds": float(result.seconds),
+            "torch_threads": torch.get_num_threads(),
             "backbone": embedder.name,
             "weights_sha256": embedder.weights_sha256,
             "region_config": config.to_regions().key(),

@@ -15,6 +15,7 @@ from vad_core.evaluation.plots import loss_curve_png
 from vad_core.scoring.rows import row_keys_for
 from vad_pipeline.assets.common import dataset_spec, load_feature_rows, read_table, run_tags
 from vad_pipeline.automation.fingerprints import combined_fingerprint
+from vad_pipeline.cluster.profile import gpu_step_tags
 from vad_pipeline.resources.backbone import BackboneResource
 from vad_pipeline.resources.dataset import DatasetResource
 from vad_pipeline.resources.storage import VadStorage
@@ -92,6 +93,7 @@ def model_name(dataset: str) -> str:
     description="The diffusion detector fitted on every train video's clip features (no labels): "
     "a detector checkpoint with every member denoiser (EMA weights, scaler, sigma_data, config), "
     "the label-free scoring sigma, the recipe and the data fingerprint.",
+    op_tags=gpu_step_tags(),  # the cluster profile's GPU queue, when a GPU worker pool exists
 )
 def denoiser(
     context: AssetExecutionContext,

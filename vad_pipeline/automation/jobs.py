@@ -7,6 +7,8 @@ from typing import Any
 
 from dagster import AssetSelection, define_asset_job
 
+from vad_pipeline.cluster.profile import POOL_TAG
+
 FOOTAGE_JOB = "footage_job"
 FEATURES_JOB = "features_job"
 TRAINING_JOB = "train_and_score_job"
@@ -24,6 +26,10 @@ features_job = define_asset_job(
     FEATURES_JOB,
     selection=AssetSelection.assets("clip_features"),
     description="Extract the clip-features table of one video (one run per video partition).",
+    # The run queue's pool (cluster dagster.yaml: as many feature runs as worker slots), and run
+    # retries where the instance enables them: a run whose worker was killed is launched again,
+    # re-executing only what did not finish (the table is written atomically, or not at all).
+    tags={POOL_TAG: "features", "dagster/max_retries": "2", "dagster/retry_strategy": "FROM_FAILURE"},
 )
 
 # Everything downstream of the per-video features, in one run, so the blocking feature check
@@ -34,6 +40,7 @@ training_job = define_asset_job(
     TRAINING_JOB,
     selection=AssetSelection.assets("feature_index").downstream() - AssetSelection.assets(*STUDY_ASSETS),
     description="Index the features, train the denoiser and the baselines, score, and report.",
+    tags={POOL_TAG: "training"},  # one training run at a time (cluster dagster.yaml); no automatic retry
 )
 
 # The assets of each job that take a Config (feature_index and frame_scores take none).

@@ -15,23 +15,45 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
+from dagster import DagsterInstance, Definitions
 
 from vad_core.errors import VADInputError
 from vad_pipeline.automation.jobs import FEATURES_JOB, FOOTAGE_JOB, TRAINING_JOB, job_run_config
 from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME
 from vad_pipeline.cli.instance import dagster_home
+from vad_pipeline.cluster.profile import is_cluster, require
+from vad_pipeline.cluster.submit import (
+    ClusterRunError,
+    ClusterRunner,
+    DagsterClient,
+    JobRun,
+    step_seconds,
+    work_seconds,
+)
 from vad_pipeline.resources.storage import VadStorage
 from vad_pipeline.resources.tracking import MLflowTracker
 from vad_pipeline.specs import DatasetSpec, ensure_footage, load_spec
 
 Echo = Callable[[str], None]
+
+
+class JobRunner(Protocol):
+    """Runs a job (once, or once per partition) to its end: `InProcessRunner` or the cluster's."""
+
+    def run(
+        self,
+        job: str,
+        run_config: Mapping[str, Any],
+        partitions: list[str] | None = None,
+        on_done: Callable[[JobRun], None] | None = None,
+    ) -> list[JobRun]: ...
 
 
 @dataclass
@@ -66,12 +88,37 @@ class PipelineSummary:
         }
 
 
-def _step_seconds(instance: DagsterInstance, result: ExecuteInProcessResult) -> dict[str, float]:
-    return {
-        s.step_key: (s.end_time or 0) - (s.start_time or 0)
-        for s in instance.get_run_step_stats(result.run_id)
-        if s.start_time and s.end_time
-    }
+class InProcessRunner:
+    """Runs jobs one after another in this process (`execute_in_process`), partitions in turn: the
+    local profile. `vad_pipeline.cluster.submit.ClusterRunner` is the cluster profile's, same calls."""
+
+    def __init__(self, defs: Definitions, instance: DagsterInstance) -> None:
+        self.defs, self.instance = defs, instance
+
+    def run(
+        self,
+        job: str,
+        run_config: Mapping[str, Any],
+        partitions: list[str] | None = None,
+        on_done: Callable[[JobRun], None] | None = None,
+    ) -> list[JobRun]:
+        job_def, out = self.defs.resolve_job_def(job), []
+        for key in partitions if partitions is not None else [None]:
+            start = time.perf_counter()
+            res = job_def.execute_in_process(instance=self.instance, partition_key=key, run_config=dict(run_config))
+            done = JobRun(
+                job,
+                res.run_id,
+                key,
+                "SUCCESS",
+                time.perf_counter() - start,
+                work_seconds(self.instance, res.run_id),
+                step_seconds=step_seconds(self.instance, res.run_id),
+            )
+            out.append(done)
+            if on_done is not None:
+                on_done(done)
+        return out
 
 
 def materialize_all(
@@ -82,18 +129,20 @@ def materialize_all(
     run_config: Mapping[str, Mapping[str, Any]] | None = None,
     echo: Echo = print,
     log_level: str = "WARNING",
+    runner: JobRunner | None = None,
 ) -> PipelineSummary:
     """Materialize every asset of `spec`: footage, one features run per video, then the rest.
 
     `run_config` is `{asset: {field: value}}`; it defaults to the spec's own `run_config`.
+    `runner` runs the jobs: in this process by default, or on the cluster (`ClusterRunner`).
     """
     run_config = spec.run_config if run_config is None else run_config
     cfg = lambda job: job_run_config(job, run_config, log_level)  # noqa: E731
+    runner = runner or InProcessRunner(defs, instance)
     summary = PipelineSummary(spec.name)
 
     t0 = time.perf_counter()
-    res = defs.resolve_job_def(FOOTAGE_JOB).execute_in_process(instance=instance, run_config=cfg(FOOTAGE_JOB))
-    summary.run_ids.append(res.run_id)
+    summary.run_ids += [r.run_id for r in runner.run(FOOTAGE_JOB, cfg(FOOTAGE_JOB))]
     summary.stage_seconds["footage (manifest + ground truth)"] = time.perf_counter() - t0
     store, keys = storage.store(), storage.dataset_keys(spec.name)
     manifest, _ = store.read_frame(keys.manifest)
@@ -107,27 +156,23 @@ def materialize_all(
         instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, new)
     echo(f"  {len(ok)} videos ({len(new)} new partitions); extracting features, one run per video")
 
-    job = defs.resolve_job_def(FEATURES_JOB)
-    config = cfg(FEATURES_JOB)
+    def done(run: JobRun) -> None:
+        vid = str(run.partition)
+        summary.partition_wall_s[vid], summary.partition_work_s[vid] = run.wall_s, run.work_s
+        summary.run_ids.append(run.run_id)
+        retried = f", {run.attempts} attempts" if run.attempts > 1 else ""
+        count = f"[{len(summary.partition_wall_s)}/{len(ok)}]"
+        echo(f"  {count} {vid}: {run.wall_s:.1f}s (extraction {run.work_s:.1f}s{retried})")
+
     t0 = time.perf_counter()
-    for i, vid in enumerate(ok, start=1):
-        start = time.perf_counter()
-        res = job.execute_in_process(instance=instance, partition_key=vid, run_config=config)
-        wall = time.perf_counter() - start
-        work = 0.0
-        for event in res.get_asset_materialization_events():
-            value = event.materialization.metadata.get("work_seconds")
-            work = float(value.value) if value is not None else 0.0
-        summary.partition_wall_s[vid], summary.partition_work_s[vid] = wall, work
-        summary.run_ids.append(res.run_id)
-        echo(f"  [{i}/{len(ok)}] {vid}: {wall:.1f}s (extraction {work:.1f}s)")
+    runner.run(FEATURES_JOB, cfg(FEATURES_JOB), partitions=ok, on_done=done)
     summary.stage_seconds["features (all partitions)"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    res = defs.resolve_job_def(TRAINING_JOB).execute_in_process(instance=instance, run_config=cfg(TRAINING_JOB))
+    (res,) = runner.run(TRAINING_JOB, cfg(TRAINING_JOB))
     summary.run_ids.append(res.run_id)
     summary.stage_seconds["train, score, report (one run)"] = time.perf_counter() - t0
-    for step, seconds in _step_seconds(instance, res).items():
+    for step, seconds in res.step_seconds.items():
         summary.stage_seconds[f"  step {step}"] = seconds
     summary.report_path = store.location(keys.report_md)
     summary.report = store.read_json(keys.report_json)
@@ -219,17 +264,39 @@ def run(args: argparse.Namespace) -> int:
         print(f"   generated demo footage in {time.perf_counter() - t0:.1f} s")
     generate_s = time.perf_counter() - t0
     with DagsterInstance.get() as instance:
-        summary = materialize_all(defs, instance, spec, storage, run_config, log_level=args.log_level)
+        runner = _cluster_runner(instance) if is_cluster() else None
+        if runner is not None:
+            print(f"   cluster profile: runs submitted to {runner.client.url}, tables in {storage.store_location()}")
+        try:
+            summary = materialize_all(
+                defs, instance, spec, storage, run_config, log_level=args.log_level, runner=runner
+            )
+        except ClusterRunError as exc:
+            print(f"vad demo: {exc}", file=sys.stderr)
+            return 1
     summary.stage_seconds = {
         "generate footage": generate_s,
         **summary.stage_seconds,
         "total": time.perf_counter() - total,
     }
     print(format_summary(summary, storage, MLflowTracker().describe()))
-    print("   mlflow ui --backend-store-uri " + MLflowTracker().resolved_uri())
+    if MLflowTracker().owns_store():
+        print("   mlflow ui --backend-store-uri " + MLflowTracker().resolved_uri())
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps({**summary.to_dict(), "report": summary.report}, indent=1))
     return 0
 
 
-__all__ = ["PipelineSummary", "add_parser", "format_summary", "materialize_all", "run"]
+def _cluster_runner(instance: DagsterInstance) -> ClusterRunner:
+    """The cluster profile's runner: submit through the webserver named by VAD_DAGSTER_URL, with the
+    dataset and backbone this shell chose (the workers' own environment is the cluster's)."""
+    url = require(["VAD_DAGSTER_URL"])["VAD_DAGSTER_URL"]
+    chosen = {
+        "dataset": {"spec": os.environ.get("VAD_DATASET")},
+        "backbone": {"name": os.environ.get("VAD_BACKBONE"), "device": os.environ.get("VAD_DEVICE")},
+    }
+    resources = {name: {k: v for k, v in fields.items() if v} for name, fields in chosen.items()}
+    return ClusterRunner(DagsterClient(url), instance, resources=resources)
+
+
+__all__ = ["InProcessRunner", "JobRunner", "PipelineSummary", "add_parser", "format_summary", "materialize_all", "run"]

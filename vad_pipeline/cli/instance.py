@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from vad_core.errors import VADInputError
+from vad_pipeline.cluster.profile import is_cluster, require
 from vad_pipeline.specs import default_home
 
 INSTANCE_YAML = """\
@@ -20,7 +22,16 @@ concurrency:
 
 
 def dagster_home(home: Path | None = None) -> Path:
-    """DAGSTER_HOME, default `<VAD_HOME>/dagster`, created with telemetry off (no network)."""
+    """DAGSTER_HOME, default `<VAD_HOME>/dagster`, created with telemetry off (no network).
+
+    The cluster profile's DAGSTER_HOME holds the dagster.yaml `make cluster-up` rendered (PostgreSQL,
+    run queue, Celery run launcher); it is never replaced by the local one.
+    """
+    if is_cluster():
+        path = Path(require(["DAGSTER_HOME"])["DAGSTER_HOME"]).resolve()
+        if not (path / "dagster.yaml").is_file():
+            raise VADInputError(f"VAD_PROFILE=cluster: {path}/dagster.yaml is missing (make cluster-up writes it)")
+        return path
     return init_dagster_home(Path(os.environ.get("DAGSTER_HOME") or (home or default_home()) / "dagster"))
 
 

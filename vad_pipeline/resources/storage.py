@@ -3,11 +3,13 @@
 `VadStorage.store()` is the `vad_core.io.store.TableStore` every asset, sensor and schedule reads
 and writes through; `DatasetKeys` fixes the layout under it (design.md). Assets name outputs by
 key and never touch a path for them, so another backend (an object store) is a different store,
-not an edit of the assets: `home` may later be any location `vad_core.io.store.open_store` knows.
+not an edit of the assets: `location` (or `VAD_STORE`) is any location `vad_core.io.store.open_store`
+knows, a local folder by default or `s3://bucket/prefix`.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,20 +96,28 @@ class DatasetKeys:
 
 
 class VadStorage(ConfigurableResource):
-    """Every table, checkpoint and report of a dataset lives under `<home>/<dataset name>/`.
+    """Every table, checkpoint and report of a dataset lives under `<location>/<dataset name>/`.
 
-    `home` defaults to `VAD_HOME` (else `./vad_home`), read when the resource is used so a test
-    or a shell can point it elsewhere. All writes are atomic (see `vad_core.io.store`).
+    `home` (default `VAD_HOME`, else `./vad_home`) is the local folder of the instance state and,
+    by default, of the tables. `location` (default `VAD_STORE`) puts the tables elsewhere: any
+    location `vad_core.io.store.open_store` knows, e.g. `s3://bucket/prefix` (the cluster profile's
+    object store). Both are read when the resource is used, so a test or a shell can point them
+    elsewhere. All writes are atomic (see `vad_core.io.store`).
     """
 
     home: str | None = None
+    location: str | None = None
 
     def root(self) -> Path:
         """The local folder of the instance state (Dagster home, MLflow store, logs) and the tables."""
         return Path(self.home).expanduser().resolve() if self.home else default_home()
 
+    def store_location(self) -> str:
+        """Where the tables live: `location`, else `VAD_STORE`, else the local `root()`."""
+        return self.location or os.environ.get("VAD_STORE") or str(self.root())
+
     def store(self) -> TableStore:
-        return open_store(self.root())
+        return open_store(self.store_location())
 
     def dataset_keys(self, dataset: str) -> DatasetKeys:
         return DatasetKeys(dataset)
