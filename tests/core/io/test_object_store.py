@@ -68,7 +68,8 @@ def test_a_missing_bucket_is_named(moto_server: MotoServer) -> None:
 
 def test_an_unreachable_endpoint_fails_fast_with_one_line_naming_it() -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    store = S3TableStore("s3://vad/tables", S3Settings(endpoint=endpoint, access_key="k", secret_key="s", max_attempts=2))
+    settings = S3Settings(endpoint=endpoint, access_key="k", secret_key="s", max_attempts=2)
+    store = S3TableStore("s3://vad/tables", settings)
     for call in (
         lambda: store.write_bytes("demo/a.bin", b"1"),
         lambda: store.read_bytes("demo/a.bin"),
