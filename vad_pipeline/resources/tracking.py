@@ -28,6 +28,7 @@ from typing import Any
 from dagster import ConfigurableResource
 
 from vad_core.io.store import jsonable
+from vad_pipeline.resources.tracking_errors import GuardedClient, TrackingUnavailableError
 from vad_pipeline.specs import default_home
 
 PACKAGE = "vad-diffusion"
@@ -223,7 +224,7 @@ class MLflowTracker(ExperimentTracker):
         uri = self.resolved_uri()
         if self.owns_store():
             self.default_dir().mkdir(parents=True, exist_ok=True)
-        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+        return GuardedClient(MlflowClient(tracking_uri=uri, registry_uri=uri), uri)
 
     def experiment_id(self, client: Any) -> str:
         from mlflow.exceptions import MlflowException
@@ -250,7 +251,10 @@ class MLflowTracker(ExperimentTracker):
         try:
             yield handle
         except BaseException:
-            client.set_terminated(run.info.run_id, "FAILED")
+            try:
+                client.set_terminated(run.info.run_id, "FAILED")
+            except TrackingUnavailableError:
+                pass  # the server is gone: the original error is the one to report
             raise
         client.set_terminated(run.info.run_id, "FINISHED")
 
