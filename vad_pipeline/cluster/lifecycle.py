@@ -258,6 +258,11 @@ class Cluster:
         names = list(self.table.processes)
         order = [n for n in names if n.startswith("worker-")] + [n for n in reversed(ORDER) if n in names]
         order += [n for n in names if n not in order]
+        # Everything but the stores gets its stop signal at once (they shut down in parallel);
+        # PostgreSQL, Redis and the S3 server go last, once their clients are gone.
+        for name in order:
+            if name not in ("postgres", "redis", "s3"):
+                self.table.signal(name)
         left = []
         for name in order:
             pgid = self.table.processes[name].pgid

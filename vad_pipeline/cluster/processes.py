@@ -158,6 +158,12 @@ class ProcessTable:
                 raise RuntimeError(f"{name} not {what} after {timeout:.0f} s:\n{log_tail(record.log)}")
             time.sleep(0.25)
 
+    def signal(self, name: str) -> None:
+        """Send the process group its stop signal without waiting (`stop` waits)."""
+        record = self.processes.get(name)
+        if record is not None and group_alive(record.pgid):
+            _signal_group(record.pgid, record.stop_signal)
+
     def stop(self, name: str, timeout: float = 20.0) -> bool:
         """Stop one process group: its stop signal, then SIGKILL after `timeout`; True when it is gone."""
         record = self.processes.get(name)

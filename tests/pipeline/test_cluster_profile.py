@@ -1,0 +1,144 @@
+"""The cluster profile by configuration, no servers: the profile switch, the rendered dagster.yaml,
+the Celery settings shared by executor and workers, GPU routing, worker sizing, tracker errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from vad_core.errors import VADInputError
+from vad_pipeline.cluster.lifecycle import ClusterSpec
+from vad_pipeline.cluster.profile import (
+    QUEUE_TAG,
+    active_profile,
+    celery_config_source,
+    gpu_step_tags,
+    render_instance_yaml,
+    require,
+)
+from vad_pipeline.cluster.workers import worker_plan
+from vad_pipeline.resources.tracking import MLflowTracker
+from vad_pipeline.resources.tracking_errors import TrackingUnavailableError
+
+CELERY_ENV = {"VAD_CELERY_BROKER": "redis://127.0.0.1:1/0", "VAD_CELERY_BACKEND": "redis://127.0.0.1:1/1"}
+
+
+def test_the_profile_variable() -> None:
+    assert active_profile({}) == "local" and active_profile({"VAD_PROFILE": "Cluster"}) == "cluster"
+    with pytest.raises(VADInputError, match="VAD_PROFILE='k8s'"):
+        active_profile({"VAD_PROFILE": "k8s"})
+    with pytest.raises(VADInputError, match="VAD_PG_HOST, VAD_PG_PORT"):
+        require(["VAD_PG_HOST", "VAD_PG_PORT"], {})
+
+
+def test_the_cluster_instance_yaml() -> None:
+    config = yaml.safe_load(render_instance_yaml(feature_run_limit=4))
+    db = config["storage"]["postgres"]["postgres_db"]
+    assert db["scheme"] == "postgresql+psycopg2"  # SQLAlchemy 2.1: a bare postgresql:// means psycopg 3
+    assert db["hostname"] == {"env": "VAD_PG_HOST"} and db["password"] == {"env": "VAD_PG_PASSWORD"}
+    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    runs = config["concurrency"]["runs"]
+    assert runs["max_concurrent_runs"] == 5
+    assert {(t["value"], t["limit"]) for t in runs["tag_concurrency_limits"]} == {("features", 4), ("training", 1)}
+    launcher = config["run_launcher"]
+    assert (launcher["module"], launcher["class"]) == ("dagster_celery.launcher", "CeleryRunLauncher")
+    assert launcher["config"]["default_queue"] == "vad-runs"
+    assert launcher["config"]["config_source"] == celery_config_source({})
+    assert config["run_monitoring"]["enabled"] and config["run_retries"]["enabled"]
+    with pytest.raises(VADInputError):
+        render_instance_yaml(0)
+
+
+def test_celery_settings_the_workers_and_executor_share() -> None:
+    source = celery_config_source({"VAD_CELERY_VISIBILITY_TIMEOUT": "60"})
+    assert source["task_acks_late"] and source["worker_prefetch_multiplier"] == 1
+    assert source["task_reject_on_worker_lost"] is False  # a killed task fails; run retries decide
+    assert source["broker_transport_options"] == {"visibility_timeout": 60}
+    with pytest.raises(VADInputError, match="VISIBILITY"):
+        celery_config_source({"VAD_CELERY_VISIBILITY_TIMEOUT": "soon"})
+    assert gpu_step_tags({}) == {} and gpu_step_tags({"VAD_GPU_QUEUE": "gpu"}) == {QUEUE_TAG: "gpu"}
+
+
+ROUTING = """
+import json
+from vad_pipeline.definitions import make_definitions
+defs = make_definitions()
+out = {}
+for job in ("features_job", "train_and_score_job"):
+    job_def = defs.resolve_job_def(job)
+    out[job] = {"executor": job_def.executor_def.name, "tags": dict(job_def.tags),
+                "queues": {n.name: n.definition.tags.get("dagster-celery/queue") for n in job_def.graph.nodes}}
+from vad_pipeline.cluster import celery_app
+out["worker"] = {"acks_late": celery_app.app.conf.task_acks_late, "broker": celery_app.app.conf.broker_url,
+                 "tasks": sorted(t for t in celery_app.app.tasks if not t.startswith("celery."))}
+print(json.dumps(out))
+"""
+
+
+def _load_code_location(env: dict[str, str]) -> dict:
+    base = {k: v for k, v in os.environ.items() if k not in ("VAD_PROFILE", "VAD_GPU_QUEUE")}
+    done = subprocess.run(
+        [sys.executable, "-c", ROUTING], env={**base, **env}, capture_output=True, text=True, timeout=300, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_gpu_steps_go_to_the_gpu_queue_when_a_gpu_worker_is_declared() -> None:
+    """Routing by configuration: every process loading the code location with VAD_GPU_QUEUE routes alike."""
+    gpu = _load_code_location({"VAD_PROFILE": "cluster", "VAD_GPU_QUEUE": "gpu", **CELERY_ENV})
+    assert gpu["features_job"]["executor"] == gpu["train_and_score_job"]["executor"] == "vad_celery_executor"
+    assert gpu["features_job"]["queues"] == {"clip_features": "gpu"}
+    queues = gpu["train_and_score_job"]["queues"]
+    assert queues.pop("denoiser") == "gpu" and set(queues.values()) == {None}  # the rest: the default queue
+    assert gpu["features_job"]["tags"]["vad/pool"] == "features"
+    assert gpu["features_job"]["tags"]["dagster/max_retries"] == "2"
+    assert gpu["train_and_score_job"]["tags"] == {"vad/pool": "training"}
+    assert gpu["worker"] == {
+        "acks_late": True,
+        "broker": CELERY_ENV["VAD_CELERY_BROKER"],
+        "tasks": ["execute_job", "execute_plan", "resume_job"],
+    }
+    cpu = _load_code_location({"VAD_PROFILE": "cluster", **CELERY_ENV})
+    assert set(cpu["features_job"]["queues"].values()) == {None}
+    assert set(cpu["train_and_score_job"]["queues"].values()) == {None}
+    local = _load_code_location({"VAD_PROFILE": "local", **CELERY_ENV})
+    assert local["features_job"]["executor"] == "multi_or_in_process_executor"
+
+
+def test_workers_share_the_cores() -> None:
+    spec = ClusterSpec(cpu_workers=2, gpu_workers=1, cores=8).resolved()
+    assert (spec["feature_runs"], spec["run_slots"]) == (6, 7)
+    plan = worker_plan(SimpleNamespace(state={"spec": spec}))  # type: ignore[arg-type]
+    assert [(w["name"], w["queue"], w["concurrency"], w["env"]["threads"]) for w in plan] == [
+        ("runs", "vad-runs", 7, 1),
+        ("cpu-0", "dagster", 1, 4),
+        ("cpu-1", "dagster", 1, 4),
+        ("gpu-0", "gpu", 1, 4),
+    ]
+    two = worker_plan(SimpleNamespace(state={"spec": ClusterSpec(cpu_workers=2, gpu_workers=0, cores=2).resolved()}))  # type: ignore[arg-type]
+    assert [w["env"]["threads"] for w in two[1:]] == [1, 1]
+    with pytest.raises(VADInputError, match="at least one worker"):
+        ClusterSpec(cpu_workers=0, gpu_workers=0).resolved()
+
+
+def test_an_unreachable_tracking_server_is_one_error_naming_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{sock.getsockname()[1]}"  # nothing listens once closed
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    tracker = MLflowTracker(tracking_uri=uri, home=str(tmp_path))
+    start = time.monotonic()
+    with pytest.raises(TrackingUnavailableError) as info:
+        with tracker.start_run("x"):
+            pass
+    assert time.monotonic() - start < 30
+    assert str(info.value).startswith(f"MLflow tracking server {uri} is unreachable")
