@@ -142,3 +142,46 @@ def test_an_unreachable_tracking_server_is_one_error_naming_it(monkeypatch: pyte
             pass
     assert time.monotonic() - start < 30
     assert str(info.value).startswith(f"MLflow tracking server {uri} is unreachable")
+
+
+def test_graphql_queries_retry_a_server_error_and_name_the_server_when_it_persists() -> None:
+    """After a PostgreSQL restart the webserver's first query fails on its dead pooled connection
+    (HTTP 500) and the next one reconnects: read-only queries retry 5xx, a 4xx is not retried."""
+    import http.server
+    import threading
+
+    from vad_pipeline.cluster.submit import DagsterClient
+
+    answers: list[int] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            self.rfile.read(int(self.headers["Content-Length"]))
+            code = script.pop(0)
+            answers.append(code)
+            body = json.dumps({"data": {"ok": True}}).encode() if code == 200 else b"no"
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = DagsterClient(f"http://127.0.0.1:{server.server_port}")
+    try:
+        script = [500, 200]
+        assert client.graphql("{ ok }") == {"ok": True} and answers == [500, 200]
+        script, answers[:] = [500, 502, 503], []
+        with pytest.raises(RuntimeError, match=rf"Dagster GraphQL at {client.url}: HTTP 503"):
+            client.graphql("{ ok }")
+        assert answers == [500, 502, 503]
+        script, answers[:] = [400, 200], []
+        with pytest.raises(RuntimeError, match="HTTP 400"):
+            client.graphql("{ ok }")
+        assert answers == [400]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -52,11 +53,21 @@ class DagsterClient:
         self.url = url.rstrip("/")
         self.timeout = timeout
 
-    def graphql(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def graphql(self, query: str, variables: Mapping[str, Any] | None = None, attempts: int = 3) -> dict[str, Any]:
+        """A read-only query. A 5xx answer is retried (`attempts` in all, a second apart): the webserver
+        keeps one pooled PostgreSQL connection without a liveness check, so after a database restart
+        its first query fails on the dead connection (HTTP 500) and the next one reconnects."""
         body = json.dumps({"query": query, "variables": dict(variables or {})}).encode()
         request = urllib.request.Request(f"{self.url}/graphql", body, {"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            data = json.loads(response.read())
+        for attempt in range(1, attempts + 1):
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    data = json.loads(response.read())
+                break
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500 or attempt == attempts:
+                    raise RuntimeError(f"Dagster GraphQL at {self.url}: HTTP {exc.code} {exc.reason}") from exc
+                time.sleep(1.0)
         if data.get("errors"):
             raise RuntimeError(f"Dagster GraphQL at {self.url}: {data['errors'][0].get('message')}")
         return dict(data["data"])
