@@ -29,9 +29,11 @@ from vad_pipeline.resources import VadStorage
 from vad_pipeline.specs import ensure_footage, load_spec
 
 BACKBONE = "pixelstats-2"
-# The demo dataset with a quick training: the comparison is of the two profiles, not of the model.
+# The demo dataset with a quick training: the comparison is of the two profiles, not of the model
+# (the "single" preset: one denoiser, not the default robust screen + seed ensemble).
 QUICK = {
     "denoiser": {
+        "recipe": "single",
         "epochs": 3,
         "hidden": [64, 32],
         "min_steps_per_epoch": 5,
