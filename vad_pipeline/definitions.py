@@ -4,6 +4,12 @@ Loaded by `dagster dev -w workspace.yaml` and by the demo runner. Resources read
 settings from the environment when used: VAD_HOME, VAD_STORE, VAD_DATASET, VAD_BACKBONE, VAD_DEVICE,
 MLFLOW_TRACKING_URI. `VAD_PROFILE=cluster` swaps the executor for Dagster's Celery executor
 (vad_pipeline.cluster.profile); the assets, jobs and resources are the same in both profiles.
+
+Locally, runs execute their steps in the run's own process (`in_process_executor`): Dagster's default
+multiprocess executor starts a fresh interpreter per step, and each one imported the code
+location and torch again (about 20 s a step on a loaded 2-core machine) before any work; one
+run at a time (the instance's `max_concurrent_runs: 1`) leaves nothing for step processes to run
+in parallel with. `make_definitions(executor=...)` passes another executor explicitly.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import Definitions
+from dagster import Definitions, ExecutorDefinition, in_process_executor
 
 from vad_pipeline.assets import ALL_ASSETS
 from vad_pipeline.assets.study import study_assets, study_jobs
@@ -32,8 +38,11 @@ def default_resources() -> dict:
     }
 
 
-def make_definitions(resources: Mapping[str, Any] | None = None) -> Definitions:
-    """The code location; `resources` replace the defaults by key (tests, the demo runner)."""
+def make_definitions(
+    resources: Mapping[str, Any] | None = None, executor: ExecutorDefinition | None = None
+) -> Definitions:
+    """The code location; `resources` replace the defaults by key (tests, the demo runner); `executor`
+    None: the profile's (Celery under `VAD_PROFILE=cluster`), else in-process."""
     return Definitions(
         assets=[*ALL_ASSETS, *study_assets],
         asset_checks=ALL_CHECKS,
@@ -41,7 +50,7 @@ def make_definitions(resources: Mapping[str, Any] | None = None) -> Definitions:
         sensors=[new_footage_sensor],
         schedules=[retraining_schedule],
         resources={**default_resources(), **(resources or {})},
-        executor=profile_executor(),
+        executor=executor or profile_executor() or in_process_executor,
     )
 
 

@@ -10,32 +10,37 @@ the trained denoiser and its checkpoints, and per-row reconstruction / denoising
     blob = detector_bytes(fitted.detector); detector = load_detector(blob)
 """
 
-from vad_core.diffusion.config import TrainConfig
-from vad_core.diffusion.denoiser import (
-    CHECKPOINT_FORMAT,
-    TrainedDenoiser,
-    checkpoint_bytes,
-    load_checkpoint,
-    save_checkpoint,
-)
-from vad_core.diffusion.detector import DETECTOR_FORMAT, Detector, DetectorMember, detector_bytes, load_detector
-from vad_core.diffusion.folds import assign_folds, fit_members
-from vad_core.diffusion.label_free import choose_trim_share
-from vad_core.diffusion.network import DenoiserConfig, MLPDenoiser, film_silu
-from vad_core.diffusion.noise import mix64, row_noise
-from vad_core.diffusion.precond import EDMPrecond, edm_loss, edm_scalings, measure_sigma_data, row_mse
-from vad_core.diffusion.preprocessing import FeatureScaler
-from vad_core.diffusion.recipes import PRESETS, DetectorFit, DetectorRecipe, fit_detector, preset
-from vad_core.diffusion.reconstruction import SAMPLERS, SCORE_TYPES, ScoreConfig, score_rows, score_stream
-from vad_core.diffusion.sampling import (
-    get_sigmas_karras,
-    lms_coefficients,
-    sample_euler,
-    sample_heun,
-    sample_lms,
-    sigma_range,
-)
-from vad_core.diffusion.training import TrainResult, fit, trained_denoiser
+from typing import TYPE_CHECKING
+
+from vad_core._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from vad_core.diffusion.config import TrainConfig
+    from vad_core.diffusion.denoiser import (
+        CHECKPOINT_FORMAT,
+        TrainedDenoiser,
+        checkpoint_bytes,
+        load_checkpoint,
+        save_checkpoint,
+    )
+    from vad_core.diffusion.detector import DETECTOR_FORMAT, Detector, DetectorMember, detector_bytes, load_detector
+    from vad_core.diffusion.folds import assign_folds, fit_members
+    from vad_core.diffusion.label_free import choose_trim_share
+    from vad_core.diffusion.network import DenoiserConfig, MLPDenoiser, film_silu
+    from vad_core.diffusion.noise import mix64, row_noise
+    from vad_core.diffusion.precond import EDMPrecond, edm_loss, edm_scalings, measure_sigma_data, row_mse
+    from vad_core.diffusion.preprocessing import FeatureScaler
+    from vad_core.diffusion.recipes import PRESETS, DetectorFit, DetectorRecipe, fit_detector, preset
+    from vad_core.diffusion.reconstruction import SAMPLERS, SCORE_TYPES, ScoreConfig, score_rows, score_stream
+    from vad_core.diffusion.sampling import (
+        get_sigmas_karras,
+        lms_coefficients,
+        sample_euler,
+        sample_heun,
+        sample_lms,
+        sigma_range,
+    )
+    from vad_core.diffusion.training import TrainResult, fit, trained_denoiser
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -83,3 +88,5 @@ __all__ = [
     "sigma_range",
     "trained_denoiser",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

@@ -1,35 +1,40 @@
 """Evaluation: frame-level metrics, the report (JSON, Markdown) and every plot, from the score tables."""
 
-from vad_core.evaluation.anomaly_map import colorize, overlay_heatmap, pixel_metrics, region_heatmap
-from vad_core.evaluation.formatting import finite_or_none, fmt, markdown_table
-from vad_core.evaluation.localization import (
-    clip_regions,
-    frame_heatmaps,
-    frame_sources,
-    localization_metrics,
-    top_clips,
-)
-from vad_core.evaluation.metrics import (
-    EvaluationResult,
-    average_precision,
-    clips_to_frames,
-    evaluate,
-    frame_labels,
-    frame_table,
-    paper_protocol_auc,
-    per_video_auc,
-    roc_auc,
-    smooth_scores,
-)
-from vad_core.evaluation.plots import (
-    figure_png,
-    heatmap_png,
-    loss_curve_png,
-    roc_png,
-    score_curve_png,
-    top_clips_png,
-)
-from vad_core.evaluation.report import EvaluationReport, ReportSettings, ReportTables, build_report, render_markdown
+from typing import TYPE_CHECKING
+
+from vad_core._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from vad_core.evaluation.anomaly_map import colorize, overlay_heatmap, pixel_metrics, region_heatmap
+    from vad_core.evaluation.formatting import finite_or_none, fmt, markdown_table
+    from vad_core.evaluation.localization import (
+        clip_regions,
+        frame_heatmaps,
+        frame_sources,
+        localization_metrics,
+        top_clips,
+    )
+    from vad_core.evaluation.metrics import (
+        EvaluationResult,
+        average_precision,
+        clips_to_frames,
+        evaluate,
+        frame_labels,
+        frame_table,
+        paper_protocol_auc,
+        per_video_auc,
+        roc_auc,
+        smooth_scores,
+    )
+    from vad_core.evaluation.plots import (
+        figure_png,
+        heatmap_png,
+        loss_curve_png,
+        roc_png,
+        score_curve_png,
+        top_clips_png,
+    )
+    from vad_core.evaluation.report import EvaluationReport, ReportSettings, ReportTables, build_report, render_markdown
 
 __all__ = [
     "EvaluationReport",
@@ -66,3 +71,5 @@ __all__ = [
     "top_clips",
     "top_clips_png",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

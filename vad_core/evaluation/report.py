@@ -84,21 +84,23 @@ class EvaluationReport:
     markdown: str
     plots: dict[str, bytes]
 
-    def auc_metrics(self) -> dict[str, float | None]:
-        """`frame_auc.<scorer>`, `frame_ap.<scorer>`, `paper_protocol_auc.<scorer>`, `frame_auc_smoothed.<scorer>`."""
-        out: dict[str, float | None] = {}
+    def scorer_metrics(self) -> dict[str, dict[str, float | None]]:
+        """`{scorer: {metric: value}}` with the metric names of `SCORER_METRICS` (one name per figure,
+        the same for every scorer, so a tracker puts scorers side by side); None where not computed."""
+        out: dict[str, dict[str, float | None]] = {}
         for name, r in self.data["scorers"].items():
             m = r["metrics"] or {}
-            out.update(
-                {
-                    f"frame_auc.{name}": m.get("roc_auc"),
-                    f"frame_ap.{name}": m.get("average_precision"),
-                    f"paper_protocol_auc.{name}": m.get("paper_protocol_auc"),
-                    f"frame_auc_smoothed.{name}": m.get("smoothed_roc_auc"),
-                }
-            )
+            out[name] = {metric: m.get(key) for metric, key in SCORER_METRICS.items()}
         return out
 
+
+# Tracker metric name -> report.json key of a scorer's figures.
+SCORER_METRICS = {
+    "frame_auc": "roc_auc",
+    "frame_ap": "average_precision",
+    "frame_auc_smoothed": "smoothed_roc_auc",
+    "paper_protocol_auc": "paper_protocol_auc",
+}
 
 DENOISER_KEYS = (
     "recipe",
@@ -163,8 +165,12 @@ def _curve_plots(tables: ReportTables, videos: list[str]) -> dict[str, bytes]:
     return plots
 
 
-def render_markdown(report: Mapping[str, Any]) -> str:
-    """The report as Markdown: headline table, per-video AUCs, top clips, plots (linked as `plots/<name>`)."""
+def render_markdown(report: Mapping[str, Any], plot_src: Callable[[str], str | None] | None = None) -> str:
+    """The report as Markdown: headline table, per-video AUCs, top clips, plots.
+
+    `plot_src(name)` is each plot's image address: default `plots/<name>` (report.md beside its
+    plots folder); a `data:` URI embeds it (`vad_core.evaluation.embed`); None lists the plot by
+    the location report.json records instead of drawing it."""
     lines = [
         f"# Evaluation report: {report['dataset']}",
         "",
@@ -266,8 +272,13 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             "",
         ]
     if report.get("plots"):
-        names = [PurePosixPath(str(p).replace("\\", "/")).name for p in report["plots"]]
-        lines += ["## Plots", ""] + [f"![{PurePosixPath(n).stem}](plots/{n})" for n in names] + [""]
+        src = plot_src or (lambda name: f"plots/{name}")
+        lines += ["## Plots", ""]
+        for location in report["plots"]:
+            name = PurePosixPath(str(location).replace("\\", "/")).name
+            address = src(name)
+            stem = PurePosixPath(name).stem
+            lines += [f"![{stem}]({address})" if address else f"- {stem}: `{location}` (not embedded)", ""]
     return "\n".join(lines)
 
 
@@ -349,6 +360,7 @@ def build_report(
 
 __all__ = [
     "DENOISER_KEYS",
+    "SCORER_METRICS",
     "EvaluationReport",
     "ReportSettings",
     "ReportTables",

@@ -5,11 +5,16 @@ results = extract_all(manifest, backbone, ClipConfig(), LocalTableStore("out"), 
                       regions=RegionConfig(backbone_pass="frame"))
 """
 
-from vad_core.features.backbones import Backbone, PixelStatsBackbone, backbone_names, load_backbone
-from vad_core.features.extract import extract_all, extract_features, video_row
-from vad_core.features.precomputed import import_precomputed, load_feature_array, video_id_from_name
-from vad_core.features.regions import RegionConfig, RegionLayout, region_layout
-from vad_core.io.feature_tables import FeatureResult, feature_key, results_frame
+from typing import TYPE_CHECKING
+
+from vad_core._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from vad_core.features.backbones import Backbone, PixelStatsBackbone, backbone_names, load_backbone
+    from vad_core.features.extract import extract_all, extract_features, video_row
+    from vad_core.features.precomputed import import_precomputed, load_feature_array, video_id_from_name
+    from vad_core.features.regions import RegionConfig, RegionLayout, region_layout
+    from vad_core.io.feature_tables import FeatureResult, feature_key, results_frame
 
 __all__ = [
     "Backbone",
@@ -29,3 +34,5 @@ __all__ = [
     "video_id_from_name",
     "video_row",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

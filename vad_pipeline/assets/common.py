@@ -18,6 +18,7 @@ from vad_pipeline.resources.dataset import DatasetResource
 from vad_pipeline.resources.storage import DatasetKeys, VadStorage
 from vad_pipeline.resources.tracking import code_version
 from vad_pipeline.specs import DatasetSpec
+from vad_pipeline.ui_links import dagster_asset_url, dagster_run_url
 
 KEY_COLUMNS = [c for c in FEATURE_COLUMNS if c != "feature"]
 
@@ -39,14 +40,26 @@ def core_config(config: Config, core_cls: type, **overrides: Any) -> Any:
 
 
 def run_tags(context: AssetExecutionContext, spec: DatasetSpec) -> dict[str, str]:
-    """The tags every MLflow run carries: Dagster run, asset, partition, dataset, code version."""
+    """The tags every MLflow run carries: Dagster run (id and address), asset, partition, dataset, code version."""
     return {
         "dagster.run_id": context.run.run_id,
+        "dagster.run_url": dagster_run_url(context.run.run_id),
         "dagster.asset_key": context.asset_key.to_user_string(),
         "dagster.partition": context.partition_key if context.has_partition_key else "",
         "dataset": spec.name,
         "code_version": code_version(),
     }
+
+
+def run_note(context: AssetExecutionContext, what: str) -> str:
+    """An MLflow run's description (Markdown): what the run holds and the Dagster run and asset that made it."""
+    asset = context.asset_key.to_user_string()
+    return (
+        f"{what}\n\nMade by Dagster run [{context.run.run_id[:8]}]({dagster_run_url(context.run.run_id)}) "
+        f"materializing [{asset}]({dagster_asset_url(asset)})"
+        + (f", partition `{context.partition_key}`" if context.has_partition_key else "")
+        + "."
+    )
 
 
 def load_feature_rows(
@@ -97,5 +110,6 @@ __all__ = [
     "dataset_spec",
     "load_feature_rows",
     "read_table",
+    "run_note",
     "run_tags",
 ]

@@ -1,25 +1,43 @@
 """The evaluation report: frame-level figures of the diffusion model and every baseline, with plots.
 
-Writes `report.json`, `report.md` and PNGs under `<VAD_HOME>/<dataset>/report/`, logs them and
-the AUCs to an MLflow run, and tags the registered denoiser version with its AUC.
+Writes `report.json`, `report.md` and PNGs under `<VAD_HOME>/<dataset>/report/`. In MLflow, one
+evaluation run wraps the work (reading the tables, the figures, the plots) and holds the report
+and plots; under it, one child run per scorer carries the same metric names (`frame_auc`,
+`frame_ap`, `frame_auc_smoothed`, `paper_protocol_auc`) and a `scorer` param and tag, so the runs
+table and the compare view put the diffusion model beside each baseline. The figures also go
+back to the run that fitted each scorer (the denoiser's training run, each baseline's run), and
+the registered denoiser version gets them in its tags and description. In Dagster, the report
+and the ROC curve are Markdown with the plots embedded, the figures are rounded numbers, and
+the MLflow runs and model version are links.
 """
 
+import json
 from pathlib import PurePosixPath
 from typing import Any
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
-from vad_core.evaluation.formatting import fmt
-from vad_core.evaluation.report import EvaluationReport, ReportSettings, ReportTables, build_report
+from vad_core.evaluation.embed import embed_plots
+from vad_core.evaluation.report import EvaluationReport, ReportSettings, ReportTables, build_report, render_markdown
 from vad_core.footage.ground_truth import pixel_mask_files
 from vad_core.io.store import TableStore
 from vad_pipeline.assets.common import core_config, dataset_spec, read_table, run_tags
+from vad_pipeline.assets.model_card import (
+    evaluation_description,
+    figures_table,
+    model_links,
+    rounded,
+    version_description,
+)
 from vad_pipeline.resources.dataset import DatasetResource
 from vad_pipeline.resources.storage import DatasetKeys, VadStorage
 from vad_pipeline.resources.tracking import ExperimentTracker, code_version
 from vad_pipeline.specs import DatasetSpec
+from vad_pipeline.ui_links import dagster_run_url
 
 _REPORT = ReportSettings()
+# Dagster keeps every materialization's metadata: the embedded plots of one report stay below this.
+EMBED_BUDGET_BYTES = 1_500_000
 
 
 class ReportConfig(Config):
@@ -75,6 +93,16 @@ def write_report(
     return report, written
 
 
+def fitting_runs(store: TableStore, keys: DatasetKeys, info: dict[str, Any]) -> dict[str, str]:
+    """`{scorer: MLflow run id}` of the runs that fitted each scorer: the denoiser's training run and
+    the baselines' runs (recorded in the baseline table's metadata)."""
+    runs = {"diffusion": info["mlflow_run_id"]} if info.get("mlflow_run_id") else {}
+    if store.exists(keys.baseline_scores):
+        raw = store.read_metadata(keys.baseline_scores).get("mlflow_run_ids")
+        runs.update(json.loads(raw) if raw else {})
+    return runs
+
+
 @asset(
     group_name="evaluation",
     deps=["frame_scores", "segment_scores", "baseline_scores", "ground_truth", "video_manifest", "denoiser"],
@@ -90,63 +118,106 @@ def evaluation_report(
 ) -> MaterializeResult:
     spec = dataset_spec(storage, dataset)
     store, keys = storage.store(), storage.dataset_keys(spec.name)
-    report, written = write_report(store, keys, spec, config.to_core())
-    results = report.data["scorers"]
-    info = report.data["denoiser"]
-    plots = {name: key for name, key in written.items() if name.startswith("plot_")}
-
-    auc_metrics = report.auc_metrics()
-    with tracker.start_run(
-        run_name=f"{spec.name}/evaluation",
-        tags={**run_tags(context, spec), "denoiser_run_id": info.get("mlflow_run_id")},
-    ) as run:
+    tags = run_tags(context, spec)
+    with tracker.start_run(run_name=f"{spec.name}/evaluation", tags=tags) as run:
+        report, written = write_report(store, keys, spec, config.to_core())
+        data, info = report.data, report.data["denoiser"]
+        metrics = report.scorer_metrics()
+        denoiser_info = store.read_json(keys.denoiser_info) or {}
+        fitted = fitting_runs(store, keys, denoiser_info)
+        run.set_tags({"denoiser_run_id": info.get("mlflow_run_id")})
         run.log_params(
             {
                 "dataset": spec.name,
                 "report": config.model_dump(),
-                "scoring": report.data["scoring"],
+                "scoring": data["scoring"],
                 "denoiser_run_id": info.get("mlflow_run_id") or "",
-                "scorers": list(results),
+                "scorers": list(metrics),
             }
         )
-        run.log_metrics(auc_metrics)
-        loc = report.data.get("localization") or {}
+        run.log_metrics({"labelled_frames": data["n_labelled_frames"], "anomalous_frames": data["n_anomalous_frames"]})
+        loc = data.get("localization") or {}
         run.log_metrics({f"{k}.diffusion": loc[k] for k in ("pixel_auc", "hit_rate") if loc.get(k) is not None})
         run.log_artifact(store.read_bytes(keys.report_json), "report.json", "report")
         run.log_artifact(report.markdown.encode(), "report.md", "report")
-        for key in plots.values():
+        for key in (k for name, k in written.items() if name.startswith("plot_")):
             run.log_artifact(store.read_bytes(key), PurePosixPath(key).name, "report/plots")
-    d_auc = (results["diffusion"]["metrics"] or {}).get("roc_auc")
-    if info.get("mlflow_run_id"):
-        tracker.log_metrics_to(
-            info["mlflow_run_id"], {k: v for k, v in auc_metrics.items() if k.endswith(".diffusion")}
-        )
-    if info.get("model_version"):
-        tracker.tag_model_version(
-            info["model_name"],
-            str(info["model_version"]),
-            {
-                "dataset": spec.name,
-                "frame_auc": None if d_auc is None else f"{d_auc:.4f}",
-                "frame_ap": fmt((results["diffusion"]["metrics"] or {}).get("average_precision")),
-                "evaluation_run_id": run.run_id,
-            },
-        )
+        scorer_urls: dict[str, str | None] = {}
+        for name, figures in metrics.items():
+            with tracker.start_run(
+                run_name=f"{spec.name}/evaluation/{name}",
+                tags={**tags, "scorer": name, "fit_run_id": fitted.get(name)},
+                parent_run_id=run.run_id,
+            ) as child:
+                child.log_params({"scorer": name, "dataset": spec.name, "fit_run_id": fitted.get(name, "")})
+                child.log_metrics({**figures, "flagged_clip_share": data["scorers"][name]["anomalous_clip_share"]})
+            scorer_urls[name] = child.url
+        dagster_run = (context.run.run_id, dagster_run_url(context.run.run_id))
+        run.set_description(evaluation_description(data, metrics, scorer_urls, dagster_run))
+    for name, run_id in fitted.items():  # each fitting run carries its own scorer's figures
+        tracker.log_metrics_to(run_id, metrics.get(name, {}))
+    version_meta = _update_model_version(tracker, denoiser_info, data, metrics.get("diffusion", {}), run)
+    return MaterializeResult(metadata={**_metadata(store, keys, report, metrics, scorer_urls, run), **version_meta})
 
+
+def _update_model_version(
+    tracker: ExperimentTracker,
+    info: dict[str, Any],
+    data: dict[str, Any],
+    figures: dict[str, float | None],
+    run: Any,
+) -> dict[str, Any]:
+    """Tag and describe the registered denoiser version (`info`: denoiser.json) with its figures;
+    returns its link and its aliases for Dagster."""
+    if not info.get("model_version"):
+        return {}
+    name, version = info["model_name"], str(info["model_version"])
+    tracker.tag_model_version(
+        name,
+        version,
+        {
+            "frame_auc": rounded(figures.get("frame_auc")),
+            "frame_ap": rounded(figures.get("frame_ap")),
+            "evaluation_run_id": run.run_id,
+        },
+    )
+    evaluation = {"labelled_frames": data["n_labelled_frames"], "figures": figures, "run_url": run.url}
+    tracker.describe_model_version(name, version, version_description(info, evaluation))
+    return model_links(tracker, name, version)
+
+
+def _metadata(
+    store: TableStore,
+    keys: DatasetKeys,
+    report: EvaluationReport,
+    metrics: dict[str, dict[str, float | None]],
+    scorer_urls: dict[str, str | None],
+    run: Any,
+) -> dict[str, Any]:
+    """Dagster's view: the report and the ROC curve with their plots embedded, rounded figures, links."""
+    data = report.data
+    # The ROC curve first: when the budget runs out, the plots that matter most are the ones embedded.
+    ordered = dict(sorted(report.plots.items(), key=lambda item: item[0] != "roc.png"))
+    embedded = embed_plots(ordered, EMBED_BUDGET_BYTES)
     meta: dict[str, Any] = {
+        "report": MetadataValue.md(render_markdown(data, plot_src=embedded.get)),
         "report_json": MetadataValue.path(store.location(keys.report_json)),
         "report_md": MetadataValue.path(store.location(keys.report_md)),
-        "preview": MetadataValue.md(report.markdown),
-        "labelled_frames": report.data["n_labelled_frames"],
-        "mlflow_run_id": run.run_id or "",
+        "labelled_frames": data["n_labelled_frames"],
     }
-    for name, r in results.items():
-        if r["metrics"]:
-            meta[f"frame_auc_{name}"] = float(r["metrics"]["roc_auc"])
-            meta[f"frame_ap_{name}"] = float(r["metrics"]["average_precision"])
-    for name, key in plots.items():
-        meta[name] = MetadataValue.path(store.location(key))
-    return MaterializeResult(metadata=meta)
+    if embedded.get("roc.png"):
+        meta["roc_curve"] = MetadataValue.md(
+            f"## Frame-level ROC: {data['dataset']}\n\n{figures_table(metrics, scorer_urls)}\n\n"
+            f"![roc]({embedded['roc.png']})"
+        )
+    for name, figures in metrics.items():
+        for metric in ("frame_auc", "frame_ap"):
+            value = rounded(figures.get(metric))
+            if value is not None:
+                meta[f"{metric}_{name}"] = value
+    if run.url:
+        meta["mlflow_run"] = MetadataValue.url(run.url)
+    return meta
 
 
-__all__ = ["ReportConfig", "evaluation_report", "report_tables", "write_report"]
+__all__ = ["EMBED_BUDGET_BYTES", "ReportConfig", "evaluation_report", "fitting_runs", "report_tables", "write_report"]

@@ -6,6 +6,7 @@ and time order, is thresholded at mean + k * std of its scores.
 """
 
 import dataclasses
+import json
 import time
 
 import numpy as np
@@ -25,6 +26,7 @@ from vad_pipeline.assets.common import (
     dataset_spec,
     load_feature_rows,
     read_table,
+    run_note,
     run_tags,
 )
 from vad_pipeline.resources.backbone import BackboneResource
@@ -237,17 +239,27 @@ def baseline_scores(
     feature_rows, x = load_feature_rows(store, keys, index["video_id"].tolist())
     train_mask = feature_rows["video_id"].isin(set(index.loc[index["train"], "video_id"])).to_numpy()
     tiles = feature_rows["tile"].to_numpy(np.int64) if config.per_tile else None
-    parts, summary = [], {}
-    with tracker.start_run(run_name=f"{spec.name}/baselines", tags=run_tags(context, spec)) as run:
+    parts, summary, run_ids = [], {}, {}
+    tags = run_tags(context, spec)
+    note = run_note(context, f"Baselines ({', '.join(config.scorers)}) fitted on the train videos' features.")
+    with tracker.start_run(run_name=f"{spec.name}/baselines", tags=tags, description=note) as run:
         for name in config.scorers:
             kwargs = _scorer_kwargs(name, config)
-            start = time.perf_counter()
-            scorer = make_scorer(name, **kwargs).fit(x[train_mask], None if tiles is None else tiles[train_mask])
-            scores = scorer.score(x, tiles)
-            seconds = time.perf_counter() - start
-            clips = decide_clips(
-                clip_scores(feature_rows.assign(score=scores)), config.threshold_k, config.threshold_batch_size
-            )
+            # One child run per baseline, around its own fit and scoring; the evaluation adds its figures.
+            with tracker.start_run(
+                run_name=f"{spec.name}/baselines/{name}", tags={**tags, "scorer": name}, parent_run_id=run.run_id
+            ) as child:
+                start = time.perf_counter()
+                scorer = make_scorer(name, **kwargs).fit(x[train_mask], None if tiles is None else tiles[train_mask])
+                scores = scorer.score(x, tiles)
+                seconds = time.perf_counter() - start
+                clips = decide_clips(
+                    clip_scores(feature_rows.assign(score=scores)), config.threshold_k, config.threshold_batch_size
+                )
+                child.log_params({"scorer": name, "per_tile": config.per_tile, **kwargs})
+                share = float(clips["anomalous"].mean())
+                child.log_metrics({"fit_score_seconds": seconds, "flagged_clip_share": share})
+            run_ids[name] = child.run_id
             parts.append(clips.assign(scorer=name))
             summary[name] = {"seconds": seconds, **score_summary(clips)}
             run.log_params({name: kwargs} if kwargs else {name: {"defaults": True}})
@@ -263,14 +275,18 @@ def baseline_scores(
         )
     table = pd.concat(parts, ignore_index=True)
     table = table[["scorer"] + [c for c in table.columns if c != "scorer"]]
-    store.write_table(keys.baseline_scores, table, {"dataset": spec.name, "scorers": ",".join(config.scorers)})
+    store.write_table(
+        keys.baseline_scores,
+        table,
+        {"dataset": spec.name, "scorers": ",".join(config.scorers), "mlflow_run_ids": json.dumps(run_ids)},
+    )
     return MaterializeResult(
         metadata={
             **counts_metadata(table),
             "path": MetadataValue.path(store.location(keys.baseline_scores)),
             "scorers": ", ".join(config.scorers),
-            **{f"{name}_seconds": s["seconds"] for name, s in summary.items()},
-            "mlflow_run_id": run.run_id or "",
+            **{f"{name}_seconds": round(s["seconds"], 2) for name, s in summary.items()},
+            **({"mlflow_run": MetadataValue.url(run.url)} if run.url else {"mlflow_run_id": run.run_id or ""}),
         }
     )
 

@@ -10,10 +10,12 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from vad_core.diffusion.config import TrainConfig
 from vad_core.diffusion.detector import detector_bytes
 from vad_core.diffusion.recipes import DetectorRecipe, fit_detector, preset
+from vad_core.evaluation.embed import compact_png, png_data_uri
 from vad_core.evaluation.formatting import finite_or_none
 from vad_core.evaluation.plots import loss_curve_png
 from vad_core.scoring.rows import row_keys_for
-from vad_pipeline.assets.common import dataset_spec, load_feature_rows, read_table, run_tags
+from vad_pipeline.assets.common import dataset_spec, load_feature_rows, read_table, run_note, run_tags
+from vad_pipeline.assets.model_card import model_links, rounded, version_description
 from vad_pipeline.automation.fingerprints import combined_fingerprint
 from vad_pipeline.cluster.profile import gpu_step_tags
 from vad_pipeline.resources.backbone import BackboneResource
@@ -124,7 +126,8 @@ def denoiser(
         elif event.get("event") == "stage":
             context.log.info(f"screen: dropping {event['dropped']} rows (share {event['trim_share']:.3f}, label-free)")
 
-    with tracker.start_run(run_name=f"{spec.name}/denoiser", tags=run_tags(context, spec)) as run:
+    note = run_note(context, f"Denoiser training on {x.shape[0]} feature rows of {len(train_ids)} videos.")
+    with tracker.start_run(run_name=f"{spec.name}/denoiser", tags=run_tags(context, spec), description=note) as run:
         run.log_params(
             {
                 "dataset": spec.name,
@@ -176,17 +179,6 @@ def denoiser(
         run.set_tags({"data_fingerprint": detector.fingerprint, "features_fingerprint": features_fp})
         run.log_artifact(checkpoint, "denoiser.pt", "denoiser")
         run.log_artifact(loss_png, "loss_curve.png", "plots")
-        version = run.register_model(
-            model_name(spec.name),
-            "denoiser",
-            tags={
-                "dataset": spec.name,
-                "data_fingerprint": detector.fingerprint,
-                "sigma_data": f"{first.sigma_data:.6g}",
-                "recipe": recipe.name,
-                "dagster_run_id": context.run.run_id,
-            },
-        )
         info = {
             "dataset": spec.name,
             "checkpoint": store.location(keys.denoiser),
@@ -201,23 +193,38 @@ def denoiser(
             **detector.describe(),
             "mlflow_run_id": run.run_id,
             "model_name": model_name(spec.name),
-            "model_version": version,
             "dagster_run_id": context.run.run_id,
         }
+        # Short tags (the version page lists them); the full fingerprints stay on the run and in denoiser.json.
+        version = run.register_model(
+            model_name(spec.name),
+            "denoiser",
+            tags={
+                "dataset": spec.name,
+                "sigma_data": f"{first.sigma_data:.4g}",
+                "rows": int(x.shape[0]),
+                "recipe": recipe.name,
+                "data_fingerprint": detector.fingerprint[:12],
+                "dagster_run_id": context.run.run_id[:8],
+            },
+            description=version_description(info),
+        )
+        info["model_version"] = version
         store.write_json(keys.denoiser_info, info)
         run.log_artifact(store.read_bytes(keys.denoiser_info), "denoiser.json", "denoiser")
+    links = model_links(tracker, model_name(spec.name), version)
     return MaterializeResult(
         metadata={
             "checkpoint": MetadataValue.path(store.location(keys.denoiser)),
-            "loss_curve": MetadataValue.path(store.location(keys.loss_curve)),
+            "loss_curve": MetadataValue.md(f"![loss curve]({png_data_uri(compact_png(loss_png))})"),
             "rows": int(x.shape[0]),
             "feature_dim": int(x.shape[1]),
-            **{k: v for k, v in figures.items() if v is not None},
+            **{k: rounded(v) if isinstance(v, float) else v for k, v in figures.items() if v is not None},
             "data_fingerprint": detector.fingerprint,
             "recipe": recipe.name,
             "features_fingerprint": features_fp or "",
-            "mlflow_run_id": run.run_id or "",
-            "model_version": version or "",
+            **({"mlflow_run": MetadataValue.url(run.url)} if run.url else {"mlflow_run_id": run.run_id or ""}),
+            **links,
         }
     )
 

@@ -6,6 +6,12 @@ partition for every new video and requests a features run for every new or chang
 one manifest refresh. Run keys carry the video's fingerprint, so a request is never made twice
 for the same state of a file: ticks are idempotent. Videos that disappeared are reported in the
 tick's log and left alone (their partitions and tables stay, nothing crashes).
+
+The cursor stays small whatever the footage: `{"digest": ..., "videos": N}`. The per-video
+fingerprints it stands for live in the store under `DatasetKeys.footage_state(digest)`, a
+snapshot named by its content, so a tick that failed before Dagster saved its cursor leaves the
+previous snapshot in place; older snapshots are pruned. (Dagster shows the cursor on the sensor
+page: a JSON of every video's fingerprint made that page unusable on a large dataset.)
 """
 
 from __future__ import annotations
@@ -25,11 +31,13 @@ from dagster import (
     sensor,
 )
 
+from vad_core.errors import VADInputError
+from vad_core.io.store import TableStore
 from vad_pipeline.automation.fingerprints import stat_fingerprint
 from vad_pipeline.automation.jobs import FEATURES_JOB, FOOTAGE_JOB, features_job, footage_job, job_run_config
 from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME, video_partitions
 from vad_pipeline.resources.dataset import DatasetResource
-from vad_pipeline.resources.storage import VadStorage
+from vad_pipeline.resources.storage import DatasetKeys, VadStorage
 from vad_pipeline.specs import DatasetSpec
 
 # discover(spec) -> {video_id: fingerprint}, plus the ids it could not read this tick.
@@ -91,14 +99,57 @@ def plan_footage_update(
     return FootagePlan(new=new, changed=changed, removed=removed, cursor=dict(found))
 
 
-def _load_cursor(raw: str | None) -> dict[str, str]:
+def state_digest(fingerprints: Mapping[str, str]) -> str:
+    """The name of a fingerprint snapshot: 16 hex digits of the sha256 of its sorted JSON."""
+    return hashlib.sha256(json.dumps(dict(fingerprints), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_footage_state(raw: str | None, store: TableStore, keys: DatasetKeys) -> dict[str, str]:
+    """The fingerprints of the previous tick: the stored snapshot the cursor names (a cursor of the
+    old form, the whole mapping, is read as it is). Unreadable or missing state only costs one
+    re-check of every video."""
     if not raw:
         return {}
     try:
         data = json.loads(raw)
     except json.JSONDecodeError:
-        return {}  # an unreadable cursor only costs one re-check of every video
+        return {}
+    if isinstance(data, dict) and set(data) == {"digest", "videos"}:
+        try:
+            data = store.read_json(keys.footage_state(str(data["digest"])))
+        except VADInputError:
+            data = None
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def save_footage_state(
+    fingerprints: Mapping[str, str], store: TableStore, keys: DatasetKeys, keep: str | None = None
+) -> str:
+    """Store the snapshot and return the cursor naming it; prune snapshots other than this one and
+    `keep` (the digest the current cursor names, still needed should this tick fail)."""
+    digest = state_digest(fingerprints)
+    key = keys.footage_state(digest)
+    if not store.exists(key):
+        store.write_json(key, dict(fingerprints))
+    wanted = {key} | ({keys.footage_state(keep)} if keep else set())
+    folder = key.rsplit("/", 1)[0]
+    for old in store.list(folder, suffix=".json"):
+        if old.rsplit("/", 1)[-1].startswith("footage_") and old not in wanted:
+            store.delete(old)
+    return json.dumps({"digest": digest, "videos": len(fingerprints)})
+
+
+def _cursor_digest(raw: str | None) -> str | None:
+    try:
+        data = json.loads(raw or "")
+    except json.JSONDecodeError:
+        return None
+    return str(data["digest"]) if isinstance(data, dict) and "digest" in data else None
+
+
+def _named(label: str, ids: tuple[str, ...], limit: int = 5) -> str:
+    shown = ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+    return f"{len(ids)} {label} ({shown})"
 
 
 def build_new_footage_sensor(
@@ -124,8 +175,8 @@ def build_new_footage_sensor(
         found, errors = discover(spec)
         for vid, msg in errors.items():
             context.log.warning(f"could not fingerprint {vid}: {msg}")
-        previous = _load_cursor(context.cursor)
         store, keys = storage.store(), storage.dataset_keys(spec.name)
+        previous = load_footage_state(context.cursor, store, keys)
         # A video that failed to stat this tick keeps its old fingerprint: no false "changed".
         found = {**{v: previous[v] for v in errors if v in previous}, **found}
         plan = plan_footage_update(
@@ -139,7 +190,7 @@ def build_new_footage_sensor(
                 f"{len(plan.removed)} partitioned videos are gone from {spec.footage_root}: "
                 f"{', '.join(plan.removed[:20])}{' ...' if len(plan.removed) > 20 else ''}"
             )
-        cursor = json.dumps(plan.cursor, sort_keys=True)
+        cursor = save_footage_state(plan.cursor, store, keys, keep=_cursor_digest(context.cursor))
         if not plan.to_extract:
             # Removed videos still change what the manifest should say: refresh it once.
             requests = [_manifest_request(plan, spec)] if plan.removed and previous.keys() != plan.cursor.keys() else []
@@ -163,7 +214,10 @@ def build_new_footage_sensor(
             for vid in plan.to_extract
         ]
         requests.append(_manifest_request(plan, spec))
-        context.log.info(f"{len(plan.new)} new and {len(plan.changed)} changed videos: requesting features")
+        context.log.info(
+            "; ".join(_named(label, ids) for label, ids in (("new", plan.new), ("changed", plan.changed)) if ids)
+            + f": requesting their features and a manifest refresh ({len(found)} videos known)"
+        )
         return SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=[video_partitions.build_add_request(list(plan.new))] if plan.new else [],
@@ -174,9 +228,10 @@ def build_new_footage_sensor(
 
 
 def _manifest_request(plan: FootagePlan, spec: DatasetSpec) -> RunRequest:
-    digest = hashlib.sha256(json.dumps(plan.cursor, sort_keys=True).encode()).hexdigest()[:16]
     return RunRequest(
-        job_name=FOOTAGE_JOB, run_key=f"manifest@{digest}", run_config=job_run_config(FOOTAGE_JOB, spec.run_config)
+        job_name=FOOTAGE_JOB,
+        run_key=f"manifest@{state_digest(plan.cursor)}",
+        run_config=job_run_config(FOOTAGE_JOB, spec.run_config),
     )
 
 
@@ -188,6 +243,9 @@ __all__ = [
     "FootagePlan",
     "build_new_footage_sensor",
     "discover_footage",
+    "load_footage_state",
     "new_footage_sensor",
     "plan_footage_update",
+    "save_footage_state",
+    "state_digest",
 ]

@@ -1,4 +1,4 @@
-"""The Dagster instance folder (DAGSTER_HOME) the CLI commands share, created with telemetry off."""
+"""The Dagster instance folder (DAGSTER_HOME) the CLI commands share: telemetry and the first-visit dialog off."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from vad_pipeline.specs import default_home
 INSTANCE_YAML = """\
 # Written by vad_pipeline on first use; edit freely.
 telemetry:
+  enabled: false
+# The UI's "join the community" dialog asks for an e-mail address on first visit: off.
+nux:
   enabled: false
 concurrency:
   runs:

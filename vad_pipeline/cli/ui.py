@@ -4,6 +4,15 @@ Both listen on 127.0.0.1 (ports from VAD_DAGSTER_PORT / VAD_MLFLOW_PORT, default
 or the next free ones). Each server starts in its own session (process group): a `dagster dev`
 in the background ignores SIGTERM unless it leads its own group, so Ctrl-C here signals each
 group and waits, then kills what is left.
+
+What each server is told, and why:
+- both get `VAD_DAGSTER_UI_URL` and `VAD_MLFLOW_UI_URL` (the ports chosen here), so the links
+  between them (Dagster metadata -> MLflow run, MLflow description -> Dagster run) are right;
+- MLflow telemetry off (`MLFLOW_DISABLE_TELEMETRY`) in both; Dagster's is off in dagster.yaml;
+- the MLflow UI runs one web worker (its default, 4, is four copies of the server in memory for
+  one local user) and no job runner (`MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false`: the GenAI job
+  queue starts a runner and seven huey consumers, none of which this project uses);
+- the MLflow address printed opens the experiment in the model-training view, not GenAI.
 """
 
 from __future__ import annotations
@@ -18,11 +27,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from vad_pipeline.cli.instance import dagster_home
 from vad_pipeline.resources.storage import VadStorage
-from vad_pipeline.resources.tracking import MLflowTracker
+from vad_pipeline.resources.tracking import MLflowTracker, disable_mlflow_telemetry
+from vad_pipeline.ui_links import DEFAULT_DAGSTER_PORT, DEFAULT_MLFLOW_PORT, mlflow_experiment_url
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -45,6 +56,10 @@ def _exe(name: str) -> str:
     return str(path) if path.exists() else name
 
 
+# The MLflow UI's environment: the GenAI job queue off (telemetry: `disable_mlflow_telemetry`).
+MLFLOW_UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def start_dagster_dev(port: int, env: Mapping[str, str] | None = None, log: Path | None = None) -> subprocess.Popen:
     """`dagster dev -w workspace.yaml` on 127.0.0.1:`port`, leading its own process group."""
     out = open(log, "ab") if log else subprocess.DEVNULL
@@ -58,11 +73,26 @@ def start_dagster_dev(port: int, env: Mapping[str, str] | None = None, log: Path
     )
 
 
-def start_mlflow_ui(port: int, tracking_uri: str, log: Path | None = None) -> subprocess.Popen:
+def start_mlflow_ui(
+    port: int, tracking_uri: str, log: Path | None = None, env: Mapping[str, str] | None = None, workers: int = 1
+) -> subprocess.Popen:
+    """`mlflow ui` on 127.0.0.1:`port` over `tracking_uri`, leading its own process group (see `MLFLOW_UI_ENV`)."""
     out = open(log, "ab") if log else subprocess.DEVNULL
     return subprocess.Popen(
-        [_exe("mlflow"), "ui", "--backend-store-uri", tracking_uri, "--host", "127.0.0.1", "--port", str(port)],
+        [
+            _exe("mlflow"),
+            "ui",
+            "--backend-store-uri",
+            tracking_uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         cwd=REPO,
+        env=disable_mlflow_telemetry({**os.environ, **MLFLOW_UI_ENV, **(env or {})}),
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -128,23 +158,61 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    storage = VadStorage()
+@dataclass
+class UiServers:
+    """The servers `start_uis` started: `procs` by name, the addresses people open, the logs folder."""
+
+    procs: dict[str, subprocess.Popen]
+    urls: dict[str, str]
+    logs: Path
+
+    def wait_ready(self, timeout: float = 300) -> bool:
+        """True once the Dagster webserver and the MLflow UI (when started here) both answer."""
+        ready = wait_http(self.urls["dagster"] + "/server_info", timeout, self.procs["dagster"])
+        if "mlflow" in self.procs:
+            ready = wait_http(self.urls["mlflow_base"] + "/health", timeout, self.procs["mlflow"]) and ready
+        return ready
+
+    def stop(self, timeout: float = 30.0) -> None:
+        stop_process_groups(list(self.procs.values()), timeout)
+
+
+def start_uis(
+    storage: VadStorage,
+    tracker: MLflowTracker,
+    dagster_port: int | None = None,
+    mlflow_port: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> UiServers:
+    """Start `dagster dev` over the project's code location and instance, and the MLflow UI over the
+    project's own store (a user's tracking server is linked, not started); logs in `<home>/logs`."""
     logs = storage.root() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {"DAGSTER_HOME": str(dagster_home(storage.root())), "VAD_HOME": str(storage.root())}
-    tracker = MLflowTracker()
-    d_port = free_port(int(os.environ.get("VAD_DAGSTER_PORT", 3000)))
-    procs: dict[str, subprocess.Popen] = {"dagster": start_dagster_dev(d_port, env, logs / "dagster.log")}
+    d_port = dagster_port or free_port(int(os.environ.get("VAD_DAGSTER_PORT", DEFAULT_DAGSTER_PORT)))
     urls = {"dagster": f"http://127.0.0.1:{d_port}"}
+    procs: dict[str, subprocess.Popen] = {}
+    m_port = None
     if tracker.owns_store():
-        tracker.client().search_experiments()  # create the SQLite store before the UI opens it
-        m_port = free_port(int(os.environ.get("VAD_MLFLOW_PORT", 5000)))
-        procs["mlflow"] = start_mlflow_ui(m_port, tracker.resolved_uri(), logs / "mlflow.log")
-        urls["mlflow"] = f"http://127.0.0.1:{m_port}"
+        m_port = mlflow_port or free_port(int(os.environ.get("VAD_MLFLOW_PORT", DEFAULT_MLFLOW_PORT)))
+        base = f"http://127.0.0.1:{m_port}"
     else:
-        urls["mlflow"] = tracker.resolved_uri() + " (MLFLOW_TRACKING_URI: your own server)"
+        base = tracker.resolved_ui_url()
+    client = tracker.client()  # creates the SQLite store and the experiment before the UI opens them
+    urls["mlflow_base"] = base
+    urls["mlflow"] = mlflow_experiment_url(base, tracker.experiment_id(client))
+    links = {"VAD_DAGSTER_UI_URL": urls["dagster"], "VAD_MLFLOW_UI_URL": base, "VAD_HOME": str(storage.root())}
+    shared = disable_mlflow_telemetry({**(env or {}), **links})
+    dagster_env = {**shared, "DAGSTER_HOME": str(dagster_home(storage.root()))}
+    procs["dagster"] = start_dagster_dev(d_port, dagster_env, logs / "dagster.log")
+    if m_port is not None:
+        procs["mlflow"] = start_mlflow_ui(m_port, tracker.resolved_uri(), logs / "mlflow.log", env=shared)
+    return UiServers(procs, urls, logs)
 
+
+def run(args: argparse.Namespace) -> int:
+    storage = VadStorage()
+    tracker = MLflowTracker()
+    servers = start_uis(storage, tracker)
     stopping = False
 
     def _stop(signum: int, frame: object) -> None:
@@ -153,32 +221,37 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    print(f"starting (logs in {logs}) ...", flush=True)
-    ready = wait_http(urls["dagster"] + "/server_info", 300, procs["dagster"])
-    if "mlflow" in procs:
-        ready = wait_http(urls["mlflow"] + "/health", 120, procs["mlflow"]) and ready
-    if ready:
-        print(f"Dagster UI: {urls['dagster']}\nMLflow UI:  {urls['mlflow']}\nCtrl-C stops both.", flush=True)
+    print(f"starting (logs in {servers.logs}) ...", flush=True)
+    mlflow_note = "" if "mlflow" in servers.procs else "  (MLFLOW_TRACKING_URI: your own server)"
+    if servers.wait_ready():
+        print(
+            f"Dagster UI: {servers.urls['dagster']}\nMLflow UI:  {servers.urls['mlflow']}{mlflow_note}\n"
+            "Ctrl-C stops both.",
+            flush=True,
+        )
     code = 0
     while not stopping:
-        dead = [n for n, p in procs.items() if p.poll() is not None]
+        dead = [n for n, p in servers.procs.items() if p.poll() is not None]
         if dead:
-            print(f"{', '.join(dead)} stopped unexpectedly; see {logs}", file=sys.stderr)
+            print(f"{', '.join(dead)} stopped unexpectedly; see {servers.logs}", file=sys.stderr)
             code = 1
             break
         time.sleep(0.5)
     print("stopping ...", flush=True)
-    stop_process_groups(list(procs.values()))
+    servers.stop()
     print("stopped.")
     return code
 
 
 __all__ = [
+    "MLFLOW_UI_ENV",
+    "UiServers",
     "add_parser",
     "free_port",
     "run",
     "start_dagster_dev",
     "start_mlflow_ui",
+    "start_uis",
     "stop_process_group",
     "stop_process_groups",
     "wait_http",

@@ -90,6 +90,10 @@ class DatasetKeys:
     def report_plot(self, name: str) -> str:
         return self._key("report", "plots", name)
 
+    def footage_state(self, digest: str) -> str:
+        """`<dataset>/automation/footage_<digest>.json`: the new-footage sensor's per-video fingerprints."""
+        return self._key("automation", f"footage_{digest}.json")
+
     def study(self, name: str) -> str:
         """`<dataset>/study/<name>` (results tables, comparison.md, label_free.json, figures/<png>)."""
         return self._key("study", name)

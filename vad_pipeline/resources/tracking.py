@@ -1,10 +1,14 @@
-"""The experiment tracker: an abstract interface, MLflow behind it, and a recording double for tests.
+"""The experiment tracker: an abstract interface and MLflow behind it (the test double: `recording.py`).
 
 `ExperimentTracker` is a Dagster `ConfigurableResource` whose methods are abstract, and the run
 handle `TrackedRun` an ABC: an implementation that forgets a method fails when it is created,
 instead of silently logging nothing. `MLflowTracker` logs to MLflow's client (the project's own
-resource: the `dagster-mlflow` package pins old versions); `RecordingTracker` keeps every call
-in memory so a test asserts what a run logged.
+resource: the `dagster-mlflow` package pins old versions). Runs nest (`parent_run_id`: one
+evaluation, a child run per scorer), carry a Markdown description, and have an address in the
+tracker's UI (`run_url`), so Dagster's metadata can link to them.
+
+MLflow telemetry is off in every process the tracker runs in (`MLFLOW_DISABLE_TELEMETRY`, the
+switch MLflow 3 reads on every event; a user's explicit setting wins).
 """
 
 from __future__ import annotations
@@ -16,11 +20,9 @@ import os
 import subprocess
 import tempfile
 import time
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from dagster import ConfigurableResource
 from vad_core.io.store import jsonable
 from vad_pipeline.resources.tracking_errors import GuardedClient, TrackingUnavailableError
 from vad_pipeline.specs import default_home
+from vad_pipeline.ui_links import mlflow_model_version_url, mlflow_run_url, mlflow_ui_url
 
 PACKAGE = "vad-diffusion"
 
@@ -78,10 +81,11 @@ def finite_metrics(metrics: Mapping[str, float | None]) -> dict[str, float]:
 
 
 class TrackedRun(ABC):
-    """One tracked run: params, metrics, curves, artifacts (bytes), tags, model registration."""
+    """One tracked run: params, metrics, curves, artifacts (bytes), tags, description, model registration."""
 
     run_id: str | None = None
     artifact_uri: str | None = None
+    url: str | None = None  # the run's page in the tracker's UI, when it has one
 
     @abstractmethod
     def log_params(self, params: Mapping[str, Any], prefix: str = "") -> None:
@@ -104,7 +108,13 @@ class TrackedRun(ABC):
         """Set string tags on the run (None values are left out)."""
 
     @abstractmethod
-    def register_model(self, name: str, artifact_path: str, tags: Mapping[str, Any] | None = None) -> str | None:
+    def set_description(self, text: str) -> None:
+        """The run's description (Markdown: the UI renders it on the run's page)."""
+
+    @abstractmethod
+    def register_model(
+        self, name: str, artifact_path: str, tags: Mapping[str, Any] | None = None, description: str | None = None
+    ) -> str | None:
         """Register `artifact_path` of this run as a new version of model `name`; returns the version."""
 
 
@@ -112,12 +122,35 @@ class ExperimentTracker(ConfigurableResource, ABC):
     """What the assets log through. Implementations: `MLflowTracker`, `RecordingTracker`."""
 
     @abstractmethod
-    def start_run(self, run_name: str, tags: Mapping[str, Any] | None = None) -> AbstractContextManager[TrackedRun]:
-        """A context manager yielding the run; the run ends FINISHED, or FAILED when the block raises."""
+    def start_run(
+        self,
+        run_name: str,
+        tags: Mapping[str, Any] | None = None,
+        parent_run_id: str | None = None,
+        description: str | None = None,
+    ) -> AbstractContextManager[TrackedRun]:
+        """A context manager yielding the run (a child of `parent_run_id` when given); the run ends
+        FINISHED, or FAILED when the block raises."""
+
+    @abstractmethod
+    def run_url(self, run_id: str) -> str | None:
+        """The page of run `run_id` in the tracker's UI (None: the tracker has no UI)."""
 
     @abstractmethod
     def tag_model_version(self, name: str, version: str, tags: Mapping[str, Any]) -> None:
         """Add tags to a registered model version (e.g. the AUC once evaluation has run)."""
+
+    @abstractmethod
+    def describe_model_version(self, name: str, version: str, description: str) -> None:
+        """Replace a registered model version's description (Markdown)."""
+
+    @abstractmethod
+    def model_version_aliases(self, name: str, version: str) -> list[str]:
+        """The aliases (e.g. `champion`) that point at a registered model version now, sorted."""
+
+    @abstractmethod
+    def model_version_url(self, name: str, version: str) -> str | None:
+        """The page of a registered model version in the tracker's UI (None: no UI)."""
 
     @abstractmethod
     def log_metrics_to(self, run_id: str, metrics: Mapping[str, float | None]) -> None:
@@ -131,11 +164,31 @@ class ExperimentTracker(ConfigurableResource, ABC):
 # --------------------------------------------------------------------------- MLflow
 
 
+# MLflow's own tags: the parent of a nested run, and the Markdown description of a run or experiment.
+PARENT_TAG = "mlflow.parentRunId"
+NOTE_TAG = "mlflow.note.content"
+# Tells MLflow 3 the experiment holds classic model-training runs (not GenAI traces).
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
+TELEMETRY_SWITCH = "MLFLOW_DISABLE_TELEMETRY"
+
+
+def disable_mlflow_telemetry(env: dict[str, str] | None = None) -> dict[str, str]:
+    """Turn MLflow's usage telemetry off in `env` (default: this process's environment) and return it,
+    unless the user set the switch themselves (in `env` or in this process's environment)."""
+    target: Any = os.environ if env is None else env
+    if TELEMETRY_SWITCH not in target:
+        target[TELEMETRY_SWITCH] = os.environ.get(TELEMETRY_SWITCH, "true")
+    return dict(target)
+
+
 class _MLflowRun(TrackedRun):
-    def __init__(self, client: Any, run: Any) -> None:
+    def __init__(self, client: Any, run: Any, url: str | None = None) -> None:
         self._client = client
         self.run_id = run.info.run_id
         self.artifact_uri = run.info.artifact_uri
+        self.url = url
 
     def log_params(self, params: Mapping[str, Any], prefix: str = "") -> None:
         from mlflow.entities import Param
@@ -176,7 +229,12 @@ class _MLflowRun(TrackedRun):
 
         self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items() if v is not None])
 
-    def register_model(self, name: str, artifact_path: str, tags: Mapping[str, Any] | None = None) -> str | None:
+    def set_description(self, text: str) -> None:
+        self._client.set_tag(self.run_id, NOTE_TAG, text)
+
+    def register_model(
+        self, name: str, artifact_path: str, tags: Mapping[str, Any] | None = None, description: str | None = None
+    ) -> str | None:
         from mlflow.exceptions import MlflowException
 
         try:
@@ -188,6 +246,7 @@ class _MLflowRun(TrackedRun):
             source=f"{self.artifact_uri}/{artifact_path}",
             run_id=self.run_id,
             tags={k: str(v) for k, v in (tags or {}).items() if v is not None},
+            description=description,
         )
         return str(version.version)
 
@@ -197,12 +256,14 @@ class MLflowTracker(ExperimentTracker):
 
     `tracking_uri` None reads `MLFLOW_TRACKING_URI`, else uses SQLite at
     `<home>/mlflow/mlflow.db` (home: `VAD_HOME`, else `./vad_home`) with artifacts in
-    `<home>/mlflow/artifacts`.
+    `<home>/mlflow/artifacts`. `ui_url` is where people open the MLflow UI (None:
+    `vad_pipeline.ui_links.mlflow_ui_url`, from `VAD_MLFLOW_UI_URL` or the tracking server).
     """
 
     tracking_uri: str | None = None
     experiment: str = "vad-diffusion"
     home: str | None = None
+    ui_url: str | None = None
 
     def resolved_uri(self) -> str:
         if self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
@@ -218,7 +279,11 @@ class MLflowTracker(ExperimentTracker):
         """True when runs go to the project's own SQLite store (not a user's server)."""
         return not (self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
 
+    def resolved_ui_url(self) -> str:
+        return (self.ui_url or mlflow_ui_url(self.resolved_uri())).rstrip("/")
+
     def client(self) -> Any:
+        disable_mlflow_telemetry()
         from mlflow.tracking import MlflowClient
 
         uri = self.resolved_uri()
@@ -233,21 +298,34 @@ class MLflowTracker(ExperimentTracker):
         if exp is not None:
             return str(exp.experiment_id)
         location = (self.default_dir() / "artifacts").as_uri() if self.owns_store() else None
+        tags = {
+            EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1],
+            NOTE_TAG: "Runs of the vad-diffusion pipeline: one per denoiser training, baseline fit and evaluation "
+            "(a child run per scorer, all with `frame_auc`, `frame_ap`, `frame_auc_smoothed`, `paper_protocol_auc`).",
+        }
         try:
-            return str(client.create_experiment(self.experiment, artifact_location=location))
+            return str(client.create_experiment(self.experiment, artifact_location=location, tags=tags))
         except MlflowException:
             # Another run created it between our look-up and the create: use theirs.
             return str(client.get_experiment_by_name(self.experiment).experiment_id)
 
     @contextmanager
-    def start_run(self, run_name: str, tags: Mapping[str, Any] | None = None) -> Iterator[TrackedRun]:
+    def start_run(
+        self,
+        run_name: str,
+        tags: Mapping[str, Any] | None = None,
+        parent_run_id: str | None = None,
+        description: str | None = None,
+    ) -> Iterator[TrackedRun]:
         client = self.client()
-        run = client.create_run(
-            self.experiment_id(client),
-            run_name=run_name,
-            tags={k: str(v) for k, v in (tags or {}).items() if v is not None},
-        )
-        handle = _MLflowRun(client, run)
+        all_tags = {k: str(v) for k, v in (tags or {}).items() if v is not None}
+        if parent_run_id:
+            all_tags[PARENT_TAG] = parent_run_id
+        if description:
+            all_tags[NOTE_TAG] = description
+        experiment_id = self.experiment_id(client)
+        run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+        handle = _MLflowRun(client, run, mlflow_run_url(self.resolved_ui_url(), experiment_id, run.info.run_id))
         try:
             yield handle
         except BaseException:
@@ -258,11 +336,24 @@ class MLflowTracker(ExperimentTracker):
             raise
         client.set_terminated(run.info.run_id, "FINISHED")
 
+    def run_url(self, run_id: str) -> str | None:
+        run = self.client().get_run(run_id)
+        return mlflow_run_url(self.resolved_ui_url(), run.info.experiment_id, run_id)
+
     def tag_model_version(self, name: str, version: str, tags: Mapping[str, Any]) -> None:
         client = self.client()
         for k, v in tags.items():
             if v is not None:
                 client.set_model_version_tag(name, version, k, str(v))
+
+    def describe_model_version(self, name: str, version: str, description: str) -> None:
+        self.client().update_model_version(name, version, description=description)
+
+    def model_version_aliases(self, name: str, version: str) -> list[str]:
+        return sorted(self.client().get_model_version(name, version).aliases or [])
+
+    def model_version_url(self, name: str, version: str) -> str | None:
+        return mlflow_model_version_url(self.resolved_ui_url(), name, version)
 
     def log_metrics_to(self, run_id: str, metrics: Mapping[str, float | None]) -> None:
         client = self.client()
@@ -272,122 +363,16 @@ class MLflowTracker(ExperimentTracker):
         return f"MLflow at {self.resolved_uri()} (experiment {self.experiment!r})"
 
 
-# --------------------------------------------------------------------------- recording double
-
-
-@dataclass
-class RecordedRun:
-    """Everything one run of a `RecordingTracker` was given."""
-
-    run_name: str
-    tags: dict[str, str]
-    run_id: str
-    params: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    series: dict[str, list[float]] = field(default_factory=dict)
-    artifacts: dict[str, bytes] = field(default_factory=dict)  # "<artifact_path>/<file_name>" -> bytes
-    models: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # (name, artifact path, tags)
-    status: str = "RUNNING"
-
-
-class _RecordingRun(TrackedRun):
-    def __init__(self, record: RecordedRun, versions: dict[str, int]) -> None:
-        self.record, self._versions = record, versions
-        self.run_id = record.run_id
-        self.artifact_uri = f"recorded://{record.run_id}"
-
-    def log_params(self, params: Mapping[str, Any], prefix: str = "") -> None:
-        self.record.params.update(flatten_params(params, prefix))
-
-    def log_metrics(self, metrics: Mapping[str, float | None], step: int | None = None) -> None:
-        self.record.metrics.update(finite_metrics(metrics))
-
-    def log_series(self, name: str, values: Sequence[float | None]) -> None:
-        self.record.series[name] = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-
-    def log_artifact(self, data: bytes, file_name: str, artifact_path: str | None = None) -> None:
-        self.record.artifacts["/".join(p for p in (artifact_path, file_name) if p)] = bytes(data)
-
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self.record.tags.update({k: str(v) for k, v in tags.items() if v is not None})
-
-    def register_model(self, name: str, artifact_path: str, tags: Mapping[str, Any] | None = None) -> str | None:
-        self._versions[name] = self._versions.get(name, 0) + 1
-        self.record.models.append((name, artifact_path, {k: str(v) for k, v in (tags or {}).items() if v is not None}))
-        return str(self._versions[name])
-
-
-@dataclass
-class Recording:
-    """What a `RecordingTracker` saw: the runs in start order, model-version tags, late metrics."""
-
-    runs: list[RecordedRun] = field(default_factory=list)
-    model_version_tags: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
-    versions: dict[str, int] = field(default_factory=dict)
-
-    def run(self, run_name: str) -> RecordedRun:
-        """The last run of that name (KeyError naming the names seen)."""
-        for record in reversed(self.runs):
-            if record.run_name == run_name:
-                return record
-        raise KeyError(f"no run {run_name!r} (runs: {[r.run_name for r in self.runs]})")
-
-
-# One recording per tracker name: Dagster copies resources before a run, so the recording
-# cannot live on the instance; tests look it up by the name they gave.
-_RECORDINGS: dict[str, Recording] = {}
-
-
-class RecordingTracker(ExperimentTracker):
-    """Records every call in memory, per `name` (`RecordingTracker(name=...).recording()`): the
-    test double that lets a test assert what an asset logged."""
-
-    name: str = "default"
-
-    def recording(self) -> Recording:
-        return _RECORDINGS.setdefault(self.name, Recording())
-
-    def reset(self) -> None:
-        _RECORDINGS[self.name] = Recording()
-
-    @contextmanager
-    def start_run(self, run_name: str, tags: Mapping[str, Any] | None = None) -> Iterator[TrackedRun]:
-        rec = self.recording()
-        record = RecordedRun(
-            run_name, {k: str(v) for k, v in (tags or {}).items() if v is not None}, run_id=uuid.uuid4().hex
-        )
-        rec.runs.append(record)
-        try:
-            yield _RecordingRun(record, rec.versions)
-        except BaseException:
-            record.status = "FAILED"
-            raise
-        record.status = "FINISHED"
-
-    def tag_model_version(self, name: str, version: str, tags: Mapping[str, Any]) -> None:
-        self.recording().model_version_tags.setdefault((name, version), {}).update(
-            {k: str(v) for k, v in tags.items() if v is not None}
-        )
-
-    def log_metrics_to(self, run_id: str, metrics: Mapping[str, float | None]) -> None:
-        for record in self.recording().runs:
-            if record.run_id == run_id:
-                record.metrics.update(finite_metrics(metrics))
-                return
-        raise KeyError(f"no recorded run {run_id!r}")
-
-    def describe(self) -> str:
-        return f"recording tracker {self.name!r} (in memory)"
-
-
 __all__ = [
+    "EXPERIMENT_KIND",
+    "NOTE_TAG",
+    "PARENT_TAG",
+    "TELEMETRY_SWITCH",
     "ExperimentTracker",
     "MLflowTracker",
-    "RecordedRun",
-    "Recording",
-    "RecordingTracker",
     "TrackedRun",
     "code_version",
+    "disable_mlflow_telemetry",
     "finite_metrics",
     "flatten_params",
 ]

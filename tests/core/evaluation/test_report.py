@@ -98,9 +98,12 @@ def test_report_figures_match_sklearn_and_render_every_part() -> None:
     md = report.markdown
     assert md.startswith("# Evaluation report: toy")
     assert f"| diffusion | {m['roc_auc']:.4f} |" in md and "![roc](plots/roc.png)" in md
-    metrics = report.auc_metrics()
-    assert metrics["frame_auc.knn"] == pytest.approx(roc_auc_score(labels, knn))
-    assert metrics["frame_auc_smoothed.diffusion"] is None
+    metrics = report.scorer_metrics()
+    assert set(metrics) == {"diffusion", "knn"}
+    names = ["frame_auc", "frame_ap", "frame_auc_smoothed", "paper_protocol_auc"]
+    assert all(list(m) == names for m in metrics.values())
+    assert metrics["knn"]["frame_auc"] == pytest.approx(roc_auc_score(labels, knn))
+    assert metrics["diffusion"]["frame_auc_smoothed"] is None
 
 
 def test_report_without_labels_says_why() -> None:

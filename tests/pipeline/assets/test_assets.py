@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
+import io
 import json
 import math
 
@@ -11,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from dagster import AssetKey
+from PIL import Image
 from scipy.spatial.distance import cdist
 from sklearn.metrics import roc_auc_score
 
@@ -48,6 +51,7 @@ def _mlflow_run(p, asset: str):
     client = p.tracker.client()
     exp = client.get_experiment_by_name(p.tracker.experiment)
     runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`dagster.asset_key` = '{asset}'")
+    runs = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]  # the asset's top-level run
     assert len(runs) == 1, f"expected one MLflow run for {asset}, got {len(runs)}"
     return client, runs[0]
 
@@ -135,8 +139,10 @@ def test_denoiser_checkpoint_and_mlflow_run(tiny_pipeline) -> None:
     assert info["sigma_data"] == pytest.approx(model.sigma_data)
     assert len(info["history"]) == RUN_CONFIG["denoiser"]["epochs"] == info["epochs_run"]
     assert info["features_fingerprint"] == _meta(p, "feature_index", "features_fingerprint")
-    assert _meta(p, "denoiser", "sigma_data") == pytest.approx(model.sigma_data)
-    assert _meta(p, "denoiser", "final_train_loss") == pytest.approx(info["history"][-1]["train_loss"])
+    # Dagster shows figures to four significant digits.
+    assert _meta(p, "denoiser", "sigma_data") == float(f"{model.sigma_data:.4g}")
+    assert _meta(p, "denoiser", "final_train_loss") == float(f"{info['history'][-1]['train_loss']:.4g}")
+    assert _meta(p, "denoiser", "loss_curve").startswith("![loss curve](data:image/png;base64,")
 
     client, run = _mlflow_run(p, "denoiser")
     assert run.info.run_id == info["mlflow_run_id"] and run.info.status == "FINISHED"
@@ -154,10 +160,26 @@ def test_denoiser_checkpoint_and_mlflow_run(tiny_pipeline) -> None:
         client, run.info.run_id
     )
 
+    assert tags["dagster.run_url"].endswith(f"/runs/{tags['dagster.run_id']}")
+    assert f"]({tags['dagster.run_url']})" in tags["mlflow.note.content"]  # the description links the Dagster run
+    assert _meta(p, "denoiser", "mlflow_run").endswith(f"/runs/{run.info.run_id}?workflowType=machine_learning")
+
     version = client.get_model_version(model_name("tiny"), info["model_version"])
     assert version.run_id == run.info.run_id and version.tags["dataset"] == "tiny"
-    assert float(version.tags["frame_auc"]) == pytest.approx(
-        p.storage.store().read_json(K.report_json)["scorers"]["diffusion"]["metrics"]["roc_auc"], abs=1e-4
+    auc = p.storage.store().read_json(K.report_json)["scorers"]["diffusion"]["metrics"]["roc_auc"]
+    assert float(version.tags["frame_auc"]) == pytest.approx(auc, abs=1e-4)
+    # Short tags: no value longer than a run id prefix or a 12-digit fingerprint.
+    assert max(len(v) for k, v in version.tags.items() if k != "evaluation_run_id") <= 12
+    assert version.tags["data_fingerprint"] == model.fingerprint[:12] and version.tags["rows"] == str(
+        info["n_train"] + info["n_val"]
+    )
+    # The description a person reads: dataset, rows, videos, and the figures once evaluated.
+    assert "dataset **tiny**" in version.description
+    assert f"{info['n_train']} feature rows of 4 videos" in version.description
+    assert f"frame ROC AUC **{auc:.4f}**" in version.description
+    assert _meta(p, "denoiser", "model_aliases") == "none"
+    assert _meta(p, "denoiser", "model_version").endswith(
+        f"/#/models/{model_name('tiny')}/versions/{info['model_version']}?workflowType=machine_learning"
     )
 
 
@@ -256,12 +278,19 @@ def test_evaluation_report_and_mlflow(tiny_pipeline) -> None:
         assert open(pth, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert len(report["top_clips"]) == 2
     assert report["top_clips"][0]["score"] == pytest.approx(_table(p, K.segment_scores)["score"].max())
-    assert _meta(p, "evaluation_report", "frame_auc_diffusion") == pytest.approx(auc)
-    assert "# Evaluation report: tiny" in _meta(p, "evaluation_report", "preview")
+    assert _meta(p, "evaluation_report", "frame_auc_diffusion") == float(f"{auc:.4g}")
+    # The report as Dagster shows it: every plot embedded (no relative links that cannot load there).
+    preview = _meta(p, "evaluation_report", "report")
+    assert "# Evaluation report: tiny" in preview and "](plots/" not in preview
+    assert preview.count("](data:image/png;base64,") == len(report["plots"])
+    roc = _meta(p, "evaluation_report", "roc_curve")
+    assert roc.count("](data:image/png;base64,") == 1 and f"| diffusion | {auc:.4f} |" in roc
+    png = base64.b64decode(roc.split("](data:image/png;base64,")[1].rstrip(")"))
+    assert png.startswith(b"\x89PNG") and Image.open(io.BytesIO(png)).size[0] > 100
 
+    # MLflow: one evaluation run holding the report, one child run per scorer with the same metric names.
     client, run = _mlflow_run(p, "evaluation_report")
-    assert run.data.metrics["frame_auc.diffusion"] == pytest.approx(auc)
-    assert all(f"frame_auc.{n}" in run.data.metrics for n in report["scorers"])
+    assert run.data.tags["mlflow.runName"] == "tiny/evaluation" and "frame_auc" not in run.data.metrics
     assert run.data.params["report.smoothing_sigma"] == "4.0" and run.data.tags["dataset"] == "tiny"
     assert {
         "report/report.json",
@@ -269,9 +298,35 @@ def test_evaluation_report_and_mlflow(tiny_pipeline) -> None:
         "report/plots/roc.png",
         "report/plots/top_clips.png",
     } <= _artifacts(client, run.info.run_id)
-    # The denoiser's own run also carries its AUC, for comparing runs in the MLflow UI.
+    assert run.info.end_time - run.info.start_time >= 0  # wraps the report build, not only the logging
+    children = client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run.info.run_id}'"
+    )
+    by_scorer = {c.data.params["scorer"]: c for c in children}
+    assert set(by_scorer) == set(report["scorers"])
+    for name, child in by_scorer.items():
+        m = report["scorers"][name]["metrics"]
+        assert child.data.tags["scorer"] == name and child.data.tags["mlflow.runName"] == f"tiny/evaluation/{name}"
+        assert child.data.metrics["frame_auc"] == pytest.approx(m["roc_auc"])
+        assert child.data.metrics["frame_ap"] == pytest.approx(m["average_precision"])
+        assert child.data.metrics["paper_protocol_auc"] == pytest.approx(m["paper_protocol_auc"])
+        assert child.data.metrics["frame_auc_smoothed"] == pytest.approx(m["smoothed_roc_auc"])
+        assert child.info.run_id in run.data.tags["mlflow.note.content"]  # the description links each scorer's run
+    link = _meta(p, "evaluation_report", "mlflow_run")
+    assert link.endswith(f"/runs/{run.info.run_id}?workflowType=machine_learning")
+    # The runs that fitted each scorer carry its figures too: the denoiser's training run, each baseline's run.
     _, train_run = _mlflow_run(p, "denoiser")
-    assert client.get_run(train_run.info.run_id).data.metrics["frame_auc.diffusion"] == pytest.approx(auc)
+    assert client.get_run(train_run.info.run_id).data.metrics["frame_auc"] == pytest.approx(auc)
+    _, baselines = _mlflow_run(p, "baseline_scores")
+    fits = client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{baselines.info.run_id}'"
+    )
+    assert sorted(f.data.tags["scorer"] for f in fits) == ["gcl", "gcl_ae", "iforest", "knn", "pca"]
+    for fit in fits:
+        name = fit.data.tags["scorer"]
+        assert fit.data.metrics["frame_auc"] == pytest.approx(report["scorers"][name]["metrics"]["roc_auc"])
+        assert fit.data.metrics["fit_score_seconds"] > 0
+        assert by_scorer[name].data.tags["fit_run_id"] == fit.info.run_id
 
     # Localization against the generated pixel masks, recomputed here: each frame's map is the mean
     # region score of the highest-scoring clip covering it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,11 @@ from dagster import (
     instance_for_test,
 )
 
-from vad_pipeline.automation.fingerprints import combined_fingerprint, feature_table_fingerprints
+from vad_pipeline.automation.fingerprints import combined_fingerprint, feature_table_fingerprints, stat_fingerprint
 from vad_pipeline.automation.jobs import FEATURES_JOB, FOOTAGE_JOB
 from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME
 from vad_pipeline.automation.schedules import build_retraining_schedule, retraining_decision
-from vad_pipeline.automation.sensors import new_footage_sensor, plan_footage_update
+from vad_pipeline.automation.sensors import new_footage_sensor, plan_footage_update, state_digest
 from vad_pipeline.resources import DatasetResource, VadStorage
 
 
@@ -99,6 +100,40 @@ def test_sensor_rerequests_changed_video_and_reports_removed(setup) -> None:
     assert not third.run_requests
     assert "1 removed" in third.skip_reason.skip_message
     assert sorted(instance.get_dynamic_partitions(VIDEO_PARTITIONS_NAME)) == ["cam1", "cam2"]
+
+
+def test_sensor_cursor_is_a_digest_and_the_fingerprints_live_in_the_store(setup) -> None:
+    footage, storage, resources = setup
+    for i in range(200):  # a large dataset: the cursor must not grow with it
+        (footage / f"cam{i:03d}.mp4").write_bytes(b"x" * (i + 1))
+    instance = DagsterInstance.ephemeral()
+    first = _tick(instance, resources, None)
+    cursor = json.loads(first.cursor)
+    assert set(cursor) == {"digest", "videos"} and cursor["videos"] == 200 and len(first.cursor) < 80
+    store, keys = storage.store(), storage.dataset_keys("cams")
+    stored = store.read_json(keys.footage_state(cursor["digest"]))
+    assert stored == {f"cam{i:03d}": stat_fingerprint(footage / f"cam{i:03d}.mp4") for i in range(200)}
+    assert cursor["digest"] == state_digest(stored)
+
+    # A change: a new snapshot, the one the old cursor names kept until the next tick, older ones pruned.
+    (footage / "cam000.mp4").write_bytes(b"changed")
+    second = _tick(instance, resources, first.cursor)
+    assert [r.partition_key for r in second.run_requests if r.job_name == FEATURES_JOB] == ["cam000"]
+    snapshots = lambda: sorted(store.list(keys.footage_state("x").rsplit("/", 1)[0], suffix=".json"))  # noqa: E731
+    digests = [json.loads(c)["digest"] for c in (first.cursor, second.cursor)]
+    assert snapshots() == sorted(keys.footage_state(d) for d in digests)
+    third = _tick(instance, resources, second.cursor)
+    assert not third.run_requests and snapshots() == [keys.footage_state(digests[1])]
+
+    # A cursor from before (the whole mapping) still works: nothing is re-requested.
+    fourth = _tick(instance, resources, json.dumps(store.read_json(keys.footage_state(digests[1]))))
+    assert not fourth.run_requests and json.loads(fourth.cursor)["digest"] == digests[1]
+    # A cursor whose snapshot is gone costs one re-check of the videos without features, nothing else.
+    store.delete(keys.footage_state(digests[1]))
+    fifth = _tick(instance, resources, third.cursor)
+    assert {r.partition_key for r in fifth.run_requests if r.job_name == FEATURES_JOB} == {
+        f"cam{i:03d}" for i in range(200)
+    }
 
 
 def test_sensor_skips_when_footage_root_is_missing(tmp_path: Path) -> None:

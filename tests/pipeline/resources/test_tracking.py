@@ -33,7 +33,7 @@ def test_recording_tracker_records_every_call() -> None:
     assert rec.params == {"train.lr": "0.1"} and rec.metrics == {"m": 1.0, "late": 2.0}
     assert rec.series == {"loss": [3.0, 1.0]} and rec.artifacts == {"report/x.json": b"bytes"}
     assert rec.models == [("model", "denoiser", {"dataset": "d"})] and version == "1"
-    assert tracker.recording().model_version_tags == {("model", "1"): {"frame_auc": "0.9"}}
+    assert tracker.recording().model_version_tags == {("model", "1"): {"dataset": "d", "frame_auc": "0.9"}}
     with pytest.raises(RuntimeError):
         with tracker.start_run("fails"):
             raise RuntimeError("x")
@@ -78,3 +78,71 @@ def test_mlflow_run_marked_failed_on_error(tmp_path: Path) -> None:
             raise RuntimeError("x")
     got = tracker.client().get_run(run.run_id)
     assert got.info.status == "FAILED" and got.data.metrics == {"ok": 1.0} and got.data.tags["dataset"] == "d"
+
+
+def test_recording_tracker_nests_runs_and_describes_versions() -> None:
+    tracker = RecordingTracker(name="nested")
+    tracker.reset()
+    with tracker.start_run("parent", description="what it holds") as parent:
+        with tracker.start_run("child", tags={"scorer": "knn"}, parent_run_id=parent.run_id) as child:
+            child.log_metrics({"frame_auc": 0.8})
+        version = parent.register_model("model", "denoiser", description="first words")
+    rec = tracker.recording()
+    assert [r.run_name for r in rec.children(rec.run("parent"))] == ["child"]
+    assert rec.run("parent").description == "what it holds" and child.url == tracker.run_url(child.run_id)
+    assert rec.model_version_descriptions[("model", version)] == "first words"
+    tracker.describe_model_version("model", version, "later words")
+    assert rec.model_version_descriptions[("model", version)] == "later words"
+    assert tracker.model_version_aliases("model", version) == []
+    rec.aliases[("model", version)] = ["champion"]
+    assert tracker.model_version_aliases("model", version) == ["champion"]
+    with pytest.raises(KeyError, match="no recorded run"):
+        with tracker.start_run("orphan", parent_run_id="missing"):
+            pass
+
+
+def test_mlflow_nested_runs_descriptions_links_and_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAD_MLFLOW_UI_URL", "http://127.0.0.1:5999/")
+    tracker = MLflowTracker(tracking_uri=f"sqlite:///{tmp_path}/m.db", experiment="t")
+    with tracker.start_run("parent", tags={"dataset": "d"}, description="**evaluation**") as parent:
+        with tracker.start_run("child", tags={"scorer": "knn"}, parent_run_id=parent.run_id) as child:
+            child.log_metrics({"frame_auc": 0.8})
+        parent.set_description("| scorer | AUC |")
+        version = parent.register_model("m", "denoiser", tags={"dataset": "d"}, description="a denoiser")
+    client = tracker.client()
+    got_parent, got_child = client.get_run(parent.run_id), client.get_run(child.run_id)
+    assert got_child.data.tags["mlflow.parentRunId"] == parent.run_id and got_child.data.tags["scorer"] == "knn"
+    assert got_parent.data.tags["mlflow.note.content"] == "| scorer | AUC |"
+    experiment = got_parent.info.experiment_id
+    assert (
+        child.url
+        == f"http://127.0.0.1:5999/#/experiments/{experiment}/runs/{child.run_id}?workflowType=machine_learning"
+    )
+    assert tracker.run_url(child.run_id) == child.url
+    exp = client.get_experiment(experiment)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # not a GenAI experiment
+    assert client.get_model_version("m", version).description == "a denoiser"
+    tracker.describe_model_version("m", version, "evaluated")
+    assert client.get_model_version("m", version).description == "evaluated"
+    assert tracker.model_version_aliases("m", version) == []
+    client.set_registered_model_alias("m", "champion", version)  # what live scoring's promotion does
+    assert tracker.model_version_aliases("m", version) == ["champion"]
+    assert tracker.model_version_url("m", version) == (
+        f"http://127.0.0.1:5999/#/models/m/versions/{version}?workflowType=machine_learning"
+    )
+
+
+def test_mlflow_telemetry_is_off_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.telemetry.utils import is_telemetry_disabled
+
+    from vad_pipeline.resources.tracking import disable_mlflow_telemetry
+
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
+    monkeypatch.setattr("mlflow.telemetry.utils._IS_IN_CI_ENV_OR_TESTING", False)  # CI and pytest switch it off too
+    assert not is_telemetry_disabled()
+    MLflowTracker(tracking_uri="sqlite:///:memory:").client()
+    assert is_telemetry_disabled()  # the switch MLflow reads on every event
+    child_env = disable_mlflow_telemetry({"PATH": "/bin"})
+    assert child_env["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")  # a user's explicit choice is kept
+    assert disable_mlflow_telemetry({})["MLFLOW_DISABLE_TELEMETRY"] == "false"

@@ -10,13 +10,20 @@
 `load_backbone(name)` looks the family up in the registry (`registry.register_backbone` adds one).
 """
 
-from vad_core.features.backbones.pixelstats import PixelStatsBackbone
-from vad_core.features.backbones.registry import (
-    Backbone,
-    BackboneOptions,
-    backbone_names,
-    load_backbone,
-    register_backbone,
-)
+from typing import TYPE_CHECKING
+
+from vad_core._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from vad_core.features.backbones.pixelstats import PixelStatsBackbone
+    from vad_core.features.backbones.registry import (
+        Backbone,
+        BackboneOptions,
+        backbone_names,
+        load_backbone,
+        register_backbone,
+    )
 
 __all__ = ["Backbone", "BackboneOptions", "PixelStatsBackbone", "backbone_names", "load_backbone", "register_backbone"]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)
