@@ -54,6 +54,11 @@ def mlflow_run_url(base: str, experiment_id: str, run_id: str) -> str:
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{MLFLOW_VIEW}"
 
 
+def mlflow_view_url(base: str, experiment_id: str, key: str) -> str:
+    """A saved runs-table view of the experiment (see `resources.tracking.VIEW_TAG`)."""
+    return f"{base}/#/experiments/{experiment_id}/runs?viewStateShareKey={quote(key, safe='')}&{MLFLOW_VIEW}"
+
+
 def mlflow_model_version_url(base: str, name: str, version: str) -> str:
     return f"{base}/#/models/{quote(name, safe='')}/versions/{version}?{MLFLOW_VIEW}"
 
@@ -69,4 +74,5 @@ __all__ = [
     "mlflow_model_version_url",
     "mlflow_run_url",
     "mlflow_ui_url",
+    "mlflow_view_url",
 ]

@@ -3,7 +3,9 @@
 A UI that renders Markdown but cannot reach the report's folder (Dagster's asset metadata, a
 run description) shows a plot only when the image travels inside the text. Report plots are
 line drawings on white with a few colours, so a 256-colour palette keeps them visually the same
-at a third of the bytes; a frame grid (top clips) shrinks less. Only Pillow: no plotting here.
+at a third of the bytes; a frame grid (top clips) shrinks less. `report_html` turns such Markdown
+into one self-contained HTML page (markdown-it-py, CommonMark plus tables): MLflow's artifact
+viewer draws HTML with its images, while its Markdown view drops `data:` images.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Mapping
+from html import escape
 
+from markdown_it import MarkdownIt
 from PIL import Image
 
 from vad_core.errors import VADInputError
@@ -55,4 +59,21 @@ def embed_plots(plots: Mapping[str, bytes], budget_bytes: int = 1_500_000) -> di
     return out
 
 
-__all__ = ["PNG_SIGNATURE", "compact_png", "embed_plots", "png_data_uri"]
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}"
+    "th:first-child,td:first-child{text-align:left}img{max-width:100%;display:block;margin:1em 0}"
+    "code{background:#f4f4f4;padding:0 .2em}"
+)
+
+
+def report_html(markdown: str, title: str) -> str:
+    """A standalone HTML page of `markdown` (images as given: embed them first to travel with it)."""
+    body = MarkdownIt("commonmark").enable("table").render(markdown)
+    return (
+        f'<!doctype html>\n<html><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f"<style>{_STYLE}</style></head>\n<body>\n{body}</body></html>\n"
+    )
+
+
+__all__ = ["PNG_SIGNATURE", "compact_png", "embed_plots", "png_data_uri", "report_html"]

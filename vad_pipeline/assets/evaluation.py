@@ -17,12 +17,13 @@ from typing import Any
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
-from vad_core.evaluation.embed import embed_plots
+from vad_core.evaluation.embed import embed_plots, report_html
 from vad_core.evaluation.report import EvaluationReport, ReportSettings, ReportTables, build_report, render_markdown
 from vad_core.footage.ground_truth import pixel_mask_files
 from vad_core.io.store import TableStore
 from vad_pipeline.assets.common import core_config, dataset_spec, read_table, run_tags
 from vad_pipeline.assets.model_card import (
+    FIGURE_COLUMNS,
     evaluation_description,
     figures_table,
     model_links,
@@ -74,9 +75,17 @@ def report_tables(store: TableStore, keys: DatasetKeys, spec: DatasetSpec | None
 def write_report(
     store: TableStore, keys: DatasetKeys, spec: DatasetSpec, settings: ReportSettings
 ) -> tuple[EvaluationReport, dict[str, str]]:
-    """Build the report of `spec`'s dataset from its stored tables and store report.json, report.md and
-    the plots; returns the report and `{"report_json": key, "report_md": key, "plot_<stem>": key, ...}`.
-    Dagster-free: `vad report` calls it too."""
+    """Build the report of `spec`'s dataset from its stored tables and store report.json, report.md,
+    report.html (the plots embedded) and the plots; returns the report and `{"report_json": key,
+    "report_md": key, "report_html": key, "plot_<stem>": key, ...}`. Dagster-free: `vad report` calls it too."""
+    report, written, _ = _write_report(store, keys, spec, settings)
+    return report, written
+
+
+def _write_report(
+    store: TableStore, keys: DatasetKeys, spec: DatasetSpec, settings: ReportSettings
+) -> tuple[EvaluationReport, dict[str, str], dict[str, str | None]]:
+    """`write_report`, also returning the plots' data URIs (None: over the embedding budget)."""
     report = build_report(
         report_tables(store, keys, spec),
         settings,
@@ -90,7 +99,13 @@ def write_report(
     for name, png in report.plots.items():
         store.write_bytes(keys.report_plot(name), png)
         written[f"plot_{PurePosixPath(name).stem}"] = keys.report_plot(name)
-    return report, written
+    # The ROC curve first: when the budget runs out, the plots that matter most are the ones embedded.
+    ordered = dict(sorted(report.plots.items(), key=lambda item: item[0] != "roc.png"))
+    embedded = embed_plots(ordered, EMBED_BUDGET_BYTES)
+    page = report_html(render_markdown(report.data, plot_src=embedded.get), f"Evaluation report: {spec.name}")
+    store.write_bytes(keys.report_html, page.encode())
+    written["report_html"] = keys.report_html
+    return report, written, embedded
 
 
 def fitting_runs(store: TableStore, keys: DatasetKeys, info: dict[str, Any]) -> dict[str, str]:
@@ -120,7 +135,7 @@ def evaluation_report(
     store, keys = storage.store(), storage.dataset_keys(spec.name)
     tags = run_tags(context, spec)
     with tracker.start_run(run_name=f"{spec.name}/evaluation", tags=tags) as run:
-        report, written = write_report(store, keys, spec, config.to_core())
+        report, written, embedded = _write_report(store, keys, spec, config.to_core())
         data, info = report.data, report.data["denoiser"]
         metrics = report.scorer_metrics()
         denoiser_info = store.read_json(keys.denoiser_info) or {}
@@ -140,6 +155,7 @@ def evaluation_report(
         run.log_metrics({f"{k}.diffusion": loc[k] for k in ("pixel_auc", "hit_rate") if loc.get(k) is not None})
         run.log_artifact(store.read_bytes(keys.report_json), "report.json", "report")
         run.log_artifact(report.markdown.encode(), "report.md", "report")
+        run.log_artifact(store.read_bytes(keys.report_html), "report.html", "report")  # MLflow draws its plots
         for key in (k for name, k in written.items() if name.startswith("plot_")):
             run.log_artifact(store.read_bytes(key), PurePosixPath(key).name, "report/plots")
         scorer_urls: dict[str, str | None] = {}
@@ -152,12 +168,20 @@ def evaluation_report(
                 child.log_params({"scorer": name, "dataset": spec.name, "fit_run_id": fitted.get(name, "")})
                 child.log_metrics({**figures, "flagged_clip_share": data["scorers"][name]["anomalous_clip_share"]})
             scorer_urls[name] = child.url
+        comparison = tracker.save_comparison(
+            f"{spec.name}-scorers",
+            f"{spec.name}: scorers side by side (latest evaluation)",
+            run.run_id,
+            list(FIGURE_COLUMNS),
+            ["scorer"],
+        )
         dagster_run = (context.run.run_id, dagster_run_url(context.run.run_id))
-        run.set_description(evaluation_description(data, metrics, scorer_urls, dagster_run))
+        run.set_description(evaluation_description(data, metrics, scorer_urls, dagster_run, comparison))
     for name, run_id in fitted.items():  # each fitting run carries its own scorer's figures
         tracker.log_metrics_to(run_id, metrics.get(name, {}))
     version_meta = _update_model_version(tracker, denoiser_info, data, metrics.get("diffusion", {}), run)
-    return MaterializeResult(metadata={**_metadata(store, keys, report, metrics, scorer_urls, run), **version_meta})
+    meta = _metadata(store, keys, report, embedded, metrics, scorer_urls, run, comparison)
+    return MaterializeResult(metadata={**meta, **version_meta})
 
 
 def _update_model_version(
@@ -178,7 +202,6 @@ def _update_model_version(
         {
             "frame_auc": rounded(figures.get("frame_auc")),
             "frame_ap": rounded(figures.get("frame_ap")),
-            "evaluation_run_id": run.run_id,
         },
     )
     evaluation = {"labelled_frames": data["n_labelled_frames"], "figures": figures, "run_url": run.url}
@@ -190,33 +213,35 @@ def _metadata(
     store: TableStore,
     keys: DatasetKeys,
     report: EvaluationReport,
+    embedded: dict[str, str | None],
     metrics: dict[str, dict[str, float | None]],
     scorer_urls: dict[str, str | None],
     run: Any,
+    comparison: str | None,
 ) -> dict[str, Any]:
-    """Dagster's view: the report and the ROC curve with their plots embedded, rounded figures, links."""
+    """Dagster's view, in reading order: the ROC curve and the report with their plots embedded,
+    rounded figures, links to MLflow, where the files are."""
     data = report.data
-    # The ROC curve first: when the budget runs out, the plots that matter most are the ones embedded.
-    ordered = dict(sorted(report.plots.items(), key=lambda item: item[0] != "roc.png"))
-    embedded = embed_plots(ordered, EMBED_BUDGET_BYTES)
-    meta: dict[str, Any] = {
-        "report": MetadataValue.md(render_markdown(data, plot_src=embedded.get)),
-        "report_json": MetadataValue.path(store.location(keys.report_json)),
-        "report_md": MetadataValue.path(store.location(keys.report_md)),
-        "labelled_frames": data["n_labelled_frames"],
-    }
+    meta: dict[str, Any] = {}
     if embedded.get("roc.png"):
         meta["roc_curve"] = MetadataValue.md(
             f"## Frame-level ROC: {data['dataset']}\n\n{figures_table(metrics, scorer_urls)}\n\n"
             f"![roc]({embedded['roc.png']})"
         )
+    meta["report"] = MetadataValue.md(render_markdown(data, plot_src=embedded.get))
     for name, figures in metrics.items():
         for metric in ("frame_auc", "frame_ap"):
             value = rounded(figures.get(metric))
             if value is not None:
                 meta[f"{metric}_{name}"] = value
+    meta["labelled_frames"] = data["n_labelled_frames"]
     if run.url:
         meta["mlflow_run"] = MetadataValue.url(run.url)
+    if comparison:
+        meta["mlflow_scorers"] = MetadataValue.url(comparison)
+    meta["report_html"] = MetadataValue.path(store.location(keys.report_html))
+    meta["report_json"] = MetadataValue.path(store.location(keys.report_json))
+    meta["report_md"] = MetadataValue.path(store.location(keys.report_md))
     return meta
 
 

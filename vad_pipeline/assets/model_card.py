@@ -15,6 +15,7 @@ from dagster import MetadataValue
 
 from vad_core.evaluation.formatting import finite_or_none, fmt, markdown_table
 from vad_pipeline.resources.tracking import ExperimentTracker
+from vad_pipeline.ui_links import dagster_run_url
 
 FIGURE_COLUMNS = ("frame_auc", "frame_ap", "frame_auc_smoothed", "paper_protocol_auc")
 FIGURE_HEADERS = ("frame ROC AUC", "AP", "ROC AUC smoothed", "paper-protocol AUC")
@@ -44,8 +45,10 @@ def evaluation_description(
     metrics: Mapping[str, Mapping[str, float | None]],
     run_urls: Mapping[str, str | None],
     dagster_run: tuple[str, str],
+    comparison_url: str | None = None,
 ) -> str:
-    """The evaluation run's description: what was evaluated, the figures per scorer, the Dagster run."""
+    """The evaluation run's description: what was evaluated, the figures per scorer (each linked to
+    its run, all of them to the side-by-side view), the Dagster run."""
     run_id, run_url = dagster_run
     head = (
         f"Evaluation of **{report['dataset']}**: {report['n_labelled_frames']} labelled frames "
@@ -54,7 +57,11 @@ def evaluation_description(
     )
     if not report["n_labelled_frames"]:
         return head + f"\n\nNo figures: {report.get('note') or 'no labelled frames'}."
-    return head + "\n\nOne child run per scorer, same metric names:\n\n" + figures_table(metrics, run_urls)
+    return (
+        head
+        + f"\n\nOne child run per scorer, same metric names ({link('side by side', comparison_url)}):\n\n"
+        + figures_table(metrics, run_urls)
+    )
 
 
 def version_description(info: Mapping[str, Any], evaluation: Mapping[str, Any] | None = None) -> str:
@@ -72,6 +79,9 @@ def version_description(info: Mapping[str, Any], evaluation: Mapping[str, Any] |
     recipe = info.get("recipe")
     if isinstance(recipe, Mapping) and recipe.get("name"):
         lines[-1] += f" Recipe `{recipe['name']}`: {info.get('n_models', 1)} model(s)."
+    if info.get("dagster_run_id"):
+        run_id = str(info["dagster_run_id"])
+        lines += ["", f"Trained by Dagster run {link(run_id[:8], dagster_run_url(run_id))}."]
     if evaluation is None:
         lines += ["", "Not evaluated yet."]
     elif not evaluation.get("labelled_frames"):

@@ -195,7 +195,8 @@ def denoiser(
             "model_name": model_name(spec.name),
             "dagster_run_id": context.run.run_id,
         }
-        # Short tags (the version page lists them); the full fingerprints stay on the run and in denoiser.json.
+        # Short tags (the version page lists them by name); the Dagster run is a link in the description,
+        # the full fingerprints stay on the run and in denoiser.json.
         version = run.register_model(
             model_name(spec.name),
             "denoiser",
@@ -205,7 +206,6 @@ def denoiser(
                 "rows": int(x.shape[0]),
                 "recipe": recipe.name,
                 "data_fingerprint": detector.fingerprint[:12],
-                "dagster_run_id": context.run.run_id[:8],
             },
             description=version_description(info),
         )

@@ -88,6 +88,7 @@ class Recording:
     model_version_tags: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     model_version_descriptions: dict[tuple[str, str], str] = field(default_factory=dict)
     aliases: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    comparisons: dict[str, tuple[str, str, list[str], list[str]]] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
 
     def run(self, run_name: str) -> RecordedRun:
@@ -147,6 +148,12 @@ class RecordingTracker(ExperimentTracker):
 
     def run_url(self, run_id: str) -> str | None:
         return self.recording().by_id(run_id).url
+
+    def save_comparison(
+        self, key: str, title: str, parent_run_id: str, metrics: Sequence[str], params: Sequence[str] = ()
+    ) -> str | None:
+        self.recording().comparisons[key] = (title, parent_run_id, list(metrics), list(params))
+        return f"recorded://views/{key}"
 
     def tag_model_version(self, name: str, version: str, tags: Mapping[str, Any]) -> None:
         self.recording().model_version_tags.setdefault((name, version), {}).update(_strings(tags))

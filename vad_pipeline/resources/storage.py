@@ -87,6 +87,11 @@ class DatasetKeys:
     def report_md(self) -> str:
         return self._key("report", "report.md")
 
+    @property
+    def report_html(self) -> str:
+        """The report as one HTML page with its plots embedded (open it in a browser, or in MLflow)."""
+        return self._key("report", "report.html")
+
     def report_plot(self, name: str) -> str:
         return self._key("report", "plots", name)
 

@@ -17,6 +17,7 @@ import functools
 import json
 import math
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -32,7 +33,7 @@ from dagster import ConfigurableResource
 from vad_core.io.store import jsonable
 from vad_pipeline.resources.tracking_errors import GuardedClient, TrackingUnavailableError
 from vad_pipeline.specs import default_home
-from vad_pipeline.ui_links import mlflow_model_version_url, mlflow_run_url, mlflow_ui_url
+from vad_pipeline.ui_links import mlflow_model_version_url, mlflow_run_url, mlflow_ui_url, mlflow_view_url
 
 PACKAGE = "vad-diffusion"
 
@@ -137,6 +138,14 @@ class ExperimentTracker(ConfigurableResource, ABC):
         """The page of run `run_id` in the tracker's UI (None: the tracker has no UI)."""
 
     @abstractmethod
+    def save_comparison(
+        self, key: str, title: str, parent_run_id: str, metrics: Sequence[str], params: Sequence[str] = ()
+    ) -> str | None:
+        """Save a runs-table view named `title` (replacing the one under `key`) that lists the children
+        of `parent_run_id` side by side: `metrics` and `params` as columns, sorted by the first metric,
+        highest first. Returns its address (None: the tracker has no UI)."""
+
+    @abstractmethod
     def tag_model_version(self, name: str, version: str, tags: Mapping[str, Any]) -> None:
         """Add tags to a registered model version (e.g. the AUC once evaluation has run)."""
 
@@ -167,6 +176,11 @@ class ExperimentTracker(ConfigurableResource, ABC):
 # MLflow's own tags: the parent of a nested run, and the Markdown description of a run or experiment.
 PARENT_TAG = "mlflow.parentRunId"
 NOTE_TAG = "mlflow.note.content"
+# A saved runs-table view of the MLflow UI: an experiment tag `mlflow.sharedViewState.<key>` holding
+# {name, createdAt, updatedAt, state: JSON of the search facets and columns}, opened by
+# `?viewStateShareKey=<key>` and listed under "Views" (the format MLflow 3.17's UI writes when a
+# user saves a view; tests/browser checks that the UI still reads it).
+VIEW_TAG = "mlflow.sharedViewState."
 # Tells MLflow 3 the experiment holds classic model-training runs (not GenAI traces).
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
@@ -340,6 +354,23 @@ class MLflowTracker(ExperimentTracker):
         run = self.client().get_run(run_id)
         return mlflow_run_url(self.resolved_ui_url(), run.info.experiment_id, run_id)
 
+    def save_comparison(
+        self, key: str, title: str, parent_run_id: str, metrics: Sequence[str], params: Sequence[str] = ()
+    ) -> str | None:
+        client = self.client()
+        experiment_id = self.experiment_id(client)
+        state = {
+            "searchFilter": f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+            "orderByKey": f"metrics.`{metrics[0]}`" if metrics else "attributes.start_time",
+            "orderByAsc": False,
+            "selectedColumns": [f"metrics.`{m}`" for m in metrics] + [f"params.`{p}`" for p in params],
+        }
+        now = int(time.time() * 1000)
+        view = {"name": title, "createdAt": now, "updatedAt": now, "state": json.dumps(state)}
+        safe = re.sub(r"[^A-Za-z0-9_-]", "-", key)
+        client.set_experiment_tag(experiment_id, VIEW_TAG + safe, json.dumps(view))
+        return mlflow_view_url(self.resolved_ui_url(), experiment_id, safe)
+
     def tag_model_version(self, name: str, version: str, tags: Mapping[str, Any]) -> None:
         client = self.client()
         for k, v in tags.items():
@@ -368,6 +399,7 @@ __all__ = [
     "NOTE_TAG",
     "PARENT_TAG",
     "TELEMETRY_SWITCH",
+    "VIEW_TAG",
     "ExperimentTracker",
     "MLflowTracker",
     "TrackedRun",

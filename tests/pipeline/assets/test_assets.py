@@ -169,7 +169,9 @@ def test_denoiser_checkpoint_and_mlflow_run(tiny_pipeline) -> None:
     auc = p.storage.store().read_json(K.report_json)["scorers"]["diffusion"]["metrics"]["roc_auc"]
     assert float(version.tags["frame_auc"]) == pytest.approx(auc, abs=1e-4)
     # Short tags: no value longer than a run id prefix or a 12-digit fingerprint.
-    assert max(len(v) for k, v in version.tags.items() if k != "evaluation_run_id") <= 12
+    assert max(len(v) for v in version.tags.values()) <= 12
+    assert sorted(version.tags) == ["data_fingerprint", "dataset", "frame_ap", "frame_auc", "rows", "sigma_data"]
+    assert f"Trained by Dagster run [{tags['dagster.run_id'][:8]}]({tags['dagster.run_url']})" in version.description
     assert version.tags["data_fingerprint"] == model.fingerprint[:12] and version.tags["rows"] == str(
         info["n_train"] + info["n_val"]
     )
@@ -314,6 +316,19 @@ def test_evaluation_report_and_mlflow(tiny_pipeline) -> None:
         assert child.info.run_id in run.data.tags["mlflow.note.content"]  # the description links each scorer's run
     link = _meta(p, "evaluation_report", "mlflow_run")
     assert link.endswith(f"/runs/{run.info.run_id}?workflowType=machine_learning")
+    # The saved side-by-side view of this evaluation's scorers (MLflow's own saved-view tag).
+    view = _meta(p, "evaluation_report", "mlflow_scorers")
+    assert (
+        view.endswith("/runs?viewStateShareKey=tiny-scorers&workflowType=machine_learning")
+        and view in run.data.tags["mlflow.note.content"]
+    )
+    saved = json.loads(client.get_experiment(run.info.experiment_id).tags["mlflow.sharedViewState.tiny-scorers"])
+    state = json.loads(saved["state"])
+    assert state["searchFilter"] == f"tags.`mlflow.parentRunId` = '{run.info.run_id}'"
+    assert state["selectedColumns"][0] == "metrics.`frame_auc`" and state["orderByKey"] == "metrics.`frame_auc`"
+    html = p.storage.store().read_bytes(K.report_html).decode()
+    assert html.count('<img src="data:image/png;base64,') == len(report["plots"]) and "<table>" in html
+    assert "report/report.html" in _artifacts(client, run.info.run_id)
     # The runs that fitted each scorer carry its figures too: the denoiser's training run, each baseline's run.
     _, train_run = _mlflow_run(p, "denoiser")
     assert client.get_run(train_run.info.run_id).data.metrics["frame_auc"] == pytest.approx(auc)
