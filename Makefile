@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export VAD_HOME ?= $(CURDIR)/vad_home
 
-.PHONY: setup test test-fast test-cluster lint typecheck bench demo demo-ped2 ui report clean cluster-up cluster-down cluster-demo cluster-status
+.PHONY: setup browser-deps test test-fast test-browser test-cluster lint typecheck bench demo demo-ped2 ui report clean \
+	cluster-up cluster-down cluster-demo cluster-status
 
 setup: $(STAMP)
 
@@ -16,6 +17,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,cluster]'
 	$(BIN)/pip check
 	@touch $(STAMP)
+
+# Debian's chromium (and a font for its screenshots) for the browser tests in tests/browser; Playwright for
+# Python comes with .[dev] and drives this chromium through executable_path (no `playwright install`).
+APT_GET := $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
+browser-deps:
+	@command -v chromium >/dev/null && test -e /usr/share/fonts/truetype/liberation || { \
+		$(APT_GET) update -q && $(APT_GET) install -y -q --no-install-recommends chromium fonts-liberation; }
 
 # The README's test command (and CI's): lint, format check, type check, then the whole suite.
 test: lint typecheck
@@ -28,6 +36,10 @@ test-fast: setup
 # Only the cluster profile's tests (they start PostgreSQL, Redis, moto, MLflow, Dagster and Celery).
 test-cluster: setup
 	$(BIN)/python -m pytest -q -m cluster
+
+# The browser tests alone (the UIs over a small materialized home, in headless chromium; a few minutes).
+test-browser: setup browser-deps
+	$(BIN)/python -m pytest -q -m browser tests/browser
 
 lint: setup
 	$(BIN)/ruff check .
