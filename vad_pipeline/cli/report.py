@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+from typing import TYPE_CHECKING
 
-from vad_core.evaluation.report import ReportSettings
-from vad_pipeline.assets.evaluation import write_report
 from vad_pipeline.resources.storage import VadStorage
 from vad_pipeline.specs import load_spec
+
+if TYPE_CHECKING:  # the report needs scikit-learn and matplotlib: imported when it runs, not by every `vad` command
+    from vad_core.evaluation.report import ReportSettings
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -39,6 +41,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def settings_for(spec_config: dict[str, object], args: argparse.Namespace) -> ReportSettings:
     """Defaults < the spec's `run_config.evaluation_report` < command-line flags."""
+    from vad_core.evaluation.report import ReportSettings
+
     known = {f.name for f in dataclasses.fields(ReportSettings)}
     values: dict[str, object] = {k: v for k, v in spec_config.items() if k in known}
     if args.smoothing_sigma is not None:
@@ -51,6 +55,8 @@ def settings_for(spec_config: dict[str, object], args: argparse.Namespace) -> Re
 
 
 def run(args: argparse.Namespace) -> int:
+    from vad_pipeline.assets.evaluation import write_report
+
     storage = VadStorage(home=args.home or os.environ.get("VAD_HOME") or None)
     spec = load_spec(args.dataset, home=storage.root())
     settings = settings_for(dict(spec.run_config.get("evaluation_report", {})), args)

@@ -197,15 +197,21 @@ def start_uis(
         base = f"http://127.0.0.1:{m_port}"
     else:
         base = tracker.resolved_ui_url()
-    client = tracker.client()  # creates the SQLite store and the experiment before the UI opens them
     urls["mlflow_base"] = base
-    urls["mlflow"] = mlflow_experiment_url(base, tracker.experiment_id(client))
     links = {"VAD_DAGSTER_UI_URL": urls["dagster"], "VAD_MLFLOW_UI_URL": base, "VAD_HOME": str(storage.root())}
     shared = disable_mlflow_telemetry({**(env or {}), **links})
     dagster_env = {**shared, "DAGSTER_HOME": str(dagster_home(storage.root()))}
+    # Dagster first: it is the slower to start and needs nothing from MLflow, so importing MLflow here
+    # (the client below) overlaps with its start instead of delaying it.
     procs["dagster"] = start_dagster_dev(d_port, dagster_env, logs / "dagster.log")
-    if m_port is not None:
-        procs["mlflow"] = start_mlflow_ui(m_port, tracker.resolved_uri(), logs / "mlflow.log", env=shared)
+    try:
+        client = tracker.client()  # creates the SQLite store and the experiment before the UI opens them
+        urls["mlflow"] = mlflow_experiment_url(base, tracker.experiment_id(client))
+        if m_port is not None:
+            procs["mlflow"] = start_mlflow_ui(m_port, tracker.resolved_uri(), logs / "mlflow.log", env=shared)
+    except BaseException:
+        stop_process_groups(list(procs.values()))  # no Dagster left running without its MLflow
+        raise
     return UiServers(procs, urls, logs)
 
 

@@ -8,8 +8,6 @@ from typing import Any
 
 from dagster import ConfigurableResource
 
-from vad_core.features.backbones import load_backbone
-
 
 class BackboneResource(ConfigurableResource):
     """The pretrained clip embedder and its device.
@@ -36,7 +34,11 @@ class BackboneResource(ConfigurableResource):
 
 @functools.lru_cache(maxsize=4)
 def _load_backbone(name: str, device: str | None, weights: str | None) -> Any:
-    # Loading I3D converts and reads ~50 MB of weights: do it once per process, not per run.
+    # Loading I3D converts and reads ~50 MB of weights: do it once per process, not per run. Imported
+    # here: the backbones need torch, and importing this resource (every `vad` command, the code
+    # location) should not.
+    from vad_core.features.backbones import load_backbone
+
     return load_backbone(name, device=device, weights=weights)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vad_pipeline.cli.instance import init_dagster_home
-from vad_pipeline.cli.ui import free_port, start_dagster_dev, stop_process_group, wait_http
+from vad_pipeline.cli.ui import REPO, free_port, start_dagster_dev, stop_process_group, wait_http
 
 QUERY = """
 { workspaceOrError { __typename ... on Workspace { locationEntries { name
@@ -84,3 +86,14 @@ def _running_in_group(pgid: int) -> list[int]:
         if pgrp == pgid and state not in ("Z", "X"):
             pids.append(int(stat.parent.name))
     return pids
+
+
+def test_the_vad_command_starts_without_the_heavy_libraries() -> None:
+    """`vad ui` imports every subcommand before it starts the servers: none of them may pull in torch,
+    scikit-learn or matplotlib (about 30 s of a loaded 2-core machine, before `dagster dev` even began)."""
+    code = (
+        "import sys; from vad_pipeline.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'sklearn', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
