@@ -10,7 +10,10 @@ addresses `vad ui` prefers: `http://127.0.0.1:<VAD_DAGSTER_PORT or 3000>` and
 
 from __future__ import annotations
 
+import json
 import os
+import time
+from collections.abc import Sequence
 from urllib.parse import quote
 
 DEFAULT_DAGSTER_PORT = 3000
@@ -59,6 +62,19 @@ def mlflow_view_url(base: str, experiment_id: str, key: str) -> str:
     return f"{base}/#/experiments/{experiment_id}/runs?viewStateShareKey={quote(key, safe='')}&{MLFLOW_VIEW}"
 
 
+def mlflow_saved_view(title: str, search_filter: str, metrics: Sequence[str], params: Sequence[str] = ()) -> str:
+    """A saved runs-table view as the MLflow UI stores it (JSON of {name, createdAt, updatedAt, state}):
+    the runs `search_filter` matches, `metrics` and `params` as columns, sorted by the first metric, highest first."""
+    state = {
+        "searchFilter": search_filter,
+        "orderByKey": f"metrics.`{metrics[0]}`" if metrics else "attributes.start_time",
+        "orderByAsc": False,
+        "selectedColumns": [f"metrics.`{m}`" for m in metrics] + [f"params.`{p}`" for p in params],
+    }
+    now = int(time.time() * 1000)
+    return json.dumps({"name": title, "createdAt": now, "updatedAt": now, "state": json.dumps(state)})
+
+
 def mlflow_model_version_url(base: str, name: str, version: str) -> str:
     return f"{base}/#/models/{quote(name, safe='')}/versions/{version}?{MLFLOW_VIEW}"
 
@@ -73,6 +89,7 @@ __all__ = [
     "mlflow_experiment_url",
     "mlflow_model_version_url",
     "mlflow_run_url",
+    "mlflow_saved_view",
     "mlflow_ui_url",
     "mlflow_view_url",
 ]

@@ -167,6 +167,8 @@ def evaluation_report(
             ) as child:
                 child.log_params({"scorer": name, "dataset": spec.name, "fit_run_id": fitted.get(name, "")})
                 child.log_metrics({**figures, "flagged_clip_share": data["scorers"][name]["anomalous_clip_share"]})
+                if name == "diffusion":  # the anomaly maps are the diffusion model's: beside its frame figures
+                    child.log_metrics({k: loc.get(k) for k in ("pixel_auc", "hit_rate")})
             scorer_urls[name] = child.url
         comparison = tracker.save_comparison(
             f"{spec.name}-scorers",

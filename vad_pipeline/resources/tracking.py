@@ -31,9 +31,9 @@ from typing import Any
 from dagster import ConfigurableResource
 
 from vad_core.io.store import jsonable
+from vad_pipeline import ui_links
 from vad_pipeline.resources.tracking_errors import GuardedClient, TrackingUnavailableError
 from vad_pipeline.specs import default_home
-from vad_pipeline.ui_links import mlflow_model_version_url, mlflow_run_url, mlflow_ui_url, mlflow_view_url
 
 PACKAGE = "vad-diffusion"
 
@@ -176,21 +176,16 @@ class ExperimentTracker(ConfigurableResource, ABC):
 # MLflow's own tags: the parent of a nested run, and the Markdown description of a run or experiment.
 PARENT_TAG = "mlflow.parentRunId"
 NOTE_TAG = "mlflow.note.content"
-# A saved runs-table view of the MLflow UI: an experiment tag `mlflow.sharedViewState.<key>` holding
-# {name, createdAt, updatedAt, state: JSON of the search facets and columns}, opened by
-# `?viewStateShareKey=<key>` and listed under "Views" (the format MLflow 3.17's UI writes when a
-# user saves a view; tests/browser checks that the UI still reads it).
+# A saved runs-table view (MLflow 3.17's format, `ui_links.mlflow_saved_view`) is an experiment tag of this
+# prefix, opened by `?viewStateShareKey=<key>` and listed under "Views" (tests/browser: the UI reads it).
 VIEW_TAG = "mlflow.sharedViewState."
 # Tells MLflow 3 the experiment holds classic model-training runs (not GenAI traces).
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
-
-
 TELEMETRY_SWITCH = "MLFLOW_DISABLE_TELEMETRY"
 
 
 def disable_mlflow_telemetry(env: dict[str, str] | None = None) -> dict[str, str]:
-    """Turn MLflow's usage telemetry off in `env` (default: this process's environment) and return it,
-    unless the user set the switch themselves (in `env` or in this process's environment)."""
+    """Turn MLflow's telemetry off in `env` (default: os.environ) and return it, unless the user set the switch."""
     target: Any = os.environ if env is None else env
     if TELEMETRY_SWITCH not in target:
         target[TELEMETRY_SWITCH] = os.environ.get(TELEMETRY_SWITCH, "true")
@@ -294,7 +289,7 @@ class MLflowTracker(ExperimentTracker):
         return not (self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
 
     def resolved_ui_url(self) -> str:
-        return (self.ui_url or mlflow_ui_url(self.resolved_uri())).rstrip("/")
+        return (self.ui_url or ui_links.mlflow_ui_url(self.resolved_uri())).rstrip("/")
 
     def client(self) -> Any:
         disable_mlflow_telemetry()
@@ -339,7 +334,8 @@ class MLflowTracker(ExperimentTracker):
             all_tags[NOTE_TAG] = description
         experiment_id = self.experiment_id(client)
         run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
-        handle = _MLflowRun(client, run, mlflow_run_url(self.resolved_ui_url(), experiment_id, run.info.run_id))
+        url = ui_links.mlflow_run_url(self.resolved_ui_url(), experiment_id, run.info.run_id)
+        handle = _MLflowRun(client, run, url)
         try:
             yield handle
         except BaseException:
@@ -352,24 +348,17 @@ class MLflowTracker(ExperimentTracker):
 
     def run_url(self, run_id: str) -> str | None:
         run = self.client().get_run(run_id)
-        return mlflow_run_url(self.resolved_ui_url(), run.info.experiment_id, run_id)
+        return ui_links.mlflow_run_url(self.resolved_ui_url(), run.info.experiment_id, run_id)
 
     def save_comparison(
         self, key: str, title: str, parent_run_id: str, metrics: Sequence[str], params: Sequence[str] = ()
     ) -> str | None:
         client = self.client()
         experiment_id = self.experiment_id(client)
-        state = {
-            "searchFilter": f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
-            "orderByKey": f"metrics.`{metrics[0]}`" if metrics else "attributes.start_time",
-            "orderByAsc": False,
-            "selectedColumns": [f"metrics.`{m}`" for m in metrics] + [f"params.`{p}`" for p in params],
-        }
-        now = int(time.time() * 1000)
-        view = {"name": title, "createdAt": now, "updatedAt": now, "state": json.dumps(state)}
+        view = ui_links.mlflow_saved_view(title, f"tags.`{PARENT_TAG}` = '{parent_run_id}'", metrics, params)
         safe = re.sub(r"[^A-Za-z0-9_-]", "-", key)
-        client.set_experiment_tag(experiment_id, VIEW_TAG + safe, json.dumps(view))
-        return mlflow_view_url(self.resolved_ui_url(), experiment_id, safe)
+        client.set_experiment_tag(experiment_id, VIEW_TAG + safe, view)
+        return ui_links.mlflow_view_url(self.resolved_ui_url(), experiment_id, safe)
 
     def tag_model_version(self, name: str, version: str, tags: Mapping[str, Any]) -> None:
         client = self.client()
@@ -384,7 +373,7 @@ class MLflowTracker(ExperimentTracker):
         return sorted(self.client().get_model_version(name, version).aliases or [])
 
     def model_version_url(self, name: str, version: str) -> str | None:
-        return mlflow_model_version_url(self.resolved_ui_url(), name, version)
+        return ui_links.mlflow_model_version_url(self.resolved_ui_url(), name, version)
 
     def log_metrics_to(self, run_id: str, metrics: Mapping[str, float | None]) -> None:
         client = self.client()

@@ -367,6 +367,8 @@ def test_evaluation_report_and_mlflow(tiny_pipeline) -> None:
     expected = roc_auc_score(np.concatenate(labels), np.concatenate(heats))
     assert loc["pixel_auc"] == pytest.approx(expected)
     assert run.data.metrics["pixel_auc.diffusion"] == pytest.approx(expected)
+    assert by_scorer["diffusion"].data.metrics["pixel_auc"] == pytest.approx(expected)  # beside its frame figures
+    assert "pixel_auc" not in by_scorer["knn"].data.metrics
     assert "## Localization" in markdown
 
 
