@@ -170,14 +170,23 @@ def test_denoiser_checkpoint_and_mlflow_run(tiny_pipeline) -> None:
     assert float(version.tags["frame_auc"]) == pytest.approx(auc, abs=1e-4)
     # Short tags: no value longer than a run id prefix or a 12-digit fingerprint.
     assert max(len(v) for v in version.tags.values()) <= 12
-    assert sorted(version.tags) == ["data_fingerprint", "dataset", "frame_ap", "frame_auc", "rows", "sigma_data"]
+    assert sorted(version.tags) == [
+        "data_fingerprint",
+        "dataset",
+        "frame_ap",
+        "frame_auc",
+        "recipe",
+        "rows",
+        "sigma_data",
+    ]
     assert f"Trained by Dagster run [{tags['dagster.run_id'][:8]}]({tags['dagster.run_url']})" in version.description
-    assert version.tags["data_fingerprint"] == model.fingerprint[:12] and version.tags["rows"] == str(
-        info["n_train"] + info["n_val"]
-    )
+    # rows: every feature row the detector was given (its screen may drop some before the refit)
+    assert version.tags["data_fingerprint"] == model.fingerprint[:12]
+    assert version.tags["rows"] == str(_meta(p, "denoiser", "rows"))
     # The description a person reads: dataset, rows, videos, and the figures once evaluated.
     assert "dataset **tiny**" in version.description
     assert f"{info['n_train']} feature rows of 4 videos" in version.description
+    assert version.tags["recipe"] == "robust" and "Recipe `robust`: 2 model(s)." in version.description
     assert f"frame ROC AUC **{auc:.4f}**" in version.description
     assert _meta(p, "denoiser", "model_aliases") == "none"
     assert _meta(p, "denoiser", "model_version").endswith(
