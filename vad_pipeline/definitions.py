@@ -15,6 +15,7 @@ from dagster import Definitions
 
 from vad_pipeline.assets import ALL_ASSETS
 from vad_pipeline.assets.study import study_assets, study_jobs
+from vad_pipeline.automation.cleanup import cleanup_stale_job
 from vad_pipeline.automation.jobs import features_job, footage_job, training_job
 from vad_pipeline.automation.schedules import retraining_schedule
 from vad_pipeline.automation.sensors import new_footage_sensor
@@ -37,7 +38,7 @@ def make_definitions(resources: Mapping[str, Any] | None = None) -> Definitions:
     return Definitions(
         assets=[*ALL_ASSETS, *study_assets],
         asset_checks=ALL_CHECKS,
-        jobs=[footage_job, features_job, training_job, *study_jobs],
+        jobs=[footage_job, features_job, training_job, cleanup_stale_job, *study_jobs],
         sensors=[new_footage_sensor],
         schedules=[retraining_schedule],
         resources={**default_resources(), **(resources or {})},

@@ -4,6 +4,7 @@ Writes `report.json`, `report.md` and PNGs under `<VAD_HOME>/<dataset>/report/`,
 the AUCs to an MLflow run, and tags the registered denoiser version with its AUC.
 """
 
+import json
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -14,6 +15,8 @@ from vad_core.evaluation.report import EvaluationReport, ReportSettings, ReportT
 from vad_core.footage.ground_truth import pixel_mask_files
 from vad_core.io.store import TableStore
 from vad_pipeline.assets.common import core_config, dataset_spec, read_table, run_tags
+from vad_pipeline.assets.consistency import invalidate_report, scores_fingerprint
+from vad_pipeline.assets.failures import user_errors
 from vad_pipeline.resources.dataset import DatasetResource
 from vad_pipeline.resources.storage import DatasetKeys, VadStorage
 from vad_pipeline.resources.tracking import ExperimentTracker, code_version
@@ -40,6 +43,8 @@ def report_tables(store: TableStore, keys: DatasetKeys, spec: DatasetSpec | None
     has_baselines = store.exists(keys.baseline_scores)
     ann = spec.annotations if spec is not None else None
     masks = pixel_mask_files(ann.pixel_masks, ann.mask_ids()) if ann is not None and ann.pixel_masks else {}
+    baseline_meta = store.read_metadata(keys.baseline_scores) if has_baselines else {}
+    truth_meta = store.read_metadata(keys.ground_truth) if store.exists(keys.ground_truth) else {}
     return ReportTables(
         frames=read_table(store, keys.frame_scores, "frame_scores"),
         clips=read_table(store, keys.segment_scores, "segment_scores"),
@@ -50,6 +55,9 @@ def report_tables(store: TableStore, keys: DatasetKeys, spec: DatasetSpec | None
         denoiser_info=store.read_json(keys.denoiser_info) or {},
         scoring_metadata=store.read_metadata(keys.segment_scores),
         pixel_masks=masks,
+        skipped_scorers=json.loads(baseline_meta.get("skipped") or "{}"),
+        # Tables written before the key existed say nothing: assume annotations, as before.
+        has_annotations=bool(truth_meta.get("annotation", "unknown")),
     )
 
 
@@ -59,6 +67,7 @@ def write_report(
     """Build the report of `spec`'s dataset from its stored tables and store report.json, report.md and
     the plots; returns the report and `{"report_json": key, "report_md": key, "plot_<stem>": key, ...}`.
     Dagster-free: `vad report` calls it too."""
+    fingerprint = scores_fingerprint(store, keys)  # before reading: a rescoring meanwhile then shows
     report = build_report(
         report_tables(store, keys, spec),
         settings,
@@ -67,6 +76,8 @@ def write_report(
         code_version=code_version(),
         plot_location=lambda name: store.location(keys.report_plot(name)),
     )
+    report.data["scores_fingerprint"] = fingerprint
+    invalidate_report(store, keys)  # plots of an earlier report (other videos) must not linger
     written = {"report_json": store.write_json(keys.report_json, report.data), "report_md": keys.report_md}
     store.write_bytes(keys.report_md, report.markdown.encode())
     for name, png in report.plots.items():
@@ -79,8 +90,10 @@ def write_report(
     group_name="evaluation",
     deps=["frame_scores", "segment_scores", "baseline_scores", "ground_truth", "video_manifest", "denoiser"],
     description="Frame-level ROC AUC / AP (raw and smoothed) and the paper-protocol AUC of the diffusion "
-    "model and every baseline, per-video AUCs, score curves, ROC curves and top-clip frames.",
+    "model and every baseline, per-video AUCs, score curves, ROC curves and top-clip frames; removed "
+    "whenever the scores are rewritten, so a report on disk always describes the stored scores.",
 )
+@user_errors
 def evaluation_report(
     context: AssetExecutionContext,
     config: ReportConfig,
