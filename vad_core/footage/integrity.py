@@ -3,18 +3,23 @@
 FFmpeg recovers from damage quietly: a cut-off Matroska file just ends ("File ended prematurely"
 goes to the log, the demuxer reports a clean end of file), a broken H.264 slice is concealed, a
 lost transport-stream packet merges two frames into one. Counting decoded frames therefore
-proves nothing on its own. `check_decode` decodes every frame once, single-threaded (frame
-threads swallow the errors of the frames they drop, and their log lines come from other
-threads), and collects the signs of damage, none of them a guess from the nominal frame rate:
+proves nothing on its own. `check_decode` decodes every frame once with slice threads only
+(PyAV's default: frame threads swallow the errors of the frames they drop, and a single thread
+accepts some damage slice threads reject, e.g. a broken VP8 partition count), and collects the
+signs of damage, none of them a guess from the nominal frame rate:
 
-- FFmpeg's own ERROR (or worse) log lines, captured for this thread while the file is read
-  (PyAV's logging is switched on only for that time, repeated lines kept);
+- FFmpeg's own ERROR (or worse) log lines, captured from every thread while the file is read
+  (PyAV's logging is switched on only for that time, repeated lines kept; one capture at a
+  time, so a probe running beside other decoding in the same process may blame its lines);
 - packets the demuxer flags corrupt, and packets that decode to no frame;
 - an MP4/MOV index listing more samples than the file holds, or another container's header
   declaring more frames than decode;
 - a transport stream that does not end on a whole 188/192/204-byte packet;
-- timestamps of a constant-rate stream that skip whole frame intervals (a frame vanished with
-  no other trace; variable-frame-rate streams, whose intervals vary anyway, are not judged).
+- in containers without a sample index (Matroska/WebM, MPEG-TS), where a damaged block header
+  or start code drops a frame with no other trace: timestamps of a constant-rate stream that
+  skip one or two frame intervals. Longer pauses are what variable-frame-rate recordings
+  (motion-triggered cameras) do, and streams whose intervals vary are not judged at all; MP4/MOV
+  timestamps come from the index, so a camera's own dropped frame there is never held against it.
 
 Packets before a stream's first keyframe are no exception: FFmpeg's own recordings start at a
 keyframe (`-copyinkf` is off by default), and a first keyframe destroyed by damage looks just
@@ -47,6 +52,8 @@ DECODE_ERRORS: tuple[type[BaseException], ...] = (
 )
 _INDEXED_FORMATS = ("mov", "mp4")
 _TS_PACKET_SIZES = (188, 192, 204)  # plain, M2TS (timestamped), with Reed-Solomon parity
+_UNINDEXED_FORMATS = ("matroska", "webm", "mpegts")  # where a lost frame leaves only a timestamp gap
+_MAX_SKIP = 2  # frames: a longer jump is a pause of a variable-rate recording
 _LOG_LOCK = threading.Lock()  # PyAV's log level is process-wide: one capture at a time
 
 
@@ -68,14 +75,15 @@ class DecodeCheck:
 
 @contextmanager
 def ffmpeg_errors() -> Iterator[list[tuple[int, str, str]]]:
-    """Capture the `(level, source, message)` log lines at ERROR or worse that FFmpeg emits in this
-    thread while the block runs; PyAV's previous log settings are restored afterwards."""
+    """Capture the `(level, source, message)` log lines at ERROR or worse that FFmpeg emits (in any
+    thread: slice threads log from their own) while the block runs; PyAV's previous log settings
+    are restored afterwards. PyAV releases the GIL while decoding, so worker threads can log."""
     with _LOG_LOCK:
         level, repeated = av.logging.get_level(), av.logging.get_skip_repeated()
         av.logging.set_level(av.logging.ERROR)
         av.logging.set_skip_repeated(False)  # the same message for the next file must still count
         try:
-            with av.logging.Capture(local=True) as logs:
+            with av.logging.Capture(local=False) as logs:
                 yield logs
         finally:
             av.logging.set_level(level)
@@ -84,9 +92,9 @@ def ffmpeg_errors() -> Iterator[list[tuple[int, str, str]]]:
 
 def missing_frames(pts: list[int]) -> tuple[int, int] | None:
     """`(frames missing, index of the first frame after a jump)` for a constant-rate stream whose
-    timestamps skip whole intervals; None when nothing is missing or the rate is not constant.
-
-    Constant rate: at least 90% of the other intervals lie within 10% of the median interval.
+    timestamps skip one or two whole intervals; None when nothing is missing or the rate is not
+    constant (at least 90% of the other intervals within 10% of the median interval). A jump of
+    more than `_MAX_SKIP` intervals is a pause, not a loss (see the module doc).
     """
     t = np.unique(np.asarray(pts, dtype=np.int64))
     if len(t) < 4:
@@ -95,8 +103,8 @@ def missing_frames(pts: list[int]) -> tuple[int, int] | None:
     step = float(np.median(d))
     if step <= 0:
         return None
-    jumps = d >= 1.9 * step
-    rest = d[~jumps]
+    jumps = (d >= 1.9 * step) & (d <= (_MAX_SKIP + 1.4) * step)
+    rest = d[(d < 1.9 * step)]
     if not jumps.any() or np.mean(np.abs(rest - step) <= 0.1 * step) < 0.9:
         return None
     return int(np.sum(np.round(d[jumps] / step) - 1)), int(np.flatnonzero(jumps)[0]) + 1
@@ -139,7 +147,7 @@ def check_decode(path: str, size_bytes: int) -> DecodeCheck:
             stream = container.streams.video[0]
             if stream.codec_context is None:
                 return DecodeCheck(0, None, 0, "no decoder for its video codec")
-            stream.codec_context.thread_count = 1  # see the module doc
+            stream.thread_type = "SLICE"  # see the module doc
             declared = int(stream.frames or 0)
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             fps = float(rate) if rate else None
@@ -187,6 +195,7 @@ def check_decode(path: str, size_bytes: int) -> DecodeCheck:
         problem = f"corrupt: the demuxer flags {corrupt} of {packets} packets as damaged"
     if problem is None and n < packets - discarded:
         problem = f"corrupt: {packets - discarded - n} of {packets} packets decode to no frame"
-    if problem is None and (gap := missing_frames(pts)) is not None:
+    unindexed = any(f in fmt for f in _UNINDEXED_FORMATS)
+    if problem is None and unindexed and (gap := missing_frames(pts)) is not None:
         problem = f"corrupt: {gap[0]} frames missing, the constant-rate timestamps jump after frame {gap[1] - 1}"
     return DecodeCheck(n, shape, rotation, problem, fps)
