@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import Definitions
+from dagster import Definitions, colored_console_logger
 
 from vad_pipeline.assets import ALL_ASSETS
 from vad_pipeline.assets.study import study_assets, study_jobs
@@ -21,6 +21,7 @@ from vad_pipeline.automation.schedules import retraining_schedule
 from vad_pipeline.automation.sensors import new_footage_sensor
 from vad_pipeline.checks import ALL_CHECKS
 from vad_pipeline.cluster.profile import profile_executor
+from vad_pipeline.loggers import brief_console_logger
 from vad_pipeline.resources import BackboneResource, DatasetResource, MLflowTracker, VadStorage
 
 
@@ -43,6 +44,8 @@ def make_definitions(resources: Mapping[str, Any] | None = None) -> Definitions:
         schedules=[retraining_schedule],
         resources={**default_resources(), **(resources or {})},
         executor=profile_executor(),
+        # Dagster's console logger stays the default; `brief` is used when a run's config names it.
+        loggers={"console": colored_console_logger, "brief": brief_console_logger},
     )
 
 

@@ -129,14 +129,15 @@ def job_run_config(
 ) -> dict[str, Any]:
     """Run config for `job` from `{asset: {field: value}}`, keeping the assets the job has.
 
-    `log_level` sets the console logger (the demo keeps Dagster's per-step DEBUG lines off the
-    terminal; every event is still stored in the instance and shown by the UI).
+    `log_level` switches the console to the one-line `brief` logger at that level (the demo keeps
+    Dagster's per-step DEBUG lines and stack traces off the terminal; every event is still stored
+    in the instance and shown by the UI).
     """
     config: dict[str, Any] = {
         "ops": {a: {"config": dict(asset_configs[a])} for a in CONFIGURABLE[job] if asset_configs.get(a)}
     }
-    if log_level:
-        config["loggers"] = {"console": {"config": {"log_level": log_level}}}
+    if log_level:  # the one-line console logger (vad_pipeline.loggers) instead of Dagster's
+        config["loggers"] = {"brief": {"config": {"log_level": log_level}}}
     return config
 
 
