@@ -234,7 +234,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     ]
     if report.get("note"):
         lines += [f"Note: {report['note']}", ""]
-    per_video = {n: (r.get("metrics") or {}).get("per_video_auc", {}) for n, r in report["scorers"].items()}
+    per_video = {
+        n: (r.get("metrics") or {}).get("per_video_auc", {})
+        for n, r in report["scorers"].items()
+        if not r.get("skipped")
+    }
     vids = sorted({v for pv in per_video.values() for v in pv})
     if vids:
         lines += [
