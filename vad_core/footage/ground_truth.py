@@ -297,6 +297,8 @@ def read_pixel_mask(
     if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
         raise VADInputError(f"{path}: mask values must be 0/1 (or 0/255), found {values[:6].tolist()}")
     return np.asarray(mask) > 0
+
+
 @dataclass(frozen=True)
 class GroundTruthCheck:
     """How a ground-truth table fits a manifest: `unknown` ids no manifest row has (sorted), and
