@@ -287,6 +287,23 @@ def test_an_unreadable_folder_is_a_row_not_a_silence(tmp_path: Path, monkeypatch
     assert str(tmp_path / "locked") in locked["error"] and "not in the manifest" in locked["error"]
 
 
+def test_an_id_does_not_depend_on_which_other_files_exist(tmp_path: Path) -> None:
+    """Regression (issue 10, defect 2): with dup.mp4 and dup.mkv the ids were 'dup.mp4' and 'dup.mkv',
+    and deleting one renamed the other to 'dup' (a new partition, old features lingering)."""
+    write_video(tmp_path / "dup.mp4", n=N)
+    write_video(tmp_path / "dup.mkv", n=N)
+    write_video(tmp_path / "solo.mp4", n=N)
+
+    def ids() -> dict[str, tuple[str, str]]:
+        return {Path(r["path"]).name: (r["video_id"], r["status"]) for r in build_manifest(tmp_path).to_dict("records")}
+
+    assert ids() == {"dup.mkv": ("dup", "error"), "dup.mp4": ("dup", "error"), "solo.mp4": ("solo", "ok")}
+    (tmp_path / "dup.mkv").unlink()
+    assert ids() == {"dup.mp4": ("dup", "ok"), "solo.mp4": ("solo", "ok")}  # same id, now readable
+    write_video(tmp_path / "dup.avi", n=N)
+    assert ids()["dup.mp4"] == ("dup", "error") and ids()["solo.mp4"] == ("solo", "ok")
+
+
 @pytest.mark.skipif(IS_ROOT, reason="permission bits do not bind root")
 def test_permissions_for_real(tmp_path: Path) -> None:
     write_video(tmp_path / "closed" / "inside.mp4", n=N)
