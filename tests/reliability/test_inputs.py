@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from vad_core.diffusion.denoiser import load_checkpoint
+from vad_core.diffusion.detector import load_detector
 from vad_core.errors import VADInputError
 from vad_core.features.backbones import load_backbone
 from vad_core.footage import check_ground_truth, manifest_frame, read_ground_truth
@@ -195,6 +196,8 @@ def test_truncated_denoiser_checkpoint_names_its_path(tmp_path: Path) -> None:
     assert str(path) in str(info.value) and "not a readable denoiser checkpoint" in str(info.value)
     with pytest.raises(VADInputError, match="demo/denoiser/denoiser.pt"):
         load_checkpoint(path.read_bytes(), name="demo/denoiser/denoiser.pt")
+    with pytest.raises(VADInputError, match="demo/denoiser/denoiser.pt: not a readable denoiser checkpoint"):
+        load_detector(path.read_bytes(), name="demo/denoiser/denoiser.pt")  # what segment_scores loads
     OUTCOMES.append(("weights:denoiser", "refused"))
 
 
