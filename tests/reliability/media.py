@@ -146,6 +146,17 @@ def rotate_mp4(path: Path, degrees_clockwise: int) -> Path:
     return path
 
 
+def shift_composition_time(path: Path, entry: int = 5, high_byte: int = 2) -> Path:
+    """Byte surgery: damage one `ctts` entry of an mp4 (its offset's high byte), as a bit flip in
+    the index does: that sample's presentation time moves far past the others."""
+    data = bytearray(path.read_bytes())
+    i = data.find(b"ctts")
+    # type, version+flags, entry count, then (sample_count, sample_offset) pairs of 4 bytes each
+    data[i + 12 + 8 * entry + 4] = high_byte
+    path.write_bytes(bytes(data))
+    return path
+
+
 def reference_frame_count(path: Path) -> int | None:
     """Frames PyAV's plain high-level decode yields (default threading), None when it raises."""
     try:
@@ -161,6 +172,7 @@ __all__ = [
     "flip",
     "reference_frame_count",
     "rotate_mp4",
+    "shift_composition_time",
     "texture_frames",
     "write_audio_only",
     "write_frames",

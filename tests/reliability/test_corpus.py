@@ -28,6 +28,7 @@ from tests.reliability.media import (
     cut,
     reference_frame_count,
     rotate_mp4,
+    shift_composition_time,
     texture_frames,
     write_audio_only,
     write_frames,
@@ -136,6 +137,10 @@ def build_corpus(root: Path, scratch: Path) -> list[Case]:
     dropped = [i * 83 for i in range(N + 1) if i != 13]  # frame 13 never made it into the stream
     write_video(root / "odd" / "lost_frame.mkv", n=N, pts_ms=dropped)
     add("odd/lost_frame.mkv", "error", "1 frames missing")
+    # a damaged composition-time entry moves a frame out of the edit list: 23 of 24 frames decode
+    # and a plain decode agrees (found by the fuzz test; the probe once passed it as a short video)
+    shift_composition_time(write_video(root / "odd" / "ctts_damaged.mp4", n=N))
+    add("odd/ctts_damaged.mp4", "error", "packets discarded by damaged timing", "1 frames missing")
 
     # -- links: a loop of folders, a link that points at itself, one that points nowhere
     (root / "links").mkdir()

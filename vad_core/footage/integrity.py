@@ -19,7 +19,9 @@ signs of damage, none of them a guess from the nominal frame rate:
   or start code drops a frame with no other trace: timestamps of a constant-rate stream that
   skip one or two frame intervals. Longer pauses are what variable-frame-rate recordings
   (motion-triggered cameras) do, and streams whose intervals vary are not judged at all; MP4/MOV
-  timestamps come from the index, so a camera's own dropped frame there is never held against it.
+  timestamps come from the index, so a camera's own dropped frame there is never held against it,
+  unless the demuxer also discarded packets: a damaged composition-time table moves a frame out
+  of the edit list, and the hole it leaves is judged like a lost frame.
 
 Packets before a stream's first keyframe are no exception: FFmpeg's own recordings start at a
 keyframe (`-copyinkf` is off by default), and a first keyframe destroyed by damage looks just
@@ -196,6 +198,10 @@ def check_decode(path: str, size_bytes: int) -> DecodeCheck:
     if problem is None and n < packets - discarded:
         problem = f"corrupt: {packets - discarded - n} of {packets} packets decode to no frame"
     unindexed = any(f in fmt for f in _UNINDEXED_FORMATS)
-    if problem is None and unindexed and (gap := missing_frames(pts)) is not None:
-        problem = f"corrupt: {gap[0]} frames missing, the constant-rate timestamps jump after frame {gap[1] - 1}"
+    if problem is None and (unindexed or discarded) and (gap := missing_frames(pts)) is not None:
+        # In MP4/MOV a gap alone is the camera's; with discarded packets it is a damaged timing
+        # table (ctts/stts) that moved a frame out of the edit list: an edit-list trim cuts the
+        # ends, never a hole inside the stream.
+        why = f"{discarded} packets discarded by damaged timing, " if discarded and not unindexed else ""
+        problem = f"corrupt: {why}{gap[0]} frames missing, the constant-rate timestamps jump after frame {gap[1] - 1}"
     return DecodeCheck(n, shape, rotation, problem, fps)
