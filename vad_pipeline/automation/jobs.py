@@ -15,9 +15,8 @@ from dagster import (
 )
 
 from vad_core.errors import VADInputError
-from vad_pipeline.specs import unknown_key_message
-
 from vad_pipeline.cluster.profile import POOL_TAG
+from vad_pipeline.specs import unknown_key_message
 
 FOOTAGE_JOB = "footage_job"
 FEATURES_JOB = "features_job"
