@@ -54,14 +54,20 @@ def write_video(
     if frames is not None:
         n, (height, width) = len(frames), frames[0].shape[:2]
     fmt, codec = CONTAINERS[path.suffix]
-    options = {"movflags": "faststart"} if faststart else {}
+    # bitexact: no random Matroska/WebM UIDs, so a seeded mutation always hits the same bytes
+    options = {"fflags": "+bitexact", **({"movflags": "faststart"} if faststart else {})}
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format=fmt, options=options) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.gop_size = keyint
+        # One encoder thread: an encoder's output depends on its thread count, which follows the
+        # process's CPU affinity; with one, the same recipe is the same bytes in every run.
+        stream.codec_context.thread_count = 1
         if codec == "libx264":
-            stream.options = {"x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0"}
+            stream.options = {"x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0:threads=1"}
+        elif codec == "libvpx":
+            stream.options = {"threads": "1"}
         if pts_ms is not None:  # the encoder's clock too, or it rounds every timestamp to 1/fps
             stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
         audio = (
