@@ -1,20 +1,25 @@
 """Asset checks: each table guarded for schema, finite values and row counts.
 
 `features_finite_one_dim` is blocking: in a run that also trains, a failure stops the denoiser
-(and everything after it) before any training starts.
+(and everything after it) before any training starts. `feature_index_current` and
+`ground_truth_fits_manifest` warn (stale tables and partitions, ignored annotation ids,
+intervals past a video's end) without stopping anything; `report_matches_scores` fails when a
+stored report no longer describes the stored scores.
 """
 
-from __future__ import annotations
-
+import json
 import math
 
 import numpy as np
 import pandas as pd
-from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
 from vad_core.errors import VADInputError
 from vad_core.io.store import TableStore
 from vad_pipeline.assets.common import dataset_spec
+from vad_pipeline.assets.consistency import scores_fingerprint
+from vad_pipeline.automation.inventory import dataset_inventory
+from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME
 from vad_pipeline.resources.dataset import DatasetResource
 from vad_pipeline.resources.storage import VadStorage
 
@@ -91,6 +96,61 @@ def features_finite_one_dim(storage: VadStorage, dataset: DatasetResource) -> As
             "nonfinite_values": int(df["n_nonfinite"].sum()) if len(df) else 0,
             "dims": str(dims),
         },
+    )
+
+
+@asset_check(
+    asset="feature_index",
+    description="No stale feature tables or video partitions: every one belongs to a readable video of the "
+    "current manifest (a warning: stale ones are left out of training; the cleanup_stale_job deletes them).",
+)
+def feature_index_current(
+    context: AssetCheckExecutionContext, storage: VadStorage, dataset: DatasetResource
+) -> AssetCheckResult:
+    spec = dataset_spec(storage, dataset)
+    store, keys = storage.store(), storage.dataset_keys(spec.name)
+    try:
+        inventory = dataset_inventory(store, keys, spec, context.instance.get_dynamic_partitions(VIDEO_PARTITIONS_NAME))
+    except VADInputError as exc:
+        return AssetCheckResult(passed=False, description=str(exc).splitlines()[0])
+    return AssetCheckResult(
+        passed=inventory.stale_count == 0,
+        severity=AssetCheckSeverity.WARN,
+        description=inventory.summary(),
+        metadata={
+            "stale_tables": MetadataValue.json([t.to_dict() for t in inventory.features.stale]),
+            "stale_partitions": MetadataValue.json(inventory.stale_partitions),
+        },
+    )
+
+
+@asset_check(
+    asset="ground_truth",
+    description="Every annotated interval lies within its video, and no annotated id was ignored "
+    "(a warning: unknown ids ignored by the spec's annotations.unknown_ids, intervals past a video's end).",
+)
+def ground_truth_fits_manifest(storage: VadStorage, dataset: DatasetResource) -> AssetCheckResult:
+    spec = dataset_spec(storage, dataset)
+    store, key = storage.store(), storage.dataset_keys(spec.name).ground_truth
+    try:
+        meta = store.read_metadata(key)
+    except VADInputError:
+        return _missing("ground_truth", store, key)
+    ignored = json.loads(meta.get("ignored_ids") or "[]")
+    past = json.loads(meta.get("past_end") or "[]")
+    problems = []
+    if ignored:
+        problems.append(f"{len(ignored)} annotated ids not in the manifest were ignored: {', '.join(ignored[:10])}")
+    if past:
+        problems.append(
+            f"{len(past)} intervals end past their video: "
+            + ", ".join(f"{v} [{s}, {e}) of {n} frames" for v, s, e, n in past[:10])
+        )
+    return AssetCheckResult(
+        passed=not problems,
+        severity=AssetCheckSeverity.WARN,
+        description="; ".join(problems) or "every annotation fits the manifest",
+        metadata={"ignored_ids": len(ignored), "intervals_past_end": len(past)},
     )
 
 
@@ -182,35 +242,70 @@ def report_has_aucs(storage: VadStorage, dataset: DatasetResource) -> AssetCheck
         )
     if not report.get("n_labelled_frames"):
         return AssetCheckResult(passed=True, description="no labelled frames: no AUC expected")
+    skipped = sorted(n for n, r in report["scorers"].items() if r.get("skipped"))
     missing = [
-        n for n, r in report["scorers"].items() if not (r.get("metrics") and r["metrics"].get("roc_auc") is not None)
+        n
+        for n, r in report["scorers"].items()
+        if not r.get("skipped") and not (r.get("metrics") and r["metrics"].get("roc_auc") is not None)
     ]
     return AssetCheckResult(
         passed=not missing,
-        description=f"AUC missing for {missing}"
-        if missing
-        else f"AUCs for {len(report['scorers'])} scorers on {report['n_labelled_frames']} labelled frames",
+        description=(
+            f"AUC missing for {missing}"
+            if missing
+            else f"AUCs for {len(report['scorers']) - len(skipped)} scorers on {report['n_labelled_frames']} "
+            "labelled frames"
+        )
+        + (f"; skipped (cannot run on this data): {', '.join(skipped)}" if skipped else ""),
+    )
+
+
+@asset_check(
+    asset="evaluation_report",
+    description="The stored report describes the stored scores: the score tables' fingerprint recorded in "
+    "report.json equals theirs now (scoring removes the report; a mismatch means it was rewritten behind it).",
+)
+def report_matches_scores(storage: VadStorage, dataset: DatasetResource) -> AssetCheckResult:
+    spec = dataset_spec(storage, dataset)
+    store, keys = storage.store(), storage.dataset_keys(spec.name)
+    report = store.read_json(keys.report_json)
+    if report is None:
+        return AssetCheckResult(passed=False, description=f"no report at {store.location(keys.report_json)}")
+    now = scores_fingerprint(store, keys)
+    recorded = report.get("scores_fingerprint")
+    return AssetCheckResult(
+        passed=recorded == now,
+        description="the report describes the stored scores"
+        if recorded == now
+        else f"the report was built from other scores ({str(recorded)[:12]} != {now[:12]}): rebuild it (vad report)",
+        metadata={"recorded": str(recorded), "current": now},
     )
 
 
 ALL_CHECKS = [
     manifest_has_videos,
+    ground_truth_fits_manifest,
     features_finite_one_dim,
+    feature_index_current,
     loss_finite_and_decreasing,
     segment_scores_finite,
     frame_scores_finite,
     baseline_scores_finite,
     report_has_aucs,
+    report_matches_scores,
 ]
 
 
 __all__ = [
     "ALL_CHECKS",
     "baseline_scores_finite",
+    "feature_index_current",
     "features_finite_one_dim",
     "frame_scores_finite",
+    "ground_truth_fits_manifest",
     "loss_finite_and_decreasing",
     "manifest_has_videos",
     "report_has_aucs",
+    "report_matches_scores",
     "segment_scores_finite",
 ]

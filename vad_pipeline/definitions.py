@@ -17,15 +17,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import Definitions, ExecutorDefinition, in_process_executor
+from dagster import Definitions, ExecutorDefinition, colored_console_logger, in_process_executor
 
 from vad_pipeline.assets import ALL_ASSETS
 from vad_pipeline.assets.study import study_assets, study_jobs
+from vad_pipeline.automation.cleanup import cleanup_stale_job
 from vad_pipeline.automation.jobs import features_job, footage_job, training_job
 from vad_pipeline.automation.schedules import retraining_schedule
 from vad_pipeline.automation.sensors import new_footage_sensor
 from vad_pipeline.checks import ALL_CHECKS
 from vad_pipeline.cluster.profile import profile_executor
+from vad_pipeline.loggers import brief_console_logger
 from vad_pipeline.resources import BackboneResource, DatasetResource, MLflowTracker, VadStorage
 
 
@@ -46,11 +48,13 @@ def make_definitions(
     return Definitions(
         assets=[*ALL_ASSETS, *study_assets],
         asset_checks=ALL_CHECKS,
-        jobs=[footage_job, features_job, training_job, *study_jobs],
+        jobs=[footage_job, features_job, training_job, cleanup_stale_job, *study_jobs],
         sensors=[new_footage_sensor],
         schedules=[retraining_schedule],
         resources={**default_resources(), **(resources or {})},
         executor=executor or profile_executor() or in_process_executor,
+        # Dagster's console logger stays the default; `brief` is used when a run's config names it.
+        loggers={"console": colored_console_logger, "brief": brief_console_logger},
     )
 
 

@@ -9,10 +9,12 @@ A spec looks like this (every relative path resolves against the spec's own fold
     include: ["training/frames/*", "testing/frames/*"]   # video-id globs (default: all)
     annotations:
       path: ../../shared/data/ucsd_ped2/ped2.mat
-      format: ped2_mat                  # passed to vad_core.footage.ground_truth.read_ground_truth
+      format: mat                       # passed to vad_core.footage.ground_truth.read_ground_truth
       video_ids: "testing/frames/{}"    # ids for formats that number videos (list, mapping or template)
       pixel_masks: test_pixel_mask      # optional: ShanghaiTech-style <id>.npy pixel masks, ids renamed
       pixel_mask_ids: "testing/{}"      #   by this template (default: video_ids)
+      unknown_ids: error                # annotated ids not in the manifest: fail ("error") or
+                                        # report and leave them out ("ignore")
     train: all                          # video-id globs the models are fitted on (no labels)
     evaluate: ["testing/frames/*"]      # video-id globs that get frame labels and AUCs
     generator: synthetic                # optional: vad_core.synthetic fills an empty root
@@ -22,13 +24,19 @@ A spec looks like this (every relative path resolves against the spec's own fold
       denoiser: {epochs: 30}            # and the schedule launch with ({asset: {field: value}})
 
 `VAD_DATASET` selects a spec: a path to a YAML file, or the name of one in `datasets/`.
+A key the spec format does not know (at the top, under `annotations` or `generator_options`)
+is an error naming it and the nearest known key: a typo never silently drops a setting.
+`run_config` is checked against the jobs' config schemas by `vad_pipeline.automation.jobs`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import fnmatch
 import json
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +49,36 @@ from vad_core.errors import VADInputError
 DATASETS_DIR = Path(__file__).resolve().parents[1] / "datasets"
 DEFAULT_DATASET = "demo"
 LAYOUTS = ("auto", "files", "frames")
+SPEC_KEYS = (
+    "name",
+    "footage_root",
+    "layout",
+    "include",
+    "annotations",
+    "train",
+    "evaluate",
+    "generator",
+    "seed",
+    "generator_options",
+    "run_config",
+)
+ANNOTATION_KEYS = ("path", "format", "video_ids", "pixel_masks", "pixel_mask_ids", "unknown_ids")
+UNKNOWN_IDS = ("error", "ignore")
+
+
+def unknown_key_message(where: str, key: object, known: Iterable[str]) -> str:
+    """`<where>: unknown key 'layuot' (did you mean 'layout'?; known: ...)`, the nearest by difflib."""
+    known = sorted(known)
+    near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.5)
+    hint = f"did you mean {near[0]!r}?; " if near else ""
+    return f"{where}: unknown key {key!r} ({hint}known: {', '.join(known)})"
+
+
+def _check_keys(data: dict[str, Any], known: Iterable[str], where: str) -> None:
+    known = tuple(known)
+    for key in data:
+        if key not in known:
+            raise VADInputError(unknown_key_message(where, key, known))
 
 
 def default_home() -> Path:
@@ -57,6 +95,7 @@ class AnnotationSpec:
     video_ids: str | tuple[str, ...] | dict[str, str] | None = None
     pixel_masks: Path | None = None  # ShanghaiTech-style test_pixel_mask/ folder of <id>.npy files
     pixel_mask_ids: str | None = None  # template renaming the mask files' ids (default: video_ids)
+    unknown_ids: str = "error"  # annotated ids not in the manifest: fail, or report and leave out ("ignore")
 
     def to_dict(self) -> dict[str, Any]:
         ids = list(self.video_ids) if isinstance(self.video_ids, tuple) else self.video_ids
@@ -67,6 +106,7 @@ class AnnotationSpec:
             "video_ids": ids,
             "pixel_masks": masks,
             "pixel_mask_ids": self.pixel_mask_ids,
+            "unknown_ids": self.unknown_ids,
         }
 
     def mask_ids(self) -> str | tuple[str, ...] | dict[str, str] | None:
@@ -90,7 +130,6 @@ class DatasetSpec:
     seed: int = 0
     generator_options: dict[str, Any] = field(default_factory=dict)
     run_config: dict[str, dict[str, Any]] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -108,6 +147,17 @@ class DatasetSpec:
         (`files` keeps video files only, `frames` frame folders only)."""
         layout_ok = self.layout == "auto" or (self.layout == "files") == (kind == "file")
         return layout_ok and self.includes(video_id)
+
+    def may_hold(self, folder: str) -> bool:
+        """Whether videos the `include` globs keep could lie under `folder` (a path under the root):
+        an unreadable folder there is reported, one elsewhere is not the dataset's business."""
+        if self.includes(folder):
+            return True
+        for pattern in self.include:
+            literal = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+            if literal.startswith(folder.rstrip("/") + "/") or folder.startswith(literal):
+                return True
+        return False
 
     def is_train(self, video_id: str) -> bool:
         return _matches(video_id, self.train)
@@ -143,19 +193,7 @@ def parse_spec(data: Any, base: Path, home: Path | None = None, source: Path | s
     home = home or default_home()
     if not isinstance(data, dict):
         raise VADInputError(f"{source}: a dataset spec must be a YAML mapping, got {type(data).__name__}")
-    known = {
-        "name",
-        "footage_root",
-        "layout",
-        "include",
-        "annotations",
-        "train",
-        "evaluate",
-        "generator",
-        "seed",
-        "generator_options",
-        "run_config",
-    }
+    _check_keys(data, SPEC_KEYS, str(source))
     if "footage_root" not in data:
         raise VADInputError(f"{source}: missing required key 'footage_root'")
     name = data.get("name") or (Path(source).stem if isinstance(source, (str, Path)) else "dataset")
@@ -171,6 +209,19 @@ def parse_spec(data: Any, base: Path, home: Path | None = None, source: Path | s
             ann = {"path": ann}
         if not isinstance(ann, dict) or "path" not in ann:
             raise VADInputError(f"{source}: 'annotations' must be a path or a mapping with 'path', got {ann!r}")
+        _check_keys(ann, ANNOTATION_KEYS, f"{source}: annotations")
+        from vad_core.footage.ground_truth import FORMATS
+
+        if ann.get("format") is not None and ann["format"] not in FORMATS:
+            near = difflib.get_close_matches(str(ann["format"]), FORMATS, n=1, cutoff=0.4)
+            raise VADInputError(
+                f"{source}: annotations.format {ann['format']!r} is not a known format"
+                f"{f' (did you mean {near[0]!r}?)' if near else ''}; known: {', '.join(FORMATS)}"
+            )
+        if ann.get("unknown_ids", "error") not in UNKNOWN_IDS:
+            raise VADInputError(
+                f"{source}: annotations.unknown_ids must be one of {UNKNOWN_IDS}, got {ann['unknown_ids']!r}"
+            )
         ids = ann.get("video_ids")
         ok = (
             ids is None
@@ -196,6 +247,7 @@ def parse_spec(data: Any, base: Path, home: Path | None = None, source: Path | s
             video_ids=ids or None,
             pixel_masks=_resolve_path(masks, "annotations.pixel_masks", base, home, source) if masks else None,
             pixel_mask_ids=mask_ids,
+            unknown_ids=ann.get("unknown_ids", "error"),
         )
     generator = data.get("generator")
     if generator not in (None, "synthetic"):
@@ -213,6 +265,14 @@ def parse_spec(data: Any, base: Path, home: Path | None = None, source: Path | s
     options = data.get("generator_options") or {}
     if not isinstance(options, dict):
         raise VADInputError(f"{source}: 'generator_options' must be a mapping, got {options!r}")
+    if options:
+        from vad_core.synthetic.demo import DemoConfig
+
+        _check_keys(
+            options,
+            [f.name for f in dataclasses.fields(DemoConfig) if f.name != "seed"],
+            f"{source}: generator_options",
+        )
     return DatasetSpec(
         name=name,
         footage_root=_resolve_path(data["footage_root"], "footage_root", base, home, source),
@@ -226,7 +286,6 @@ def parse_spec(data: Any, base: Path, home: Path | None = None, source: Path | s
         seed=seed,
         generator_options=dict(options),
         run_config={k: dict(v) for k, v in run_config.items()},
-        extra={k: v for k, v in data.items() if k not in known},
     )
 
 
@@ -283,9 +342,12 @@ def ensure_footage(spec: DatasetSpec) -> bool:
 
 
 __all__ = [
+    "ANNOTATION_KEYS",
     "DATASETS_DIR",
     "DEFAULT_DATASET",
     "LAYOUTS",
+    "SPEC_KEYS",
+    "UNKNOWN_IDS",
     "AnnotationSpec",
     "DatasetSpec",
     "default_home",
@@ -293,4 +355,5 @@ __all__ = [
     "load_spec",
     "parse_spec",
     "spec_file",
+    "unknown_key_message",
 ]

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from dagster import AssetKey, instance_for_test
 
+from vad_core.footage import manifest_frame
 from vad_core.io.feature_tables import build_feature_table, write_feature_table
 from vad_pipeline.automation.jobs import TRAINING_JOB
 from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME
@@ -29,7 +30,13 @@ def _write_table(storage: VadStorage, video_id: str, x: np.ndarray) -> None:
         table,
         storage.store(),
         storage.dataset_keys("cams").features(video_id),
-        {"backbone": "test", "dim": str(x.shape[1]), "n_clips": str(n), "n_tiles": "1"},
+        {
+            "backbone": "test",
+            "dim": str(x.shape[1]),
+            "n_clips": str(n),
+            "n_tiles": "1",
+            "video_fingerprint": f"fp-{video_id}",
+        },
     )
 
 
@@ -42,6 +49,16 @@ def test_nan_features_block_training(tmp_path: Path) -> None:
     bad[7, 3] = np.nan
     _write_table(storage, "cam1", good)
     _write_table(storage, "cam2", bad)
+    storage.store().write_table(
+        storage.dataset_keys("cams").manifest,
+        manifest_frame(
+            [
+                {"video_id": v, "path": f"/f/{v}.mp4", "kind": "file", "n_frames": 640, "width": 64, "height": 64}
+                | {"rotation": 0, "size_bytes": 1, "fingerprint": f"fp-{v}", "status": "ok", "error": None}
+                for v in ("cam1", "cam2")
+            ]
+        ),
+    )
     defs = make_definitions(
         {
             "storage": storage,
@@ -61,7 +78,11 @@ def test_nan_features_block_training(tmp_path: Path) -> None:
         assert not check.passed and "non-finite values in cam2 (1)" in check.description
         # Blocked, not failed: training never started, so nothing downstream exists.
         started = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
-        assert started == {"feature_index", "feature_index_features_finite_one_dim"}
+        assert started == {
+            "feature_index",
+            "feature_index_features_finite_one_dim",
+            "feature_index_feature_index_current",
+        }
         assert not result.success and not result.is_node_failed("denoiser")
         assert instance.get_latest_materialization_event(AssetKey("denoiser")) is None
         assert instance.get_latest_materialization_event(AssetKey("feature_index")) is not None

@@ -44,6 +44,7 @@ def test_definitions_load_with_assets_checks_jobs_sensor_schedule() -> None:
         "features_job",
         "train_and_score_job",
         "parameter_study_job",
+        "cleanup_stale_job",
     }
     assert [s.name for s in repo.sensor_defs] == ["new_footage_sensor"]
     assert [s.name for s in repo.schedule_defs] == ["retraining_schedule"]
@@ -55,6 +56,9 @@ def test_definitions_load_with_assets_checks_jobs_sensor_schedule() -> None:
         "segment_scores_finite",
         "frame_scores_finite",
         "report_has_aucs",
+        "report_matches_scores",
+        "feature_index_current",
+        "ground_truth_fits_manifest",
     } <= checks
     # The training job holds everything downstream of the per-video features, blocking check included.
     training = defs.resolve_job_def("train_and_score_job")

@@ -62,7 +62,9 @@ class ReportTables:
     clip scores in long format (`scorer` column) or None; `denoiser_info`: the JSON beside the
     checkpoint; `scoring_metadata`: the segment-score table's schema metadata; `pixel_masks`:
     pixel-level ground truth files by video id (`vad_core.footage.ground_truth.pixel_mask_files`),
-    checked against the anomaly maps where present.
+    checked against the anomaly maps where present; `skipped_scorers`:
+    `{baseline: reason}` for baselines that could not run on this data (listed, never scored);
+    `has_annotations`: False when the dataset has no annotation file at all ("no ground truth").
     """
 
     frames: pd.DataFrame
@@ -74,6 +76,8 @@ class ReportTables:
     denoiser_info: Mapping[str, Any] = field(default_factory=dict)
     scoring_metadata: Mapping[str, str] = field(default_factory=dict)
     pixel_masks: Mapping[str, Path] = field(default_factory=dict)
+    skipped_scorers: Mapping[str, str] = field(default_factory=dict)
+    has_annotations: bool = True
 
 
 @dataclass
@@ -171,11 +175,15 @@ def render_markdown(report: Mapping[str, Any], plot_src: Callable[[str], str | N
     `plot_src(name)` is each plot's image address: default `plots/<name>` (report.md beside its
     plots folder); a `data:` URI embeds it (`vad_core.evaluation.embed`); None lists the plot by
     the location report.json records instead of drawing it."""
+    labelled = (
+        f"{report['n_labelled_frames']} labelled ({report['n_anomalous_frames']} anomalous)"
+        if report["n_labelled_frames"]
+        else "none labelled (no ground truth)"
+    )
     lines = [
         f"# Evaluation report: {report['dataset']}",
         "",
-        f"{report['n_videos']} videos, {report['n_frames']} frames, "
-        f"{report['n_labelled_frames']} labelled ({report['n_anomalous_frames']} anomalous). "
+        f"{report['n_videos']} videos, {report['n_frames']} frames, {labelled}. "
         f"Code {report['code_version']}, {report['created']}.",
         "",
     ]
@@ -198,7 +206,9 @@ def render_markdown(report: Mapping[str, Any], plot_src: Callable[[str], str | N
     rows = []
     for name, r in report["scorers"].items():
         m = r.get("metrics")
-        if m:
+        if r.get("skipped"):
+            rows.append([name, f"skipped: {r['skipped']}", "", "", "", ""])
+        elif m:
             rows.append(
                 [
                     name,
@@ -230,7 +240,11 @@ def render_markdown(report: Mapping[str, Any], plot_src: Callable[[str], str | N
     ]
     if report.get("note"):
         lines += [f"Note: {report['note']}", ""]
-    per_video = {n: (r.get("metrics") or {}).get("per_video_auc", {}) for n, r in report["scorers"].items()}
+    per_video = {
+        n: (r.get("metrics") or {}).get("per_video_auc", {})
+        for n, r in report["scorers"].items()
+        if not r.get("skipped")
+    }
     vids = sorted({v for pv in per_video.values() for v in pv})
     if vids:
         lines += [
@@ -310,7 +324,9 @@ def build_report(
             c = tables.baselines[tables.baselines["scorer"] == name]
         results[name] = {"metrics": metrics, "anomalous_clip_share": float(c["anomalous"].mean())}
         if why:
-            notes.add(why)
+            notes.add(why if tables.has_annotations else "no ground truth: the dataset has no annotation file")
+    for name, reason in tables.skipped_scorers.items():
+        results[name] = {"metrics": None, "anomalous_clip_share": None, "skipped": reason}
 
     plots: dict[str, bytes] = {}
     labelled = frames[frames["label"].notna()]

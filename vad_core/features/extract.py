@@ -135,6 +135,9 @@ def _metadata(
         **pooling_metadata(layout, regions, map_stride_for(backbone, regions)),
         "n_clips": len(clip_starts(n_frames, config.clip_len, config.stride)),
         "n_tiles": len(layout.boxes),
+        # Only when the video is turned, so that tables of upright videos stay up to date; a table
+        # written before rotation was applied lacks the key and is re-extracted.
+        **({"rotation": int(rotation)} if (rotation := row.get("rotation")) and not pd.isna(rotation) else {}),
     }
     return {k: str(v) for k, v in meta.items()}, layout
 

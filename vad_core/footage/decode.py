@@ -13,6 +13,7 @@ from PIL import Image
 
 from vad_core.errors import VADInputError
 from vad_core.footage.discover import Kind, list_frames
+from vad_core.footage.integrity import DECODE_ERRORS
 
 
 def decode_packets(
@@ -26,8 +27,15 @@ def decode_packets(
         yield from packet.decode()
 
 
+def _quarter_turns(frame: av.VideoFrame) -> int:
+    """How many quarter turns counter-clockwise (np.rot90's k) show the frame upright: FFmpeg's
+    display-matrix angle is counter-clockwise already (-90: the picture is turned clockwise)."""
+    return round(float(getattr(frame, "rotation", 0) or 0) / 90) % 4
+
+
 def frame_size(path: str | os.PathLike, kind: Kind) -> tuple[int, int]:
-    """`(width, height)` of a video from its header (file) or first frame's header (folder)."""
+    """Displayed `(width, height)` of a video: its first frame, turned by the display rotation
+    (file), or its first image's header (folder)."""
     path = Path(path)
     try:
         if kind == "frames":
@@ -36,17 +44,21 @@ def frame_size(path: str | os.PathLike, kind: Kind) -> tuple[int, int]:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise VADInputError(f"{path}: has no video stream")
-            ctx = container.streams.video[0].codec_context
-            return int(ctx.width), int(ctx.height)
-    except (av.FFmpegError, OSError) as exc:
+            for frame in container.decode(container.streams.video[0]):
+                w, h = int(frame.width), int(frame.height)
+                return (h, w) if _quarter_turns(frame) % 2 else (w, h)
+            raise VADInputError(f"{path}: no decodable video frames")
+    except (*DECODE_ERRORS, OSError) as exc:  # type: ignore[misc]  # mypy cannot unpack a tuple of classes here
         raise VADInputError(f"{path}: cannot read the frame size ({exc})") from None
 
 
 def iter_frames(path: str | os.PathLike, kind: Kind, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
-    """Decode a video: RGB uint8 frames `(H, W, 3)`, in order.
+    """Decode a video: RGB uint8 frames `(H, W, 3)`, in order, upright.
 
-    `size=(width, height)` resizes while decoding (area averaging for files via swscale,
-    Pillow's antialiased bilinear for frame folders). Raises `VADInputError` naming the file.
+    A file's display rotation (multiples of 90 degrees) is applied, as players do, so frames have
+    the manifest's `width` x `height`. `size=(width, height)` (displayed) resizes while decoding
+    (area averaging for files via swscale, Pillow's antialiased bilinear for frame folders).
+    Raises `VADInputError` naming the file.
     """
     path = Path(path)
     if kind == "frames":
@@ -64,22 +76,25 @@ def iter_frames(path: str | os.PathLike, kind: Kind, size: tuple[int, int] | Non
         raise VADInputError(f"{path}: unknown video kind {kind!r} (expected 'file' or 'frames')")
     try:
         container = av.open(str(path))
-    except av.FFmpegError as exc:
+    except DECODE_ERRORS as exc:
         raise VADInputError(f"{path}: not a readable video ({exc})") from None
     with container:
         if not container.streams.video:
             raise VADInputError(f"{path}: has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        opts: dict[str, Any] = {"format": "rgb24"}
-        if size is not None:
-            opts.update(width=int(size[0]), height=int(size[1]), interpolation="AREA")
         n = 0
         try:
             for video_frame in decode_packets(container, stream, {"packets": 0}):
-                yield video_frame.to_ndarray(**opts)
+                turns = _quarter_turns(video_frame)
+                opts: dict[str, Any] = {"format": "rgb24"}
+                if size is not None:  # swscale resizes the coded picture: a quarter turn swaps the sides
+                    w, h = (int(size[1]), int(size[0])) if turns % 2 else (int(size[0]), int(size[1]))
+                    opts.update(width=w, height=h, interpolation="AREA")
+                picture: np.ndarray = video_frame.to_ndarray(**opts)
+                yield np.ascontiguousarray(np.rot90(picture, turns)) if turns else picture
                 n += 1
-        except av.FFmpegError as exc:
+        except DECODE_ERRORS as exc:
             raise VADInputError(f"{path}: decoding failed after {n} frames ({exc})") from None
 
 

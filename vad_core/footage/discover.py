@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -51,11 +52,16 @@ Kind = Literal["file", "frames"]
 
 @dataclass(frozen=True)
 class VideoSource:
-    """One video under a footage root: `video_id` is its path under the root, no extension."""
+    """One video under a footage root: `video_id` is its path under the root, no extension.
+
+    `error` is set when discovery already knows the video cannot be used (a folder that cannot
+    be listed, an id two videos share); probing turns it into a manifest row with status `error`.
+    """
 
     video_id: str
     path: Path
     kind: Kind
+    error: str | None = None
 
     def to_dict(self) -> dict[str, str]:
         return {"video_id": self.video_id, "path": str(self.path), "kind": self.kind}
@@ -101,20 +107,72 @@ def _is_frame_folder(names: list[str]) -> bool:
     return any(_frame_number(Path(n)) is not None for n in names)
 
 
-def discover_videos(root: str | os.PathLike) -> list[VideoSource]:
-    """Every video file and frame folder under `root`, sorted by `video_id`.
+def _collisions(found: list[VideoSource]) -> list[VideoSource]:
+    """Sources that share an id all become errors naming each other: an id never depends on which
+    other files exist, so neither is renamed (deleting one later leaves the other's id unchanged)."""
+    by_id: dict[str, list[VideoSource]] = {}
+    for src in found:
+        by_id.setdefault(src.video_id, []).append(src)
+    out = []
+    for vid, group in by_id.items():
+        if len(group) == 1:
+            out.extend(group)
+            continue
+        names = ", ".join(sorted(str(s.path) for s in group))
+        for src in group:
+            out.append(
+                VideoSource(
+                    vid,
+                    src.path,
+                    src.kind,
+                    src.error
+                    or f"{src.path}: {len(group)} videos share the id {vid!r} ({names}); ids are paths without "
+                    "their extension: rename or remove all but one",
+                )
+            )
+    return out
+
+
+def discover_videos(
+    root: str | os.PathLike,
+    keep: Callable[[str, Kind], bool] | None = None,
+    keep_folder: Callable[[str], bool] | None = None,
+) -> list[VideoSource]:
+    """Every video file and frame folder under `root`, sorted by `video_id` (then path).
 
     `video_id` is the posix path under `root` without the file extension (a frame folder: its
-    directory path; `root` itself, when it is a frame folder: its name). Hidden entries and
-    `*_gt` mask folders are skipped. When two videos would share an id (`a.mp4` and `a.avi`, or
-    `a.mp4` beside a frame folder `a/`), the files keep their extension in the id.
+    directory path; `root` itself, when it is a frame folder: its name), decided by the video
+    alone so that it is stable across runs. Hidden entries and `*_gt` mask folders are skipped.
+    Two videos that would share an id (`a.mp4` and `a.avi`, or `a.mp4` beside a frame folder
+    `a/`) are both returned with `error` set, never renamed. A folder that cannot be listed is
+    returned as a source with `error` set (kind `frames`, its path as id): nothing under the root
+    is skipped without a word.
+
+    `keep(video_id, kind)` narrows the videos (a dataset spec's globs and layout) before ids are
+    compared, so a video outside the dataset never collides with one inside it; `keep_folder(id)`
+    says whether an unreadable folder could hold videos the dataset wants (default: any could).
     """
     root = Path(root)
     if not root.is_dir():
         raise VADInputError(f"footage root {root}: not a directory")
-    found: list[tuple[str, Path, Kind, str]] = []  # (id without ext, path, kind, id with ext)
+    found: list[VideoSource] = []
     seen_dirs: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+
+    def unreadable(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else root
+        rel = where.relative_to(root).as_posix() if where != root and where.is_relative_to(root) else root.name
+        if keep_folder is not None and not keep_folder(rel):
+            return
+        found.append(
+            VideoSource(
+                rel,
+                where,
+                "frames",
+                f"{where}: cannot list the folder ({exc.strerror or exc}); the videos in it are not in the manifest",
+            )
+        )
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=unreadable):
         real = os.path.realpath(dirpath)
         if real in seen_dirs:  # a symlink loop or a second link to the same folder
             dirnames[:] = []
@@ -125,19 +183,15 @@ def discover_videos(root: str | os.PathLike) -> list[VideoSource]:
         rel_dir = here.relative_to(root).as_posix()
         if _is_frame_folder(filenames):
             vid = rel_dir if rel_dir != "." else root.resolve().name
-            found.append((vid, here, "frames", vid))
+            if keep is None or keep(vid, "frames"):
+                found.append(VideoSource(vid, here, "frames"))
         for name in sorted(filenames):
             p = here / name
             if _visible(name) and p.suffix.lower() in VIDEO_EXTENSIONS:
-                rel = p.relative_to(root)
-                found.append((rel.with_suffix("").as_posix(), p, "file", rel.as_posix()))
-    counts: dict[str, int] = {}
-    for vid, *_ in found:
-        counts[vid] = counts.get(vid, 0) + 1
-    sources = [
-        VideoSource(full if counts[vid] > 1 and kind == "file" else vid, path, kind) for vid, path, kind, full in found
-    ]
-    return sorted(sources, key=lambda s: s.video_id)
+                vid = p.relative_to(root).with_suffix("").as_posix()
+                if keep is None or keep(vid, "file"):
+                    found.append(VideoSource(vid, p, "file"))
+    return sorted(_collisions(found), key=lambda s: (s.video_id, str(s.path)))
 
 
 __all__ = [

@@ -28,9 +28,11 @@ id, e.g. `"testing/frames/{}"` (fields: `{}`/`{id}`, `{index}` 1-based, `{label}
 from __future__ import annotations
 
 import csv
+import difflib
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,11 @@ VideoIds = Sequence[str] | Mapping[str, str] | str | None
 
 # (default id, 1-based index, label, [(start, end) 0-based half-open])
 _Entry = tuple[str, int, str, list[tuple[int, int]]]
+
+
+def _read_text(path: Path) -> str:
+    """A text annotation file, a leading byte-order mark dropped (it would glue onto the first name)."""
+    return path.read_text(encoding="utf-8-sig", errors="replace")
 
 
 def _from_one_based(first: int, last: int, where: str) -> tuple[int, int]:
@@ -100,7 +107,7 @@ _M_RANGE = re.compile(r"(\d+)\s*:\s*(\d+)|(\d+)")
 
 def _read_ucsd_m(path: Path) -> list[_Entry]:
     entries: list[_Entry] = []
-    for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
         m = _M_LINE.search(line.split("%", 1)[0])
         if not m:
             continue
@@ -147,7 +154,7 @@ def _read_masks(path: Path) -> list[_Entry]:
 
 def _read_ucf(path: Path) -> list[_Entry]:
     entries: list[_Entry] = []
-    for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue
@@ -172,7 +179,9 @@ def _read_ucf(path: Path) -> list[_Entry]:
 
 
 def _read_csv(path: Path) -> list[_Entry]:
-    with open(path, newline="") as fh:
+    # utf-8-sig: spreadsheet programs start CSVs with a byte-order mark, which would otherwise
+    # become part of the first column's name ("\ufeffvideo_id") and hide it.
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
         reader = csv.DictReader(fh)
         missing = {"video_id", "start_frame", "end_frame"} - set(reader.fieldnames or [])
         if missing:
@@ -290,6 +299,42 @@ def read_pixel_mask(
     return np.asarray(mask) > 0
 
 
+@dataclass(frozen=True)
+class GroundTruthCheck:
+    """How a ground-truth table fits a manifest: `unknown` ids no manifest row has (sorted), and
+    `past_end` intervals `(video_id, start_frame, end_frame, n_frames)` reaching past a readable
+    video's last frame."""
+
+    unknown: tuple[str, ...]
+    past_end: tuple[tuple[str, int, int, int], ...]
+
+    def unknown_message(self, known: Iterable[str], limit: int = 10) -> str:
+        """One line listing the unknown ids, each with the nearest manifest id when one is close."""
+        ids = sorted(set(map(str, known)))
+        parts = []
+        for vid in self.unknown[:limit]:
+            near = difflib.get_close_matches(vid, ids, n=1)
+            parts.append(f"{vid!r} (nearest video: {near[0]!r})" if near else repr(vid))
+        more = f" and {len(self.unknown) - limit} more" if len(self.unknown) > limit else ""
+        return f"{len(self.unknown)} annotated video ids are not in the manifest: {', '.join(parts)}{more}"
+
+
+def check_ground_truth(ground_truth: pd.DataFrame, manifest: pd.DataFrame) -> GroundTruthCheck:
+    """Compare annotations with the manifest (video_id, status, n_frames): ids it lacks, and
+    intervals ending after a readable video's last frame (an unreadable video has no frame count)."""
+    known = set(manifest["video_id"].astype(str))
+    unknown = tuple(sorted(set(ground_truth["video_id"].astype(str)) - known))
+    ok = manifest[manifest["status"] == "ok"]
+    n_frames = {str(v): int(n) for v, n in zip(ok["video_id"], ok["n_frames"], strict=True)}
+    rows = zip(ground_truth["video_id"], ground_truth["start_frame"], ground_truth["end_frame"], strict=True)
+    past = tuple(
+        (str(v), int(s), int(e), n_frames[str(v)])
+        for v, s, e in rows
+        if str(v) in n_frames and int(e) > n_frames[str(v)]
+    )
+    return GroundTruthCheck(unknown, past)
+
+
 def frame_mask(ground_truth: pd.DataFrame, video_id: str, n_frames: int) -> np.ndarray:
     """The 0/1 per-frame labels `(n_frames,)` int8 of one video (intervals clipped to the video)."""
     out = np.zeros(n_frames, dtype=np.int8)
@@ -303,7 +348,9 @@ __all__ = [
     "FORMATS",
     "GT_COLUMNS",
     "GT_DTYPES",
+    "GroundTruthCheck",
     "VideoIds",
+    "check_ground_truth",
     "detect_format",
     "frame_mask",
     "ground_truth_frame",

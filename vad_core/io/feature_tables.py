@@ -40,6 +40,7 @@ FRESHNESS_KEYS = (
     "dim",
     "clip_config",
     "region_config",
+    "rotation",  # compared only when the video is turned (present in the expected metadata)
 )
 # What a key absent from an older table's metadata meant when it was written: before regions
 # were configurable every table held one backbone pass per tile crop

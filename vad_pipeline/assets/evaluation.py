@@ -22,6 +22,8 @@ from vad_core.evaluation.report import EvaluationReport, ReportSettings, ReportT
 from vad_core.footage.ground_truth import pixel_mask_files
 from vad_core.io.store import TableStore
 from vad_pipeline.assets.common import core_config, dataset_spec, read_table, run_tags
+from vad_pipeline.assets.consistency import invalidate_report, scores_fingerprint
+from vad_pipeline.assets.failures import user_errors
 from vad_pipeline.assets.model_card import (
     FIGURE_COLUMNS,
     evaluation_description,
@@ -59,6 +61,8 @@ def report_tables(store: TableStore, keys: DatasetKeys, spec: DatasetSpec | None
     has_baselines = store.exists(keys.baseline_scores)
     ann = spec.annotations if spec is not None else None
     masks = pixel_mask_files(ann.pixel_masks, ann.mask_ids()) if ann is not None and ann.pixel_masks else {}
+    baseline_meta = store.read_metadata(keys.baseline_scores) if has_baselines else {}
+    truth_meta = store.read_metadata(keys.ground_truth) if store.exists(keys.ground_truth) else {}
     return ReportTables(
         frames=read_table(store, keys.frame_scores, "frame_scores"),
         clips=read_table(store, keys.segment_scores, "segment_scores"),
@@ -69,6 +73,9 @@ def report_tables(store: TableStore, keys: DatasetKeys, spec: DatasetSpec | None
         denoiser_info=store.read_json(keys.denoiser_info) or {},
         scoring_metadata=store.read_metadata(keys.segment_scores),
         pixel_masks=masks,
+        skipped_scorers=json.loads(baseline_meta.get("skipped") or "{}"),
+        # Tables written before the key existed say nothing: assume annotations, as before.
+        has_annotations=bool(truth_meta.get("annotation", "unknown")),
     )
 
 
@@ -86,6 +93,7 @@ def _write_report(
     store: TableStore, keys: DatasetKeys, spec: DatasetSpec, settings: ReportSettings
 ) -> tuple[EvaluationReport, dict[str, str], dict[str, str | None]]:
     """`write_report`, also returning the plots' data URIs (None: over the embedding budget)."""
+    fingerprint = scores_fingerprint(store, keys)  # before reading: a rescoring meanwhile then shows
     report = build_report(
         report_tables(store, keys, spec),
         settings,
@@ -94,6 +102,8 @@ def _write_report(
         code_version=code_version(),
         plot_location=lambda name: store.location(keys.report_plot(name)),
     )
+    report.data["scores_fingerprint"] = fingerprint
+    invalidate_report(store, keys)  # plots of an earlier report (other videos) must not linger
     written = {"report_json": store.write_json(keys.report_json, report.data), "report_md": keys.report_md}
     store.write_bytes(keys.report_md, report.markdown.encode())
     for name, png in report.plots.items():
@@ -122,8 +132,10 @@ def fitting_runs(store: TableStore, keys: DatasetKeys, info: dict[str, Any]) -> 
     group_name="evaluation",
     deps=["frame_scores", "segment_scores", "baseline_scores", "ground_truth", "video_manifest", "denoiser"],
     description="Frame-level ROC AUC / AP (raw and smoothed) and the paper-protocol AUC of the diffusion "
-    "model and every baseline, per-video AUCs, score curves, ROC curves and top-clip frames.",
+    "model and every baseline, per-video AUCs, score curves, ROC curves and top-clip frames; removed "
+    "whenever the scores are rewritten, so a report on disk always describes the stored scores.",
 )
+@user_errors
 def evaluation_report(
     context: AssetExecutionContext,
     config: ReportConfig,

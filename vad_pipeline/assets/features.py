@@ -1,5 +1,6 @@
 """Feature assets: one clip-features table per video partition, and the index over all of them."""
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pandas as pd
 import torch
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
 
+from vad_core.evaluation.formatting import markdown_table
 from vad_core.features import extract_features
 from vad_core.features.regions import RegionConfig
 from vad_core.footage import VideoSource, discover_videos
@@ -15,7 +17,9 @@ from vad_core.footage.clips import ClipConfig
 from vad_core.io.feature_tables import read_feature_matrix
 from vad_core.io.store import TableStore
 from vad_pipeline.assets.common import core_config, counts_metadata, dataset_spec, read_table
+from vad_pipeline.assets.failures import user_errors
 from vad_pipeline.automation.fingerprints import combined_fingerprint
+from vad_pipeline.automation.inventory import dataset_inventory
 from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME, video_partitions
 from vad_pipeline.cluster.profile import gpu_step_tags
 from vad_pipeline.resources.backbone import BackboneResource
@@ -63,7 +67,10 @@ def _video(store: TableStore, keys: DatasetKeys, root: Path, video_id: str) -> d
     for source in discover_videos(root):
         if source.video_id == video_id:
             return source
-    raise Failure(description=f"video {video_id!r} is not under {root} any more (removed?)")
+    raise Failure(
+        description=f"video {video_id!r} is not under {root} any more (removed?); its partition is stale: "
+        "run the cleanup_stale_job to delete it"
+    )
 
 
 @asset(
@@ -73,6 +80,7 @@ def _video(store: TableStore, keys: DatasetKeys, root: Path, video_id: str) -> d
     description="The clip-features table of one video: one row per (clip, tile), design.md schema.",
     op_tags=gpu_step_tags(),  # the cluster profile's GPU queue, when a GPU worker pool exists
 )
+@user_errors
 def clip_features(
     context: AssetExecutionContext,
     config: FeatureConfig,
@@ -169,29 +177,62 @@ def index_features(
     return pd.DataFrame(rows, columns=columns)
 
 
+def _listing(items: dict[str, str], limit: int = 20) -> str:
+    rows = [[k, v] for k, v in sorted(items.items())[:limit]]
+    more = f"\n\n... and {len(items) - limit} more" if len(items) > limit else ""
+    return markdown_table(["video_id", "why"], rows) + more if rows else "none"
+
+
 @asset(
     group_name="features",
-    deps=["clip_features"],
-    description="Index of every video partition's feature table: rows, dimension, non-finite count, "
-    "sha256, train/evaluate flags; its fingerprint is what the retraining schedule compares.",
+    deps=["clip_features", "video_manifest"],
+    description="Index of the feature tables of the current manifest's readable videos: rows, dimension, "
+    "non-finite count, sha256, train/evaluate flags; stale tables and partitions (deleted, unreadable or "
+    "renamed videos) are reported and left out. Its fingerprint is what the retraining schedule compares.",
 )
+@user_errors
 def feature_index(context: AssetExecutionContext, storage: VadStorage, dataset: DatasetResource) -> MaterializeResult:
     spec = dataset_spec(storage, dataset)
-    partitions = [v for v in context.instance.get_dynamic_partitions(VIDEO_PARTITIONS_NAME) if spec.includes(v)]
     store, keys = storage.store(), storage.dataset_keys(spec.name)
-    df = index_features(store, keys, partitions, spec.is_train, spec.is_evaluated)
+    inventory = dataset_inventory(store, keys, spec, context.instance.get_dynamic_partitions(VIDEO_PARTITIONS_NAME))
+    features = inventory.features
+    df = index_features(store, keys, list(features.current), spec.is_train, spec.is_evaluated)
     fingerprint = combined_fingerprint(dict(zip(df["video_id"], df["table_sha256"], strict=True)))
-    missing = sorted(set(partitions) - set(df["video_id"]))
-    if missing:
-        context.log.warning(f"{len(missing)} video partitions have no feature table yet: {missing[:10]}")
-    store.write_table(keys.feature_index, df, {"dataset": spec.name, "features_fingerprint": fingerprint or ""})
+    waiting = {**{v: "no feature table yet" for v in features.missing}, **features.outdated}
+    if waiting:
+        context.log.warning(
+            f"{len(waiting)} readable videos have no up-to-date feature table yet: {sorted(waiting)[:10]}"
+        )
+    if inventory.stale_count:
+        context.log.warning(inventory.summary())
+    stale_tables = {t.video_id: t.reason for t in features.stale}
+    store.write_table(
+        keys.feature_index,
+        df,
+        {
+            "dataset": spec.name,
+            "features_fingerprint": fingerprint or "",
+            "stale_tables": json.dumps([t.to_dict() for t in features.stale]),
+            "stale_partitions": json.dumps(inventory.stale_partitions, sort_keys=True),
+            "waiting": json.dumps(waiting, sort_keys=True),
+        },
+    )
     dims = sorted(df["dim"].unique().tolist())
     return MaterializeResult(
         metadata={
             **counts_metadata(df),
             "path": MetadataValue.path(store.location(keys.feature_index)),
             "videos": len(df),
-            "videos_missing_features": len(missing),
+            "videos_missing_features": len(waiting),
+            "stale_tables": len(stale_tables),
+            "stale_partitions": len(inventory.stale_partitions),
+            "stale": MetadataValue.md(
+                "**tables**\n\n"
+                + _listing(stale_tables)
+                + "\n\n**partitions**\n\n"
+                + _listing(inventory.stale_partitions)
+            ),
+            "waiting_for_features": MetadataValue.md(_listing(waiting)),
             "feature_rows": int(df["n_rows"].sum()),
             "train_rows": int(df.loc[df["train"], "n_rows"].sum()),
             "feature_dim": int(dims[0]) if len(dims) == 1 else str(dims),

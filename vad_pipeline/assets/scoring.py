@@ -29,12 +29,26 @@ from vad_pipeline.assets.common import (
     run_note,
     run_tags,
 )
+from vad_pipeline.assets.consistency import invalidate_report
+from vad_pipeline.assets.failures import user_errors
 from vad_pipeline.resources.backbone import BackboneResource
 from vad_pipeline.resources.dataset import DatasetResource
 from vad_pipeline.resources.storage import VadStorage
 from vad_pipeline.resources.tracking import ExperimentTracker
 
 _SCORE = ScoreConfig()
+BASELINE_DTYPES = {
+    "scorer": "object",
+    "video_id": "object",
+    "clip": "int64",
+    "start_frame": "int64",
+    "end_frame": "int64",
+    "score": "float64",
+    "tile": "int64",
+    "batch": "int64",
+    "threshold": "float64",
+    "anomalous": "bool",
+}
 
 
 class ThresholdConfig(Config):
@@ -83,6 +97,7 @@ _SCORE_FIELDS = {f.name for f in dataclasses.fields(ScoreConfig)}
     "the detector's members that never saw its video, when it has such members), the arg-max tile, "
     "the batch threshold and the decision; per-tile scores in a companion table.",
 )
+@user_errors
 def segment_scores(
     context: AssetExecutionContext,
     config: ScoringConfig,
@@ -138,6 +153,7 @@ def segment_scores(
         "sigma_choice": choice,
         "out_of_fold_rows": str(int((unseen > 0).sum())),
     }
+    invalidate_report(store, keys)  # a report of the old scores must not outlive them
     store.write_table(keys.tile_scores, rows[KEY_COLUMNS + ["score"]], meta)
     store.write_table(keys.segment_scores, clips, meta)
     return MaterializeResult(
@@ -165,14 +181,17 @@ def segment_scores(
     description="Diffusion clip scores expanded to frames (a frame takes the maximum of the clips "
     "covering it), with 0/1 labels on the evaluated videos.",
 )
+@user_errors
 def frame_scores(context: AssetExecutionContext, storage: VadStorage, dataset: DatasetResource) -> MaterializeResult:
     spec = dataset_spec(storage, dataset)
     store, keys = storage.store(), storage.dataset_keys(spec.name)
     clips = read_table(store, keys.segment_scores, "segment_scores")
     manifest = read_table(store, keys.manifest, "video_manifest")
     truth = read_table(store, keys.ground_truth, "ground_truth")
-    evaluated = {v for v in clips["video_id"].unique() if spec.is_evaluated(v)}
+    # Without an annotation file nothing is labelled: "0 anomalous frames" would claim ground truth.
+    evaluated = {v for v in clips["video_id"].unique() if spec.is_evaluated(v)} if spec.annotations else set()
     frames = frame_table(clips, manifest, truth, evaluated)
+    invalidate_report(store, keys)
     store.write_table(keys.frame_scores, frames, {"dataset": spec.name})
     labelled = frames["label"].notna()
     return MaterializeResult(
@@ -226,6 +245,7 @@ def _scorer_kwargs(name: str, config: BaselinesConfig) -> dict:
     description="Clip scores of the baselines (kNN, PCA, IsolationForest, GCL autoencoder, GCL) on the "
     "same features, thresholded like the diffusion scores; long format with a `scorer` column.",
 )
+@user_errors
 def baseline_scores(
     context: AssetExecutionContext,
     config: BaselinesConfig,
@@ -239,7 +259,7 @@ def baseline_scores(
     feature_rows, x = load_feature_rows(store, keys, index["video_id"].tolist())
     train_mask = feature_rows["video_id"].isin(set(index.loc[index["train"], "video_id"])).to_numpy()
     tiles = feature_rows["tile"].to_numpy(np.int64) if config.per_tile else None
-    parts, summary, run_ids = [], {}, {}
+    parts, summary, run_ids, skipped = [], {}, {}, {}
     tags = run_tags(context, spec)
     note = run_note(context, f"Baselines ({', '.join(config.scorers)}) fitted on the train videos' features.")
     with tracker.start_run(run_name=f"{spec.name}/baselines", tags=tags, description=note) as run:
@@ -250,8 +270,18 @@ def baseline_scores(
                 run_name=f"{spec.name}/baselines/{name}", tags={**tags, "scorer": name}, parent_run_id=run.run_id
             ) as child:
                 start = time.perf_counter()
-                scorer = make_scorer(name, **kwargs).fit(x[train_mask], None if tiles is None else tiles[train_mask])
-                scores = scorer.score(x, tiles)
+                try:
+                    fit_tiles = None if tiles is None else tiles[train_mask]
+                    scorer = make_scorer(name, **kwargs).fit(x[train_mask], fit_tiles)
+                    scores = scorer.score(x, tiles)
+                except (VADInputError, ValueError) as exc:
+                    # A baseline too big for this data (PCA-16 on 10 rows per tile) is a comparison lost,
+                    # not a reason to stop the run: it is skipped, and the report says why.
+                    skipped[name] = str(exc).splitlines()[0]
+                    context.log.warning(f"{name}: skipped, it cannot run on this data ({skipped[name]})")
+                    child.log_params({"scorer": name, "skipped": skipped[name]})
+                    run.log_params({f"{name}.skipped": skipped[name]})
+                    continue
                 seconds = time.perf_counter() - start
                 clips = decide_clips(
                     clip_scores(feature_rows.assign(score=scores)), config.threshold_k, config.threshold_batch_size
@@ -273,18 +303,29 @@ def baseline_scores(
                 "threshold_batch_size": config.threshold_batch_size,
             }
         )
-    table = pd.concat(parts, ignore_index=True)
-    table = table[["scorer"] + [c for c in table.columns if c != "scorer"]]
+    if parts:
+        table = pd.concat(parts, ignore_index=True)
+        table = table[["scorer"] + [c for c in table.columns if c != "scorer"]]
+    else:  # every baseline skipped: an empty table with the usual columns
+        table = pd.DataFrame({c: pd.Series(dtype=t) for c, t in BASELINE_DTYPES.items()})
+    invalidate_report(store, keys)
+    ran = [n for n in config.scorers if n not in skipped]
     store.write_table(
         keys.baseline_scores,
         table,
-        {"dataset": spec.name, "scorers": ",".join(config.scorers), "mlflow_run_ids": json.dumps(run_ids)},
+        {
+            "dataset": spec.name,
+            "scorers": ",".join(ran),
+            "skipped": json.dumps(skipped, sort_keys=True),
+            "mlflow_run_ids": json.dumps(run_ids),
+        },
     )
     return MaterializeResult(
         metadata={
             **counts_metadata(table),
             "path": MetadataValue.path(store.location(keys.baseline_scores)),
-            "scorers": ", ".join(config.scorers),
+            "scorers": ", ".join(ran) or "none",
+            "skipped": MetadataValue.json(skipped),
             **{f"{name}_seconds": round(s["seconds"], 2) for name, s in summary.items()},
             **({"mlflow_run": MetadataValue.url(run.url)} if run.url else {"mlflow_run_id": run.run_id or ""}),
         }

@@ -28,6 +28,7 @@ from vad_core.scoring.scorers import BASELINES
 from vad_core.study import StudyConfig, StudyData, TrainedSetting, run_study
 from vad_core.study.report import comparison_markdown, label_free_summary, seed_spread, study_heatmaps
 from vad_pipeline.assets.common import dataset_spec, load_feature_rows, read_table, run_tags
+from vad_pipeline.assets.failures import user_errors
 from vad_pipeline.resources.dataset import DatasetResource
 from vad_pipeline.resources.storage import DatasetKeys, VadStorage
 from vad_pipeline.resources.tracking import ExperimentTracker
@@ -132,6 +133,7 @@ def study_data(store: TableStore, keys: DatasetKeys, index: Any, manifest: Any, 
     "embedding (+ score type, width, preprocessing, seeds), both AUC protocols, oracle vs label-free "
     "selection, heatmaps and a Table-2 style comparison with the baselines; one MLflow child run per setting.",
 )
+@user_errors
 def parameter_study(
     context: AssetExecutionContext,
     config: ParameterStudyConfig,

@@ -15,13 +15,29 @@ from vad_core.evaluation.formatting import finite_or_none
 from vad_core.evaluation.plots import loss_curve_png
 from vad_core.scoring.rows import row_keys_for
 from vad_pipeline.assets.common import dataset_spec, load_feature_rows, read_table, run_note, run_tags
+from vad_pipeline.assets.failures import user_errors
 from vad_pipeline.assets.model_card import model_links, rounded, version_description
+from vad_pipeline.assets.reruns import checkpoint_sha256, identical_previous_run, training_identity
 from vad_pipeline.automation.fingerprints import combined_fingerprint
 from vad_pipeline.cluster.profile import gpu_step_tags
 from vad_pipeline.resources.backbone import BackboneResource
 from vad_pipeline.resources.dataset import DatasetResource
 from vad_pipeline.resources.storage import VadStorage
 from vad_pipeline.resources.tracking import ExperimentTracker
+
+# The figures of a training run that a skipped identical re-run repeats from denoiser.json.
+_FIGURES = (
+    "sigma_data",
+    "final_train_loss",
+    "best_val_loss",
+    "memorization_auc",
+    "epochs_run",
+    "best_epoch",
+    "n_models",
+    "trim_share",
+    "dropped_rows",
+    "scoring_sigma",
+)
 
 
 class TrainingConfig(Config):
@@ -38,7 +54,9 @@ class TrainingConfig(Config):
     `sigma_rule` "rows" or "videos": the label-free sigma rule leaves out the row or its video).
 
     `tile_embedding` gives the denoisers a learned tile-position embedding (n_tiles from the
-    data); `device` None uses the backbone resource's device (CUDA, then MPS, then CPU).
+    data); `device` None uses the backbone resource's device (CUDA, then MPS, then CPU). `force`
+    retrains even when the rows, the recipe and the resolved config equal those of the stored
+    checkpoint (otherwise such a re-run keeps the checkpoint and registers nothing: `assets.reruns`).
     """
 
     recipe: str = "robust"
@@ -65,6 +83,7 @@ class TrainingConfig(Config):
     fourier_features: int | None = None
     tile_embedding: bool = True
     device: str | None = None
+    force: bool = False
 
     def _set(self, cls: type) -> dict[str, Any]:
         known = {f.name for f in dataclasses.fields(cls)} - {"name", "device", "n_tiles"}
@@ -97,6 +116,7 @@ def model_name(dataset: str) -> str:
     "the label-free scoring sigma, the recipe and the data fingerprint.",
     op_tags=gpu_step_tags(),  # the cluster profile's GPU queue, when a GPU worker pool exists
 )
+@user_errors
 def denoiser(
     context: AssetExecutionContext,
     config: TrainingConfig,
@@ -113,6 +133,29 @@ def denoiser(
     tiles = rows["tile"].to_numpy(np.int64)
     recipe, train_config = config.to_core(n_tiles=int(tiles.max()) + 1, device=backbone.resolved_device())
     features_fp = combined_fingerprint(dict(zip(index["video_id"], index["table_sha256"], strict=True)))
+    identity = training_identity(x, tiles, train_config, train_ids, recipe.to_dict())
+    previous = None if config.force else identical_previous_run(store, keys, identity)
+    if previous is not None:
+        context.log.info(
+            f"the stored detector was fitted on these {x.shape[0]} rows with this recipe and config: kept "
+            f"(MLflow run {previous.get('mlflow_run_id')}, model version {previous.get('model_version')}); "
+            "set force: true to retrain"
+        )
+        kept = {k: previous[k] for k in _FIGURES if isinstance(previous.get(k), (int, float))}
+        return MaterializeResult(
+            metadata={
+                "skipped_identical": True,
+                "checkpoint": MetadataValue.path(store.location(keys.denoiser)),
+                "rows": int(x.shape[0]),
+                "feature_dim": int(x.shape[1]),
+                **kept,
+                "data_fingerprint": str(previous.get("data_fingerprint") or ""),
+                "recipe": recipe.name,
+                "features_fingerprint": features_fp or "",
+                "mlflow_run_id": str(previous.get("mlflow_run_id") or ""),
+                "model_version": str(previous.get("model_version") or ""),
+            }
+        )
     context.log.info(
         f"fitting the {recipe.name!r} detector on {x.shape[0]} rows x {x.shape[1]} dims from {len(train_ids)} videos"
     )
@@ -184,16 +227,16 @@ def denoiser(
             "checkpoint": store.location(keys.denoiser),
             "features_fingerprint": features_fp,
             "data_fingerprint": detector.fingerprint,
-            "train_config": train_config.to_dict(),
             "n_train": first.n_train,
             "n_val": first.n_val,
-            "train_videos": train_ids,
             "history": history,
             **figures,
             **detector.describe(),
             "mlflow_run_id": run.run_id,
             "model_name": model_name(spec.name),
             "dagster_run_id": context.run.run_id,
+            **identity,
+            "checkpoint_sha256": checkpoint_sha256(checkpoint),
         }
         # Short tags (the version page lists them by name); the Dagster run is a link in the description,
         # the full fingerprints stay on the run and in denoiser.json.

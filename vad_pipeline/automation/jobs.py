@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from dagster import AssetSelection, define_asset_job
+from dagster import (
+    AssetSelection,
+    DagsterInvalidConfigError,
+    DagsterInvariantViolationError,
+    JobDefinition,
+    define_asset_job,
+    validate_run_config,
+)
 
+from vad_core.errors import VADInputError
 from vad_pipeline.cluster.profile import POOL_TAG
+from vad_pipeline.specs import unknown_key_message
 
 FOOTAGE_JOB = "footage_job"
 FEATURES_JOB = "features_job"
@@ -51,28 +60,95 @@ CONFIGURABLE = {
 }
 
 
+# Jobs defined elsewhere whose assets a spec's run_config may configure too (the study lives
+# with its asset in assets/study.py, which imports this module).
+CONFIGURABLE_ELSEWHERE = {"parameter_study_job": ("parameter_study",)}
+
+
+def _config_error(where: str, exc: DagsterInvalidConfigError, job: JobDefinition) -> str:
+    """Dagster's first config error as one line: `run_config.denoiser: unknown key 'epochz' (did you mean ...)`."""
+    err = exc.errors[0]
+    path = [str(getattr(e, "field_name", e)) for e in err.stack.entries]
+    asset = path[1] if len(path) > 1 and path[0] == "ops" else None
+    fields = ".".join(path[3:]) if asset else ".".join(path)
+    at = f"{where}.{asset}" + (f".{fields}" if fields else "") if asset else f"{where} ({job.name})"
+    more = f" (and {len(exc.errors) - 1} more problems)" if len(exc.errors) > 1 else ""
+    names = getattr(err.error_data, "field_names", None) or [getattr(err.error_data, "field_name", None)]
+    if err.reason.name in ("FIELD_NOT_DEFINED", "FIELDS_NOT_DEFINED"):  # a typo'd field name
+        known: list[str] = []
+        if asset is not None:
+            config_type = job.graph.node_named(asset).definition.config_schema.config_type
+            known = list(getattr(config_type, "fields", {}) or [])
+        return unknown_key_message(at, names[0], known) + more
+    return f"{at}: {err.message.split(' Expected:')[0]}{more}"
+
+
+def check_asset_configs(
+    asset_configs: Mapping[str, Mapping[str, Any]],
+    resolve_job: Callable[[str], JobDefinition],
+    where: str = "run_config",
+) -> None:
+    """Validate `{asset: {field: value}}` with Dagster's own config schemas before any run starts.
+
+    Every asset named must take a config in one of the pipeline's jobs, and every job's config
+    (`job_run_config`) must pass `dagster.validate_run_config` against the job `resolve_job(name)`
+    returns (`Definitions.resolve_job_def`, or a sensor's `repository_def.get_job`). Raises
+    `VADInputError` with one line naming the asset, the field and, for a typo, the nearest valid name.
+    """
+    jobs = {**CONFIGURABLE, **CONFIGURABLE_ELSEWHERE}
+    known = sorted({a for assets in jobs.values() for a in assets})
+    for asset, fields in asset_configs.items():
+        if asset not in known:
+            raise VADInputError(unknown_key_message(where, asset, known) + " (asset names that take a config)")
+        if not isinstance(fields, Mapping):
+            raise VADInputError(f"{where}.{asset}: expected a mapping of config fields, got {fields!r}")
+    for name, assets in jobs.items():
+        if not any(a in asset_configs for a in assets):
+            continue
+        job = resolve_job(name)
+        config = {"ops": {a: {"config": dict(asset_configs[a])} for a in assets if asset_configs.get(a)}}
+        try:
+            validate_run_config(job, config)
+        except DagsterInvalidConfigError as exc:
+            raise VADInputError(_config_error(where, exc, job)) from None
+
+
+def context_job_resolver(context: Any) -> Callable[[str], JobDefinition] | None:
+    """`repository_def.get_job` of a sensor or schedule context, or None when it has no repository
+    (a context built by a test without one)."""
+    try:
+        repository = context.repository_def
+    except DagsterInvariantViolationError:
+        return None
+    return None if repository is None else repository.get_job
+
+
 def job_run_config(
     job: str, asset_configs: Mapping[str, Mapping[str, Any]], log_level: str | None = None
 ) -> dict[str, Any]:
     """Run config for `job` from `{asset: {field: value}}`, keeping the assets the job has.
 
-    `log_level` sets the console logger (the demo keeps Dagster's per-step DEBUG lines off the
-    terminal; every event is still stored in the instance and shown by the UI).
+    `log_level` switches the console to the one-line `brief` logger at that level (the demo keeps
+    Dagster's per-step DEBUG lines and stack traces off the terminal; every event is still stored
+    in the instance and shown by the UI).
     """
     config: dict[str, Any] = {
         "ops": {a: {"config": dict(asset_configs[a])} for a in CONFIGURABLE[job] if asset_configs.get(a)}
     }
-    if log_level:
-        config["loggers"] = {"console": {"config": {"log_level": log_level}}}
+    if log_level:  # the one-line console logger (vad_pipeline.loggers) instead of Dagster's
+        config["loggers"] = {"brief": {"config": {"log_level": log_level}}}
     return config
 
 
 __all__ = [
     "CONFIGURABLE",
+    "CONFIGURABLE_ELSEWHERE",
     "FEATURES_JOB",
     "FOOTAGE_JOB",
     "STUDY_ASSETS",
     "TRAINING_JOB",
+    "check_asset_configs",
+    "context_job_resolver",
     "features_job",
     "footage_job",
     "job_run_config",

@@ -1,8 +1,9 @@
 """The retraining schedule: retrain and rescore when the features changed, skip when not.
 
 Weekly by default (Mondays 03:00); `VAD_RETRAIN_CRON` or `build_retraining_schedule(cron=...)`
-changes it. "Changed" compares the fingerprint of the feature tables on disk now with the one
-recorded beside the last trained denoiser.
+changes it. "Changed" compares the fingerprint of the current manifest's up-to-date feature
+tables (`automation.inventory`, what `feature_index` indexes) with the one recorded beside the
+last trained denoiser.
 """
 
 from __future__ import annotations
@@ -19,13 +20,20 @@ from dagster import (
     schedule,
 )
 
+from vad_core.errors import VADInputError
 from vad_pipeline.automation.fingerprints import (
     combined_fingerprint,
     feature_table_fingerprints,
     last_trained_fingerprint,
 )
-from vad_pipeline.automation.jobs import TRAINING_JOB, job_run_config, training_job
-from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME
+from vad_pipeline.automation.inventory import dataset_inventory
+from vad_pipeline.automation.jobs import (
+    TRAINING_JOB,
+    check_asset_configs,
+    context_job_resolver,
+    job_run_config,
+    training_job,
+)
 from vad_pipeline.resources.dataset import DatasetResource
 from vad_pipeline.resources.storage import VadStorage
 
@@ -63,9 +71,16 @@ def build_retraining_schedule(
         "changed since the last trained denoiser; skips with the reason otherwise.",
     )
     def _schedule(context: ScheduleEvaluationContext, storage: VadStorage, dataset: DatasetResource):
-        spec = dataset.load(home=storage.root())
-        videos = [v for v in context.instance.get_dynamic_partitions(VIDEO_PARTITIONS_NAME) if spec.includes(v)]
-        store, keys = storage.store(), storage.dataset_keys(spec.name)
+        try:
+            spec = dataset.load(home=storage.root())
+            if (resolve := context_job_resolver(context)) is not None:
+                check_asset_configs(spec.run_config, resolve, f"{spec.name}: run_config")
+            store, keys = storage.store(), storage.dataset_keys(spec.name)
+            # The videos the manifest backs now, as feature_index will index them: a deleted
+            # video's lingering table neither triggers nor blocks a retrain.
+            videos = list(dataset_inventory(store, keys, spec).features.current)
+        except VADInputError as exc:
+            return SkipReason(f"not retraining: {exc}")
         current = combined_fingerprint(feature_table_fingerprints(store, keys, videos))
         run, reason = decide(current, last_trained_fingerprint(store, keys))
         if not run:

@@ -3,9 +3,13 @@
 Each tick lists the footage (no decoding: names, sizes and mtimes only), compares it with the
 video partitions and with the fingerprints the previous tick stored in the cursor, adds a
 partition for every new video and requests a features run for every new or changed one, plus
-one manifest refresh. Run keys carry the video's fingerprint, so a request is never made twice
+one manifest refresh whenever the footage differs from the last tick's (new, changed, removed
+or restored videos). Run keys carry the video's fingerprint, so a request is never made twice
 for the same state of a file: ticks are idempotent. Videos that disappeared are reported in the
-tick's log and left alone (their partitions and tables stay, nothing crashes).
+tick's log and left alone: their partitions and tables stay until the cleanup job removes them,
+and the refreshed manifest keeps them out of training (`automation.inventory`). A video that
+reappears under a known partition is re-requested (extraction skips it when its table is still
+up to date).
 
 The cursor stays small whatever the footage: `{"digest": ..., "videos": N}`. The per-video
 fingerprints it stands for live in the store under `DatasetKeys.footage_state(digest)`, a
@@ -34,7 +38,15 @@ from dagster import (
 from vad_core.errors import VADInputError
 from vad_core.io.store import TableStore
 from vad_pipeline.automation.fingerprints import stat_fingerprint
-from vad_pipeline.automation.jobs import FEATURES_JOB, FOOTAGE_JOB, features_job, footage_job, job_run_config
+from vad_pipeline.automation.jobs import (
+    FEATURES_JOB,
+    FOOTAGE_JOB,
+    check_asset_configs,
+    context_job_resolver,
+    features_job,
+    footage_job,
+    job_run_config,
+)
 from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME, video_partitions
 from vad_pipeline.resources.dataset import DatasetResource
 from vad_pipeline.resources.storage import DatasetKeys, VadStorage
@@ -42,6 +54,9 @@ from vad_pipeline.specs import DatasetSpec
 
 # discover(spec) -> {video_id: fingerprint}, plus the ids it could not read this tick.
 Discover = Callable[[DatasetSpec], tuple[dict[str, str], dict[str, str]]]
+# Fingerprint prefix of a video discovery already knows is unusable: tracked in the cursor (its
+# appearance refreshes the manifest, which lists it as an error) but never extracted.
+UNUSABLE = "unusable:"
 
 
 @dataclass(frozen=True)
@@ -68,8 +83,9 @@ def discover_footage(spec: DatasetSpec) -> tuple[dict[str, str], dict[str, str]]
 
     found: dict[str, str] = {}
     errors: dict[str, str] = {}
-    for source in discover_videos(spec.footage_root):
-        if not spec.keeps(source.video_id, source.kind):
+    for source in discover_videos(spec.footage_root, keep=spec.keeps, keep_folder=spec.may_hold):
+        if source.error is not None:  # an unreadable folder, an id two videos share: the manifest says so
+            found[source.video_id] = UNUSABLE + hashlib.sha256(source.error.encode()).hexdigest()[:16]
             continue
         try:
             found[source.video_id] = stat_fingerprint(source.path)
@@ -85,16 +101,19 @@ def plan_footage_update(
     has_features: Callable[[str], bool],
 ) -> FootagePlan:
     """Decide a tick: new = no partition yet; changed = fingerprint differs from the last tick's,
-    or a partition whose features were never written (e.g. added before a failed run)."""
+    a partition whose features were never written (e.g. added before a failed run), or a known
+    partition that reappears after a tick without it (a restored video: its table may be for
+    other content)."""
     known = set(partitions)
-    new = tuple(sorted(v for v in found if v not in known))
-    changed = tuple(
-        sorted(
-            v
-            for v in found
-            if v in known and ((v in cursor and cursor[v] != found[v]) or (v not in cursor and not has_features(v)))
-        )
-    )
+    usable = {v for v, fp in found.items() if not fp.startswith(UNUSABLE)}
+    new = tuple(sorted(v for v in usable if v not in known))
+
+    def is_changed(v: str) -> bool:
+        if v in cursor:
+            return cursor[v] != found[v]
+        return bool(cursor) or not has_features(v)  # reappeared since the last tick, or never extracted
+
+    changed = tuple(sorted(v for v in usable if v in known and is_changed(v)))
     removed = tuple(sorted(v for v in known if v not in found))
     return FootagePlan(new=new, changed=changed, removed=removed, cursor=dict(found))
 
@@ -169,7 +188,13 @@ def build_new_footage_sensor(
         "requests its features; re-extracts changed videos; reports removed ones.",
     )
     def _sensor(context: SensorEvaluationContext, storage: VadStorage, dataset: DatasetResource):
-        spec = dataset.load(home=storage.root())
+        try:
+            spec = dataset.load(home=storage.root())
+            if (resolve := context_job_resolver(context)) is not None:
+                check_asset_configs(spec.run_config, resolve, f"{spec.name}: run_config")
+        except VADInputError as exc:
+            context.log.error(str(exc))
+            return SkipReason(f"not launching anything: {exc}")
         if not spec.footage_root.is_dir():
             return SkipReason(f"footage root {spec.footage_root} does not exist yet (dataset {spec.name!r})")
         found, errors = discover(spec)
@@ -188,14 +213,15 @@ def build_new_footage_sensor(
         if plan.removed:
             context.log.warning(
                 f"{len(plan.removed)} partitioned videos are gone from {spec.footage_root}: "
-                f"{', '.join(plan.removed[:20])}{' ...' if len(plan.removed) > 20 else ''}"
+                f"{', '.join(plan.removed[:20])}{' ...' if len(plan.removed) > 20 else ''} "
+                "(left out of training once the manifest is refreshed; the cleanup_stale_job deletes "
+                "their partitions and tables)"
             )
         cursor = save_footage_state(plan.cursor, store, keys, keep=_cursor_digest(context.cursor))
         if not plan.to_extract:
-            # Removed videos still change what the manifest should say: refresh it once.
-            requests = [_manifest_request(plan, spec)] if plan.removed and previous.keys() != plan.cursor.keys() else []
-            if requests:
-                return SensorResult(run_requests=requests, cursor=cursor)
+            # Removed (or restored) videos still change what the manifest should say: refresh it once.
+            if plan.cursor != previous:
+                return SensorResult(run_requests=[_manifest_request(plan, spec)], cursor=cursor)
             return SensorResult(
                 skip_reason=SkipReason(
                     f"no new or changed footage: {len(found)} videos known"
@@ -239,6 +265,7 @@ new_footage_sensor = build_new_footage_sensor()
 
 
 __all__ = [
+    "UNUSABLE",
     "Discover",
     "FootagePlan",
     "build_new_footage_sensor",

@@ -6,7 +6,8 @@
 
 A command is a module with `add_parser(subparsers)`, which registers its parser and sets
 `run(args) -> exit code` as its default; list it in `COMMANDS`. A user error (`VADInputError`:
-a bad spec, a missing table) prints one line naming the problem and exits with status 2.
+a bad spec, a missing table, a Dagster run that failed on one) prints one line naming the problem
+and exits with status 2.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except VADInputError as exc:
-        print(f"vad {args.command}: error: {exc}", file=sys.stderr)
+        # One line, whatever the message holds (advice on further lines is kept, joined).
+        print(f"vad {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"vad {args.command}: interrupted", file=sys.stderr)

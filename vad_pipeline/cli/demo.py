@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from dagster import DagsterInstance, Definitions
+from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
 
 from vad_core.errors import VADInputError
-from vad_pipeline.automation.jobs import FEATURES_JOB, FOOTAGE_JOB, TRAINING_JOB, job_run_config
+from vad_pipeline.automation.jobs import FEATURES_JOB, FOOTAGE_JOB, TRAINING_JOB, check_asset_configs, job_run_config
 from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME
 from vad_pipeline.cli.instance import dagster_home
 from vad_pipeline.cluster.profile import is_cluster, require
@@ -53,6 +53,7 @@ class JobRunner(Protocol):
         run_config: Mapping[str, Any],
         partitions: list[str] | None = None,
         on_done: Callable[[JobRun], None] | None = None,
+        raise_on_failure: bool = True,
     ) -> list[JobRun]: ...
 
 
@@ -67,6 +68,7 @@ class PipelineSummary:
     report_path: str | None = None
     report: dict[str, Any] | None = None
     run_ids: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
 
     @property
     def overhead_per_partition_s(self) -> float | None:
@@ -85,12 +87,35 @@ class PipelineSummary:
             "overhead_per_partition_s": self.overhead_per_partition_s,
             "report_path": self.report_path,
             "run_ids": self.run_ids,
+            "failures": self.failures,
         }
+
+
+class RunFailed(VADInputError):
+    """A Dagster run of the demo failed; the message is one line naming the job, the step and why."""
+
+
+def run_failure(job: str, result: ExecuteInProcessResult) -> str:
+    """One line for a failed run: the first failed step and its `Failure` description (a user error)
+    or its exception (a bug: the traceback stays in the run's event log)."""
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            why = data.user_failure_data.description
+        else:
+            error = data.error.cause or data.error if data.error else None
+            why = error.message.strip().splitlines()[0] if error else "unknown error"
+            why += f" (the traceback is in Dagster run {result.run_id})"
+        return f"{job} failed at {event.step_key}: {why}"
+    return f"{job} failed (Dagster run {result.run_id})"
 
 
 class InProcessRunner:
     """Runs jobs one after another in this process (`execute_in_process`), partitions in turn: the
-    local profile. `vad_pipeline.cluster.submit.ClusterRunner` is the cluster profile's, same calls."""
+    local profile. `vad_pipeline.cluster.submit.ClusterRunner` is the cluster profile's, same calls.
+
+    A failed run is a `JobRun` with status FAILURE and `run_failure`'s one line as `error`; with
+    `raise_on_failure` the first one raises `RunFailed` (after every partition ran)."""
 
     def __init__(self, defs: Definitions, instance: DagsterInstance) -> None:
         self.defs, self.instance = defs, instance
@@ -101,23 +126,30 @@ class InProcessRunner:
         run_config: Mapping[str, Any],
         partitions: list[str] | None = None,
         on_done: Callable[[JobRun], None] | None = None,
+        raise_on_failure: bool = True,
     ) -> list[JobRun]:
         job_def, out = self.defs.resolve_job_def(job), []
         for key in partitions if partitions is not None else [None]:
             start = time.perf_counter()
-            res = job_def.execute_in_process(instance=self.instance, partition_key=key, run_config=dict(run_config))
+            res = job_def.execute_in_process(
+                instance=self.instance, partition_key=key, run_config=dict(run_config), raise_on_error=False
+            )
             done = JobRun(
                 job,
                 res.run_id,
                 key,
-                "SUCCESS",
+                "SUCCESS" if res.success else "FAILURE",
                 time.perf_counter() - start,
                 work_seconds(self.instance, res.run_id),
+                error=None if res.success else run_failure(job if key is None else f"{job}[{key}]", res),
                 step_seconds=step_seconds(self.instance, res.run_id),
             )
             out.append(done)
             if on_done is not None:
                 on_done(done)
+        failed = [r.error for r in out if r.status != "SUCCESS"]
+        if failed and raise_on_failure:
+            raise RunFailed(str(failed[0]))
         return out
 
 
@@ -137,6 +169,7 @@ def materialize_all(
     `runner` runs the jobs: in this process by default, or on the cluster (`ClusterRunner`).
     """
     run_config = spec.run_config if run_config is None else run_config
+    check_asset_configs(run_config, defs.resolve_job_def)  # a typo fails here, before any work
     cfg = lambda job: job_run_config(job, run_config, log_level)  # noqa: E731
     runner = runner or InProcessRunner(defs, instance)
     summary = PipelineSummary(spec.name)
@@ -158,14 +191,19 @@ def materialize_all(
 
     def done(run: JobRun) -> None:
         vid = str(run.partition)
+        if run.status != "SUCCESS":
+            summary.failures.append(str(run.error))
+            echo(f"  [{len(summary.failures) + len(summary.partition_wall_s)}/{len(ok)}] {vid}: FAILED: {run.error}")
+            return
         summary.partition_wall_s[vid], summary.partition_work_s[vid] = run.wall_s, run.work_s
         summary.run_ids.append(run.run_id)
         retried = f", {run.attempts} attempts" if run.attempts > 1 else ""
-        count = f"[{len(summary.partition_wall_s)}/{len(ok)}]"
+        count = f"[{len(summary.partition_wall_s) + len(summary.failures)}/{len(ok)}]"
         echo(f"  {count} {vid}: {run.wall_s:.1f}s (extraction {run.work_s:.1f}s{retried})")
 
     t0 = time.perf_counter()
-    runner.run(FEATURES_JOB, cfg(FEATURES_JOB), partitions=ok, on_done=done)
+    # One video failing (changed since probing, say) does not stop the others: reported, then on.
+    runner.run(FEATURES_JOB, cfg(FEATURES_JOB), partitions=ok, on_done=done, raise_on_failure=False)
     summary.stage_seconds["features (all partitions)"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -284,7 +322,9 @@ def run(args: argparse.Namespace) -> int:
         print("   mlflow ui --backend-store-uri " + MLflowTracker().resolved_uri())
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps({**summary.to_dict(), "report": summary.report}, indent=1))
-    return 0
+    for failure in summary.failures:
+        print(f"vad demo: error: {failure}", file=sys.stderr)
+    return 1 if summary.failures else 0
 
 
 def _cluster_runner(instance: DagsterInstance) -> ClusterRunner:
@@ -299,4 +339,14 @@ def _cluster_runner(instance: DagsterInstance) -> ClusterRunner:
     return ClusterRunner(DagsterClient(url), instance, resources=resources)
 
 
-__all__ = ["InProcessRunner", "JobRunner", "PipelineSummary", "add_parser", "format_summary", "materialize_all", "run"]
+__all__ = [
+    "InProcessRunner",
+    "JobRunner",
+    "PipelineSummary",
+    "RunFailed",
+    "add_parser",
+    "format_summary",
+    "materialize_all",
+    "run",
+    "run_failure",
+]

@@ -117,6 +117,32 @@ def test_report_without_labels_says_why() -> None:
         ReportSettings(top_clips=-1)
 
 
+def test_report_of_a_dataset_without_annotations_says_no_ground_truth() -> None:
+    """Regression (issue 10): with no annotation file the report said "N labelled frames (0 anomalous)"."""
+    tables = _tables()
+    tables.frames = tables.frames.assign(label=pd.array([pd.NA] * 64, dtype="Int8"))
+    tables.has_annotations = False
+    report = build_report(tables, ReportSettings(top_clips=0, max_curve_videos=1), "toy", created="now")
+    assert report.data["n_labelled_frames"] == 0
+    assert report.data["note"] == "no ground truth: the dataset has no annotation file"
+    assert "64 frames, none labelled (no ground truth)." in report.markdown
+    assert "anomalous)" not in report.markdown.splitlines()[2]
+
+
+def test_a_skipped_baseline_is_listed_with_its_reason() -> None:
+    """Regression (issue 10): a baseline that cannot run on the data is skipped, never fatal or silent."""
+    tables = _tables()
+    tables.skipped_scorers = {"pca": "pca: tile 0: n_components=16 must be below 4 rows"}
+    report = build_report(tables, ReportSettings(top_clips=0), "toy", created="now")
+    assert report.data["scorers"]["pca"] == {
+        "metrics": None,
+        "anomalous_clip_share": None,
+        "skipped": "pca: tile 0: n_components=16 must be below 4 rows",
+    }
+    assert report.data["scorers"]["diffusion"]["metrics"]["roc_auc"] is not None
+    assert "| pca | skipped: pca: tile 0: n_components=16 must be below 4 rows |" in report.markdown
+
+
 def test_every_plot_is_png_bytes() -> None:
     history = [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.2}, {"epoch": 2, "train_loss": 0.5, "val_loss": None}]
     assert loss_curve_png(history, best_epoch=1).startswith(PNG)

@@ -78,14 +78,18 @@ def test_discover_finds_files_and_frame_folders_with_stable_ids(tmp_path: Path) 
     (tmp_path / "clip.AVI").write_bytes(b"anything")  # extension match is case-insensitive
     (tmp_path / "dup.mp4").write_bytes(b"a")
     (tmp_path / "dup.mkv").write_bytes(b"b")
-    found = [(s.video_id, s.kind) for s in discover_videos(tmp_path)]
+    found = [(s.video_id, s.kind, s.path.name, s.error is not None) for s in discover_videos(tmp_path)]
     assert found == [
-        ("cam1/morning", "file"),
-        ("clip", "file"),
-        ("dup.mkv", "file"),  # two files would share the id 'dup': both keep their extension
-        ("dup.mp4", "file"),
-        ("testing/frames/01", "frames"),
+        ("cam1/morning", "file", "morning.mp4", False),
+        ("clip", "file", "clip.AVI", False),
+        # Two files share the id 'dup': neither is renamed (an id depends on its file alone),
+        # both are quarantined with a message naming the other.
+        ("dup", "file", "dup.mkv", True),
+        ("dup", "file", "dup.mp4", True),
+        ("testing/frames/01", "frames", "01", False),
     ]
+    dup = discover_videos(tmp_path)[2]
+    assert "2 videos share the id 'dup'" in str(dup.error) and "dup.mp4" in str(dup.error)
     assert discover_videos(tmp_path) == discover_videos(str(tmp_path))
 
 
@@ -209,10 +213,10 @@ def test_truncated_avi_falls_short_of_its_header_count(tmp_path: Path) -> None:
     assert_error(probe_video(source(path)), path, "truncated", "declares 30 frames")
 
 
-def test_truncated_mkv_falls_short_of_its_header_duration(tmp_path: Path) -> None:
+def test_truncated_mkv_is_caught_from_the_demuxer_not_the_frame_rate(tmp_path: Path) -> None:
     frames = [np.random.default_rng(i).integers(0, 255, (48, 64, 3), dtype=np.uint8) for i in range(60)]
     path = truncate(write_video(tmp_path / "t.mkv", frames, fps=12), 0.3)
-    assert_error(probe_video(source(path)), path, "truncated")
+    assert_error(probe_video(source(path)), path, "truncated", "File ended prematurely")
 
 
 def test_single_frame_video_file(tmp_path: Path) -> None:

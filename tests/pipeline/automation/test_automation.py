@@ -6,6 +6,7 @@ import contextlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from dagster import (
     DagsterInstance,
@@ -16,6 +17,8 @@ from dagster import (
     instance_for_test,
 )
 
+from vad_core.footage import manifest_frame
+from vad_core.io.feature_tables import build_feature_table, write_feature_table
 from vad_pipeline.automation.fingerprints import combined_fingerprint, feature_table_fingerprints, stat_fingerprint
 from vad_pipeline.automation.jobs import FEATURES_JOB, FOOTAGE_JOB
 from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME
@@ -163,6 +166,30 @@ def test_retraining_decision() -> None:
     assert run and "abababababab -> cdcdcdcdcdcd" in reason
 
 
+def _manifest_row(vid: str) -> dict:
+    return {
+        "video_id": vid,
+        "path": f"/footage/{vid}.mp4",
+        "kind": "file",
+        "n_frames": 32,
+        "fps": 10.0,
+        "width": 64,
+        "height": 48,
+        "rotation": 0,
+        "size_bytes": 100,
+        "fingerprint": f"fp-{vid}",
+        "status": "ok",
+        "error": None,
+    }
+
+
+def _feature_table(store, keys, vid: str, value: float) -> None:
+    table = build_feature_table(
+        vid, np.arange(2), np.array([0, 16]), np.array([16, 32]), np.zeros(2), np.zeros((2, 4)), np.full((2, 3), value)
+    )
+    write_feature_table(table, store, keys.features(vid), {"video_fingerprint": f"fp-{vid}"})
+
+
 def test_schedule_skips_until_features_change(setup) -> None:
     footage, storage, resources = setup
     stack = contextlib.ExitStack()
@@ -182,11 +209,18 @@ def _schedule_scenario(stack: contextlib.ExitStack, storage: VadStorage, resourc
         return list(data.run_requests or []), data.skip_message
 
     runs, skip = evaluate()
-    assert not runs and skip == "no feature tables yet: nothing to train on"
+    assert not runs and "video_manifest table" in skip and "materialize video_manifest first" in skip
 
     store, keys = storage.store(), storage.dataset_keys("cams")
+    rows = [_manifest_row(vid) for vid in ("v1", "v2", "gone")]
+    rows[2].update(status="error", error="gone.mp4: empty file (zero bytes)")
+    store.write_table(keys.manifest, manifest_frame(rows))
+    runs, skip = evaluate()
+    assert not runs and skip == "no feature tables yet: nothing to train on"
     for vid in ("v1", "v2"):
-        store.write_bytes(keys.features(vid), vid.encode() * 10)
+        _feature_table(store, keys, vid, 0.0)
+    # A lingering table of an unreadable video neither triggers a retrain nor changes the fingerprint.
+    _feature_table(store, keys, "gone", 5.0)
     runs, skip = evaluate()
     assert len(runs) == 1 and skip is None  # never trained
     assert runs[0].run_config == {"ops": {"denoiser": {"config": {"epochs": 2}}}}
@@ -196,6 +230,9 @@ def _schedule_scenario(stack: contextlib.ExitStack, storage: VadStorage, resourc
     runs, skip = evaluate()
     assert not runs and skip.startswith("features unchanged since the last trained denoiser")
 
-    store.write_bytes(keys.features("v2"), b"new features")
+    _feature_table(store, keys, "gone", 6.0)
+    runs, skip = evaluate()
+    assert not runs and skip.startswith("features unchanged")
+    _feature_table(store, keys, "v2", 1.0)
     runs, skip = evaluate()
     assert len(runs) == 1 and runs[0].run_key != f"retrain@{fp}"
