@@ -111,7 +111,7 @@ def test_gpu_steps_go_to_the_gpu_queue_when_a_gpu_worker_is_declared() -> None:
     assert set(cpu["features_job"]["queues"].values()) == {None}
     assert set(cpu["train_and_score_job"]["queues"].values()) == {None}
     local = _load_code_location({"VAD_PROFILE": "local", **CELERY_ENV})
-    assert local["features_job"]["executor"] == "multi_or_in_process_executor"
+    assert local["features_job"]["executor"] == "in_process"  # the local profile runs steps in the run's process
 
 
 def test_workers_share_the_cores() -> None:

@@ -81,11 +81,11 @@ class GatedTracker(RecordingTracker):
     """A recording tracker whose denoiser run waits at the gate when it is armed."""
 
     @contextmanager
-    def start_run(self, run_name: str, tags: Any = None) -> Iterator[Any]:
+    def start_run(self, run_name: str, tags: Any = None, **kwargs: Any) -> Iterator[Any]:
         if GATE["armed"] and run_name.endswith("/denoiser"):
             GATE["inside"].set()
             assert GATE["release"].wait(300), "the gate was never opened"
-        with super().start_run(run_name, tags) as run:
+        with super().start_run(run_name, tags, **kwargs) as run:
             yield run
 
 

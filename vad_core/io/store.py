@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -291,11 +292,13 @@ class MemoryTableStore(TableStore):
         return f"memory://{check_key(key)}"
 
 
-# URI scheme -> store factory; vad_core.io.object_store registers "s3" here when vad_core.io is imported.
+# URI scheme -> store factory. Stores with heavier dependencies register themselves when their
+# module is imported; the package re-exports are lazy, so `open_store` imports that module itself.
 STORE_SCHEMES: dict[str, Callable[[str], TableStore]] = {
     "file": lambda rest: LocalTableStore(rest),
     "memory": lambda rest: MemoryTableStore(),
 }
+_SCHEME_MODULES = {"s3": "vad_core.io.object_store"}
 
 
 def open_store(location: str | os.PathLike[str]) -> TableStore:
@@ -304,6 +307,8 @@ def open_store(location: str | os.PathLike[str]) -> TableStore:
     scheme, sep, rest = text.partition("://")
     if not sep:
         return LocalTableStore(text)
+    if scheme not in STORE_SCHEMES and scheme in _SCHEME_MODULES:
+        importlib.import_module(_SCHEME_MODULES[scheme])  # registers its scheme in STORE_SCHEMES
     if scheme not in STORE_SCHEMES:
         raise VADInputError(f"storage location {text!r}: no store for {scheme}:// (known: {sorted(STORE_SCHEMES)})")
     return STORE_SCHEMES[scheme](rest)
