@@ -42,6 +42,11 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return update_from_file(hashlib.sha256(), path).hexdigest()
 
 
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of bytes in memory (a checkpoint before it is written)."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def fingerprint_array(x: np.ndarray) -> str:
     """sha256 of an array's shape, dtype and bytes: changes whenever the data changes."""
     x = np.ascontiguousarray(x)
@@ -51,4 +56,4 @@ def fingerprint_array(x: np.ndarray) -> str:
     return h.hexdigest()
 
 
-__all__ = ["fingerprint_array", "sha256_file", "update_from_file", "update_from_stream"]
+__all__ = ["fingerprint_array", "sha256_bytes", "sha256_file", "update_from_file", "update_from_stream"]

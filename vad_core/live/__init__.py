@@ -1,0 +1,37 @@
+"""Live: scoring new footage alone with a deployed detector, its stored decision rule, and alerts.
+
+`LiveDetector` (a `Detector` + the training batch's `DecisionRule` + the feature spec) scores
+feature rows of one video or one clip; `alert_intervals` turns decided clips into alerts. The
+MLflow pyfunc model, the live assets and the `vad score` commands all go through here.
+"""
+
+from typing import TYPE_CHECKING
+
+from vad_core._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from vad_core.live.alerts import ALERT_COLUMNS, alert_intervals, boxes_from_rows, empty_alerts
+    from vad_core.live.decision import RULE_KIND, DecisionRule
+    from vad_core.live.detector import (
+        LiveDetector,
+        LiveScores,
+        feature_spec_from_metadata,
+        load_live_detector,
+        save_live_detector,
+    )
+
+__all__ = [
+    "ALERT_COLUMNS",
+    "RULE_KIND",
+    "DecisionRule",
+    "LiveDetector",
+    "LiveScores",
+    "alert_intervals",
+    "boxes_from_rows",
+    "empty_alerts",
+    "feature_spec_from_metadata",
+    "load_live_detector",
+    "save_live_detector",
+]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)
