@@ -111,6 +111,7 @@ class DetectorFit:
     screen_members: list[FittedMember]
     members: list[FittedMember]  # the deployed members, training-time view
     seconds: dict[str, float]
+    fitted_scores: np.ndarray | None = None  # (N,) `Detector.score_fitted` of the fitted rows (the live decision rule's)
 
 
 def trim_mask(scores: np.ndarray, share: float, tiles: np.ndarray | None = None) -> np.ndarray:
@@ -227,7 +228,7 @@ def fit_detector(
     }
     seconds["sigma_and_diagnostics"] = time.perf_counter() - start
     detector.fit_seconds = seconds
-    return DetectorFit(detector, screen_scores, keep, screen_members, members, seconds)
+    return DetectorFit(detector, screen_scores, keep, screen_members, members, seconds, fitted_scores=fitted)
 
 
 __all__ = [

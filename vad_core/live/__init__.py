@@ -16,6 +16,8 @@ if TYPE_CHECKING:
         LiveDetector,
         LiveScores,
         feature_spec_from_metadata,
+        live_model_files,
+        live_model_from_files,
         load_live_detector,
         save_live_detector,
     )
@@ -30,6 +32,8 @@ __all__ = [
     "boxes_from_rows",
     "empty_alerts",
     "feature_spec_from_metadata",
+    "live_model_files",
+    "live_model_from_files",
     "load_live_detector",
     "save_live_detector",
 ]

@@ -106,14 +106,12 @@ def feature_spec_from_metadata(meta: dict[str, str]) -> dict[str, str]:
     return {k: str(meta[k]) for k in FEATURE_SPEC_KEYS if k in meta}
 
 
-def save_live_detector(live: LiveDetector, folder: str | os.PathLike[str]) -> dict[str, str]:
-    """Write `detector.pt` and `live.json` (rule, spec, info, the checkpoint's sha256) into `folder`.
+def live_model_files(live: LiveDetector) -> dict[str, bytes]:
+    """{DETECTOR_FILE: checkpoint bytes, LIVE_FILE: JSON with rule, spec, info and the checkpoint's sha256}.
 
-    Each file is written beside itself and renamed, so a reader never sees half a file.
-    Returns {"detector": path, "live": path}.
+    Write DETECTOR_FILE first and LIVE_FILE last: a reader of a half-replaced pair then fails the
+    checksum instead of mixing an old rule with a new checkpoint.
     """
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
     blob = detector_bytes(live.detector)
     meta = {
         "format": LIVE_FORMAT,
@@ -124,33 +122,55 @@ def save_live_detector(live: LiveDetector, folder: str | os.PathLike[str]) -> di
         "dim": live.dim,
         "n_tiles": live.n_tiles,
     }
+    return {DETECTOR_FILE: blob, LIVE_FILE: json.dumps(meta, indent=2, sort_keys=True).encode()}
+
+
+def save_live_detector(live: LiveDetector, folder: str | os.PathLike[str]) -> dict[str, str]:
+    """Write `live_model_files` into `folder`, each beside itself then renamed (never half a file).
+
+    Returns {"detector": path, "live": path}.
+    """
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
     paths = {"detector": out / DETECTOR_FILE, "live": out / LIVE_FILE}
-    for path, data in ((paths["detector"], blob), (paths["live"], json.dumps(meta, indent=2, sort_keys=True).encode())):
+    files = live_model_files(live)
+    for path in (paths["detector"], paths["live"]):
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
+        tmp.write_bytes(files[path.name])
         os.replace(tmp, path)
     return {k: str(v) for k, v in paths.items()}
 
 
 def load_live_detector(folder: str | os.PathLike[str], device: str | None = None) -> LiveDetector:
-    """A `LiveDetector` from `save_live_detector`'s folder; a clear error on a missing file,
-    another format or a checkpoint whose sha256 differs from the one recorded beside it."""
+    """A `LiveDetector` from `save_live_detector`'s folder (see `live_model_from_files`)."""
     root = Path(folder)
-    live_path, det_path = root / LIVE_FILE, root / DETECTOR_FILE
-    for p in (live_path, det_path):
-        if not p.is_file():
-            raise VADInputError(f"live model {root}: {p.name} is missing")
+    files = {}
+    for name in (LIVE_FILE, DETECTOR_FILE):
+        if not (root / name).is_file():
+            raise VADInputError(f"live model {root}: {name} is missing")
+        files[name] = (root / name).read_bytes()
+    return live_model_from_files(files, device=device, where=str(root))
+
+
+def live_model_from_files(
+    files: dict[str, bytes], device: str | None = None, where: str = "live model"
+) -> LiveDetector:
+    """A `LiveDetector` from `live_model_files`' two files; a clear error naming `where` on a missing
+    file, another format or a checkpoint whose sha256 differs from the one recorded beside it."""
+    missing = [n for n in (LIVE_FILE, DETECTOR_FILE) if n not in files]
+    if missing:
+        raise VADInputError(f"live model {where}: {', '.join(missing)} missing")
     try:
-        meta = json.loads(live_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise VADInputError(f"live model {live_path}: unreadable ({exc})") from None
+        meta = json.loads(files[LIVE_FILE])
+    except ValueError as exc:
+        raise VADInputError(f"live model {where}: {LIVE_FILE} unreadable ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != LIVE_FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise VADInputError(f"live model {live_path}: format {found!r}, expected {LIVE_FORMAT!r}")
-    blob = det_path.read_bytes()
+        raise VADInputError(f"live model {where}: format {found!r}, expected {LIVE_FORMAT!r}")
+    blob = files[DETECTOR_FILE]
     if sha256_bytes(blob) != meta.get("detector_sha256"):
-        raise VADInputError(f"live model {det_path}: sha256 differs from the one recorded in {LIVE_FILE}")
-    detector = load_detector(blob, device=device, name=str(det_path))
+        raise VADInputError(f"live model {where}: {DETECTOR_FILE} sha256 differs from the one recorded in {LIVE_FILE}")
+    detector = load_detector(blob, device=device, name=f"{where}/{DETECTOR_FILE}")
     return LiveDetector(
         detector,
         DecisionRule.from_dict(meta.get("rule") or {}),
@@ -168,6 +188,8 @@ __all__ = [
     "LiveDetector",
     "LiveScores",
     "feature_spec_from_metadata",
+    "live_model_files",
+    "live_model_from_files",
     "load_live_detector",
     "save_live_detector",
 ]

@@ -99,6 +99,13 @@ class DatasetKeys:
         """`<dataset>/automation/footage_<digest>.json`: the new-footage sensor's per-video fingerprints."""
         return self._key("automation", f"footage_{digest}.json")
 
+    def live_model(self, slot: str, file: str) -> str:
+        """`<dataset>/models/<slot>/<file>`: a live model's files (`vad_core.live.live_model_files`) under the
+        slot `challenger` (the newest trained) or `champion` (the promoted one the live assets score with)."""
+        if slot not in ("challenger", "champion"):
+            raise ValueError(f"live model slot must be 'challenger' or 'champion', got {slot!r}")
+        return self._key("models", slot, file)
+
     def study(self, name: str) -> str:
         """`<dataset>/study/<name>` (results tables, comparison.md, label_free.json, figures/<png>)."""
         return self._key("study", name)

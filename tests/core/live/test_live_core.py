@@ -99,7 +99,7 @@ def test_save_and_load_round_trip_and_checksum(tmp_path, one_torch_thread):
     blob = bytearray(open(paths["detector"], "rb").read())
     blob[-1] ^= 1
     open(paths["detector"], "wb").write(bytes(blob))
-    with pytest.raises(VADInputError, match="sha256 differs"):
+    with pytest.raises(VADInputError, match="detector.pt sha256 differs"):
         load_live_detector(tmp_path / "m")
     meta = json.loads((tmp_path / "m" / LIVE_FILE).read_text())
     (tmp_path / "m" / LIVE_FILE).write_text(json.dumps({**meta, "format": "other/9"}))
@@ -135,3 +135,14 @@ def test_alert_intervals_join_consecutive_clips_and_keep_the_peak():
         0: (5, 0, 10, 11),
         1: (6, 0, 10, 11),
     }
+
+
+def test_live_model_files_round_trip_in_memory(one_torch_thread):
+    from vad_core.live import live_model_files, live_model_from_files
+
+    live, rows, x = _live()
+    files = live_model_files(live)
+    back = live_model_from_files(files, where="memory://m")
+    assert back.rule == live.rule
+    with pytest.raises(VADInputError, match="memory://m: live.json missing"):
+        live_model_from_files({DETECTOR_FILE: files[DETECTOR_FILE]}, where="memory://m")
