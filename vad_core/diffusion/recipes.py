@@ -111,7 +111,7 @@ class DetectorFit:
     screen_members: list[FittedMember]
     members: list[FittedMember]  # the deployed members, training-time view
     seconds: dict[str, float]
-    fitted_scores: np.ndarray | None = None  # (N,) `Detector.score_fitted` of the fitted rows (the live decision rule's)
+    fitted_scores: np.ndarray | None = None  # (N,) score_fitted of the fitted rows (live rule)
 
 
 def trim_mask(scores: np.ndarray, share: float, tiles: np.ndarray | None = None) -> np.ndarray:
