@@ -10,14 +10,13 @@ asset's `force` flag retrains anyway.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from vad_core.diffusion.config import TrainConfig
-from vad_core.io.hashing import fingerprint_array
+from vad_core.io.hashing import fingerprint_array, sha256_bytes
 from vad_core.io.store import TableStore, jsonable
 from vad_pipeline.resources.storage import DatasetKeys
 
@@ -45,7 +44,8 @@ def training_identity(
 
 
 def checkpoint_sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    """The hex sha256 recorded in denoiser.json (the one helper in vad_core.io.hashing)."""
+    return sha256_bytes(data)
 
 
 def identical_previous_run(store: TableStore, keys: DatasetKeys, identity: dict[str, Any]) -> dict[str, Any] | None:
