@@ -4,7 +4,8 @@
 (and everything after it) before any training starts. `feature_index_current` and
 `ground_truth_fits_manifest` warn (stale tables and partitions, ignored annotation ids,
 intervals past a video's end) without stopping anything; `report_matches_scores` fails when a
-stored report no longer describes the stored scores.
+stored report no longer describes the stored scores. `no_alerts` (`NO_ALERTS`, a check of each
+`live_alerts` partition) warns when live scoring raised alerts for a video.
 """
 
 import json
@@ -12,7 +13,14 @@ import math
 
 import numpy as np
 import pandas as pd
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    MetadataValue,
+    asset_check,
+)
 
 from vad_core.errors import VADInputError
 from vad_core.io.store import TableStore
@@ -282,6 +290,39 @@ def report_matches_scores(storage: VadStorage, dataset: DatasetResource) -> Asse
     )
 
 
+# Evaluated with every materialization of a video's alerts (a check spec of `live_alerts`, in its
+# step): Dagster's stand-alone checks on partitioned assets are still a preview feature.
+NO_ALERTS = AssetCheckSpec(
+    "no_alerts",
+    asset="live_alerts",
+    description="The video raised no live alerts (a warning per video: each alert interval listed with its frames, "
+    "peak score and model version).",
+)
+
+
+def no_alerts_result(alerts: pd.DataFrame, video_id: str, model_version: str) -> AssetCheckResult:
+    """`NO_ALERTS`' result for one video's alerts table (`vad_core.live.ALERT_COLUMNS`): passes when empty,
+    else a warning listing the first five intervals."""
+    shown = "; ".join(
+        f"frames {a.first_frame}-{a.last_frame} (peak {a.peak_score:.4g} in tile {a.peak_tile})"
+        for a in alerts.head(5).itertuples()
+    )
+    more = f" and {len(alerts) - 5} more" if len(alerts) > 5 else ""
+    return AssetCheckResult(
+        check_name=NO_ALERTS.name,
+        passed=alerts.empty,
+        severity=AssetCheckSeverity.WARN,
+        description=f"{len(alerts)} alert(s) in {video_id} (model version {model_version}): {shown}{more}"
+        if len(alerts)
+        else f"no alerts in {video_id} (model version {model_version})",
+        metadata={
+            "alerts": len(alerts),
+            "alerted_frames": int((alerts["last_frame"] - alerts["first_frame"] + 1).sum()) if len(alerts) else 0,
+            "model_version": model_version,
+        },
+    )
+
+
 ALL_CHECKS = [
     manifest_has_videos,
     ground_truth_fits_manifest,
@@ -304,7 +345,9 @@ __all__ = [
     "frame_scores_finite",
     "ground_truth_fits_manifest",
     "loss_finite_and_decreasing",
+    "NO_ALERTS",
     "manifest_has_videos",
+    "no_alerts_result",
     "report_has_aucs",
     "report_matches_scores",
     "segment_scores_finite",

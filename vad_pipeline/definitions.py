@@ -2,8 +2,9 @@
 
 Loaded by `dagster dev -w workspace.yaml` and by the demo runner. Resources read their
 settings from the environment when used: VAD_HOME, VAD_STORE, VAD_DATASET, VAD_BACKBONE, VAD_DEVICE,
-MLFLOW_TRACKING_URI. `VAD_PROFILE=cluster` swaps the executor for Dagster's Celery executor
-(vad_pipeline.cluster.profile); the assets, jobs and resources are the same in both profiles.
+MLFLOW_TRACKING_URI, VAD_ALERT_JSONL, VAD_ALERT_WEBHOOK. `VAD_PROFILE=cluster` swaps the executor for
+Dagster's Celery executor (vad_pipeline.cluster.profile); the assets, jobs and resources are the
+same in both profiles.
 
 Locally, runs execute their steps in the run's own process (`in_process_executor`): Dagster's default
 multiprocess executor starts a fresh interpreter per step, and each one imported the code
@@ -28,7 +29,7 @@ from vad_pipeline.automation.sensors import new_footage_sensor
 from vad_pipeline.checks import ALL_CHECKS
 from vad_pipeline.cluster.profile import profile_executor
 from vad_pipeline.loggers import brief_console_logger
-from vad_pipeline.resources import BackboneResource, DatasetResource, MLflowTracker, VadStorage
+from vad_pipeline.resources import AlertSinks, BackboneResource, DatasetResource, MLflowTracker, VadStorage
 
 
 def default_resources() -> dict:
@@ -37,6 +38,7 @@ def default_resources() -> dict:
         "dataset": DatasetResource(),
         "backbone": BackboneResource(),
         "tracker": MLflowTracker(),
+        "alerts": AlertSinks(),
     }
 
 

@@ -3,6 +3,7 @@
 from vad_pipeline.assets.evaluation import evaluation_report
 from vad_pipeline.assets.features import clip_features, feature_index
 from vad_pipeline.assets.footage import ground_truth, video_manifest
+from vad_pipeline.assets.live import live_alerts, live_scores
 from vad_pipeline.assets.scoring import baseline_scores, frame_scores, segment_scores
 from vad_pipeline.assets.training import denoiser
 
@@ -10,6 +11,8 @@ ALL_ASSETS = [
     video_manifest,
     ground_truth,
     clip_features,
+    live_scores,
+    live_alerts,
     feature_index,
     denoiser,
     segment_scores,

@@ -11,6 +11,7 @@ keeps its traceback.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -33,8 +34,20 @@ def as_failure(exc: BaseException) -> Failure:
 def user_errors(fn: F) -> F:
     """Decorate an asset/op body (under `@asset`): `VADInputError` -> `as_failure` (see the module doc).
 
-    `functools.wraps` keeps the signature Dagster reads for the context, config and resources.
+    `functools.wraps` keeps the signature Dagster reads for the context, config and resources. A
+    generator body (an asset that may yield nothing: `output_required=False`) stays a generator,
+    which is how Dagster tells the two apart.
     """
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+            except VADInputError as exc:
+                raise as_failure(exc) from None
+
+        return cast(F, generator)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

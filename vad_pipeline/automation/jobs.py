@@ -30,11 +30,15 @@ footage_job = define_asset_job(
 )
 
 # Partitioned like clip_features (inferred): one run per video partition, the unit of parallel work
-# (design.md, "Scaling").
+# (design.md, "Scaling"). The live assets ride in the same run, after the features they read (the
+# asset graph orders the steps): the run the new-footage sensor launches for a video scores it with
+# the champion once its features are written, and skips that (no failure) until a champion exists.
+LIVE_ASSETS = ("live_scores", "live_alerts")
 features_job = define_asset_job(
     FEATURES_JOB,
-    selection=AssetSelection.assets("clip_features"),
-    description="Extract the clip-features table of one video (one run per video partition).",
+    selection=AssetSelection.assets("clip_features", *LIVE_ASSETS),
+    description="Extract the clip-features table of one video (one run per video partition), then score it with "
+    "the promoted champion and raise its alerts (skipped until a champion exists).",
     # The run queue's pool (cluster dagster.yaml: as many feature runs as worker slots), and run
     # retries where the instance enables them: a run whose worker was killed is launched again,
     # re-executing only what did not finish (the table is written atomically, or not at all).
@@ -145,6 +149,7 @@ __all__ = [
     "CONFIGURABLE_ELSEWHERE",
     "FEATURES_JOB",
     "FOOTAGE_JOB",
+    "LIVE_ASSETS",
     "STUDY_ASSETS",
     "TRAINING_JOB",
     "check_asset_configs",

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from dagster import ConfigurableResource
 
+from vad_core.errors import VADInputError
 from vad_core.io.feature_tables import feature_key
 from vad_core.io.store import TableStore, join_key, open_store
 from vad_pipeline.specs import default_home
+
+LIVE_TABLES = ("clips", "frames", "alerts")
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,16 @@ class DatasetKeys:
             raise ValueError(f"live model slot must be 'challenger' or 'champion', got {slot!r}")
         return self._key("models", slot, file)
 
+    def live(self, video_id: str, table: str) -> str:
+        """`<dataset>/live/<video_id>/<table>.parquet`: one video's live-scoring tables, `table` one of
+        LIVE_TABLES (`clips`: clip scores and decisions; `frames`: frame scores; `alerts`: alert intervals)."""
+        if table not in LIVE_TABLES:
+            raise ValueError(f"live table must be one of {LIVE_TABLES}, got {table!r}")
+        parts = PurePosixPath(str(video_id).replace("\\", "/")).parts
+        if not parts or any(p in ("", ".", "..") for p in parts) or str(video_id).startswith("/"):
+            raise VADInputError(f"video_id {video_id!r} cannot name a live table (empty, absolute or '..')")
+        return self._key("live", *parts, f"{table}.parquet")
+
     def study(self, name: str) -> str:
         """`<dataset>/study/<name>` (results tables, comparison.md, label_free.json, figures/<png>)."""
         return self._key("study", name)
@@ -139,4 +152,4 @@ class VadStorage(ConfigurableResource):
         return DatasetKeys(dataset)
 
 
-__all__ = ["DatasetKeys", "VadStorage"]
+__all__ = ["LIVE_TABLES", "DatasetKeys", "VadStorage"]
