@@ -4,8 +4,10 @@
 (and everything after it) before any training starts. `feature_index_current` and
 `ground_truth_fits_manifest` warn (stale tables and partitions, ignored annotation ids,
 intervals past a video's end) without stopping anything; `report_matches_scores` fails when a
-stored report no longer describes the stored scores. `no_alerts` (`NO_ALERTS`, a check of each
-`live_alerts` partition) warns when live scoring raised alerts for a video.
+stored report no longer describes the stored scores. `no_alerts` warns when live scoring raised
+alerts for a video: a check spec of `live_alerts` (`NO_ALERTS`, defined beside the asset in
+`assets/live.py` and listed here), evaluated in the asset's step with every materialization of a
+video partition, since Dagster's stand-alone checks on partitioned assets are still a preview feature.
 """
 
 import json
@@ -17,7 +19,6 @@ from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetCheckSpec,
     MetadataValue,
     asset_check,
 )
@@ -26,6 +27,7 @@ from vad_core.errors import VADInputError
 from vad_core.io.store import TableStore
 from vad_pipeline.assets.common import dataset_spec
 from vad_pipeline.assets.consistency import scores_fingerprint
+from vad_pipeline.assets.live import NO_ALERTS, no_alerts_result
 from vad_pipeline.automation.inventory import dataset_inventory
 from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME
 from vad_pipeline.resources.dataset import DatasetResource
@@ -290,39 +292,6 @@ def report_matches_scores(storage: VadStorage, dataset: DatasetResource) -> Asse
     )
 
 
-# Evaluated with every materialization of a video's alerts (a check spec of `live_alerts`, in its
-# step): Dagster's stand-alone checks on partitioned assets are still a preview feature.
-NO_ALERTS = AssetCheckSpec(
-    "no_alerts",
-    asset="live_alerts",
-    description="The video raised no live alerts (a warning per video: each alert interval listed with its frames, "
-    "peak score and model version).",
-)
-
-
-def no_alerts_result(alerts: pd.DataFrame, video_id: str, model_version: str) -> AssetCheckResult:
-    """`NO_ALERTS`' result for one video's alerts table (`vad_core.live.ALERT_COLUMNS`): passes when empty,
-    else a warning listing the first five intervals."""
-    shown = "; ".join(
-        f"frames {a.first_frame}-{a.last_frame} (peak {a.peak_score:.4g} in tile {a.peak_tile})"
-        for a in alerts.head(5).itertuples()
-    )
-    more = f" and {len(alerts) - 5} more" if len(alerts) > 5 else ""
-    return AssetCheckResult(
-        check_name=NO_ALERTS.name,
-        passed=alerts.empty,
-        severity=AssetCheckSeverity.WARN,
-        description=f"{len(alerts)} alert(s) in {video_id} (model version {model_version}): {shown}{more}"
-        if len(alerts)
-        else f"no alerts in {video_id} (model version {model_version})",
-        metadata={
-            "alerts": len(alerts),
-            "alerted_frames": int((alerts["last_frame"] - alerts["first_frame"] + 1).sum()) if len(alerts) else 0,
-            "model_version": model_version,
-        },
-    )
-
-
 ALL_CHECKS = [
     manifest_has_videos,
     ground_truth_fits_manifest,
@@ -339,13 +308,13 @@ ALL_CHECKS = [
 
 __all__ = [
     "ALL_CHECKS",
+    "NO_ALERTS",
     "baseline_scores_finite",
     "feature_index_current",
     "features_finite_one_dim",
     "frame_scores_finite",
     "ground_truth_fits_manifest",
     "loss_finite_and_decreasing",
-    "NO_ALERTS",
     "manifest_has_videos",
     "no_alerts_result",
     "report_has_aucs",

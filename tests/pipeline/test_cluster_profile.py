@@ -96,7 +96,8 @@ def test_gpu_steps_go_to_the_gpu_queue_when_a_gpu_worker_is_declared() -> None:
     """Routing by configuration: every process loading the code location with VAD_GPU_QUEUE routes alike."""
     gpu = _load_code_location({"VAD_PROFILE": "cluster", "VAD_GPU_QUEUE": "gpu", **CELERY_ENV})
     assert gpu["features_job"]["executor"] == gpu["train_and_score_job"]["executor"] == "vad_celery_executor"
-    assert gpu["features_job"]["queues"] == {"clip_features": "gpu"}
+    # Live scoring rides in the features run, on the default queue (scoring one video is light).
+    assert gpu["features_job"]["queues"] == {"clip_features": "gpu", "live_scores": None, "live_alerts": None}
     queues = gpu["train_and_score_job"]["queues"]
     assert queues.pop("denoiser") == "gpu" and set(queues.values()) == {None}  # the rest: the default queue
     assert gpu["features_job"]["tags"]["vad/pool"] == "features"

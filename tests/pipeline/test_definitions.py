@@ -25,6 +25,8 @@ ASSETS = {
     "video_manifest",
     "ground_truth",
     "clip_features",
+    "live_scores",
+    "live_alerts",
     "feature_index",
     "denoiser",
     "segment_scores",
@@ -59,12 +61,18 @@ def test_definitions_load_with_assets_checks_jobs_sensor_schedule() -> None:
         "report_matches_scores",
         "feature_index_current",
         "ground_truth_fits_manifest",
+        "no_alerts",
     } <= checks
+    # The features job scores each video with the champion after its features; training never runs live assets.
+    features = defs.resolve_job_def("features_job")
+    assert {n.name for n in features.graph.node_defs} == {"clip_features", "live_scores", "live_alerts"}
+    assert repo.asset_graph.get(AssetKey("live_scores")).parent_keys == {AssetKey("clip_features")}
     # The training job holds everything downstream of the per-video features, blocking check included.
     training = defs.resolve_job_def("train_and_score_job")
     assert {"feature_index", "denoiser", "baseline_scores", "evaluation_report"} <= {
         n.name for n in training.graph.node_defs
     }
+    assert not {"live_scores", "live_alerts"} & {n.name for n in training.graph.node_defs}
 
 
 def test_dagster_configs_map_to_vad_core_configs() -> None:

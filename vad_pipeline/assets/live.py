@@ -27,6 +27,9 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetObservation,
     Failure,
@@ -46,7 +49,6 @@ from vad_pipeline.assets.common import counts_metadata, dataset_spec, load_featu
 from vad_pipeline.assets.failures import user_errors
 from vad_pipeline.automation.jobs import FEATURES_JOB
 from vad_pipeline.automation.partitions import video_partitions
-from vad_pipeline.checks import NO_ALERTS, no_alerts_result
 from vad_pipeline.resources.alerting import AlertSink, alert_records
 from vad_pipeline.resources.backbone import BackboneResource
 from vad_pipeline.resources.dataset import DatasetResource
@@ -217,6 +219,40 @@ def live_scores(
     )
 
 
+# Evaluated with every materialization of a video's alerts (a check spec of `live_alerts`, in its
+# step): Dagster's stand-alone checks on partitioned assets are still a preview feature. Listed in
+# vad_pipeline.checks with the other checks.
+NO_ALERTS = AssetCheckSpec(
+    "no_alerts",
+    asset="live_alerts",
+    description="The video raised no live alerts (a warning per video: each alert interval listed with its frames, "
+    "peak score and model version).",
+)
+
+
+def no_alerts_result(alerts: pd.DataFrame, video_id: str, model_version: str) -> AssetCheckResult:
+    """`NO_ALERTS`' result for one video's alerts table (`vad_core.live.ALERT_COLUMNS`): passes when empty,
+    else a warning listing the first five intervals."""
+    shown = "; ".join(
+        f"frames {a.first_frame}-{a.last_frame} (peak {a.peak_score:.4g} in tile {a.peak_tile})"
+        for a in alerts.head(5).itertuples()
+    )
+    more = f" and {len(alerts) - 5} more" if len(alerts) > 5 else ""
+    return AssetCheckResult(
+        check_name=NO_ALERTS.name,
+        passed=alerts.empty,
+        severity=AssetCheckSeverity.WARN,
+        description=f"{len(alerts)} alert(s) in {video_id} (model version {model_version}): {shown}{more}"
+        if len(alerts)
+        else f"no alerts in {video_id} (model version {model_version})",
+        metadata={
+            "alerts": len(alerts),
+            "alerted_frames": int((alerts["last_frame"] - alerts["first_frame"] + 1).sum()) if len(alerts) else 0,
+            "model_version": model_version,
+        },
+    )
+
+
 def alerts_markdown(alerts: pd.DataFrame, limit: int = SHOWN_ALERTS) -> str:
     """The alerts as a Markdown table (first `limit` rows), "none" when there are none."""
     if alerts.empty:
@@ -285,12 +321,14 @@ def live_alerts(
 
 
 __all__ = [
+    "NO_ALERTS",
     "NO_CHAMPION",
     "STRICT_SPEC_KEYS",
     "alerts_markdown",
     "check_compatible",
     "live_alerts",
     "live_scores",
+    "no_alerts_result",
     "read_champion",
     "spec_mismatches",
 ]
