@@ -166,7 +166,8 @@ def live_scores(
     if not store.exists(feature_key):
         raise VADInputError(f"{video_id}: no feature table at {store.location(feature_key)}: materialize clip_features")
     meta = store.read_metadata(feature_key)
-    for warning in check_compatible(live, meta, video_id):
+    warnings = check_compatible(live, meta, video_id)
+    for warning in warnings:
         context.log.warning(warning)
     rows, x = load_feature_rows(store, keys, [video_id])
     if rows.empty:
@@ -214,6 +215,7 @@ def live_scores(
             "rows_per_second": len(rows) / max(seconds, 1e-9),
             "path": MetadataValue.path(store.location(keys.live(video_id, "clips"))),
             "frames_path": MetadataValue.path(store.location(keys.live(video_id, "frames"))),
+            **({"warnings": MetadataValue.md("\n".join(f"- {w}" for w in warnings))} if warnings else {}),
         },
         tags={"vad/model_version": version} if version else None,
     )

@@ -1,5 +1,9 @@
 """`new_footage_sensor`: new or changed videos under the footage root become feature runs.
 
+A feature run (`features_job`) also scores its video with the promoted champion once the features
+are written (`live_scores`, `live_alerts`, after `clip_features` in the same run; skipped until a
+champion exists), so one request per video state gives features, then live scores and alerts.
+
 Each tick lists the footage (no decoding: names, sizes and mtimes only), compares it with the
 video partitions and with the fingerprints the previous tick stored in the cursor, adds a
 partition for every new video and requests a features run for every new or changed one, plus
@@ -185,7 +189,8 @@ def build_new_footage_sensor(
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
         description="Adds a video partition for each new video under the footage root and "
-        "requests its features; re-extracts changed videos; reports removed ones.",
+        "requests its features, then its live scores and alerts (same run); re-extracts and rescores changed "
+        "videos; reports removed ones.",
     )
     def _sensor(context: SensorEvaluationContext, storage: VadStorage, dataset: DatasetResource):
         try:

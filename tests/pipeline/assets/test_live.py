@@ -18,11 +18,12 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance, SensorResult, b
 from tests.core._synthetic import TINY
 from tests.pipeline._webhook import Hook, webhook_server
 from vad_core.diffusion.recipes import DetectorRecipe, fit_detector
+from vad_core.errors import VADInputError
 from vad_core.evaluation.metrics import clips_to_frames
 from vad_core.footage.clips import ClipConfig, tile_boxes
 from vad_core.live import DecisionRule, LiveDetector, feature_spec_from_metadata, live_model_files
 from vad_pipeline.assets.common import load_feature_rows
-from vad_pipeline.assets.live import NO_CHAMPION, live_scores
+from vad_pipeline.assets.live import NO_CHAMPION, check_compatible, live_scores, read_champion
 from vad_pipeline.automation.jobs import FEATURES_JOB
 from vad_pipeline.automation.sensors import new_footage_sensor
 from vad_pipeline.definitions import make_definitions
@@ -174,7 +175,7 @@ def test_live_scores_equal_the_live_detector_and_carry_the_version(world: World,
     pd.testing.assert_frame_equal(clips, expected.reset_index(drop=True), check_exact=False, rtol=0, atol=1e-9)
     assert (clips["anomalous"] == (clips["score"] > world.live[version].rule.threshold)).all()
     frames, frames_meta = store.read_frame(K.live(video, "frames"))
-    pd.testing.assert_frame_equal(frames, clips_to_frames(expected, {video: 48}))
+    pd.testing.assert_frame_equal(frames, clips_to_frames(expected, {video: 48}), check_exact=False, rtol=0, atol=1e-9)
     assert frames["frame"].tolist() == list(range(48))
     for m in (meta, frames_meta):
         assert (m["model_version"], m["model_name"]) == (version, "vad-denoiser-livecam")
@@ -242,3 +243,26 @@ def test_alerts_table_jsonl_webhook_and_check(world: World) -> None:
     assert (first["alerts"].value, first["jsonl_new"].value, first["webhook_posted"].value) == (1, 1, 1)
     assert (again["alerts"].value, again["jsonl_new"].value, again["jsonl_already"].value) == (1, 0, 1)
     assert again["webhook_posted"].value == 0 and "| 0 | 47 |" in first["alerts_table"].value
+
+
+def test_the_champion_must_have_been_trained_on_such_features(world: World) -> None:
+    store = world.storage.store()
+    live = read_champion(store, K)
+    assert live is not None and live.info["model_version"] == "8" and live.rule == LOUD  # the last promoted
+    meta = store.read_metadata(K.features("test/01"))
+    assert check_compatible(live, meta, "test/01") == []
+    with pytest.raises(VADInputError, match=r"test/01: the champion was trained on other features \(backbone: model"):
+        check_compatible(live, {**meta, "backbone": "i3d"}, "test/01")
+    with pytest.raises(VADInputError, match="n_tiles: model '6', table '4'"):
+        check_compatible(live, {**meta, "n_tiles": "4"}, "test/01")
+    boxes = json.dumps([[0, 0, 80, 80]] * 6)
+    (warning,) = check_compatible(live, {**meta, "tile_boxes": boxes}, "test/01")
+    assert "tile boxes differ" in warning
+    # A pair caught mid-promotion (a new detector.pt, the old live.json) is refused, never mixed.
+    files = live_model_files(world.live["7"])
+    other = {**files, "detector.pt": files["detector.pt"] + b"x"}
+    store.write_bytes(K.live_model("champion", "detector.pt"), other["detector.pt"])
+    store.write_bytes(K.live_model("champion", "live.json"), other["live.json"])
+    with pytest.raises(VADInputError, match="detector.pt sha256 differs"):
+        read_champion(store, K)
+    _promote(world.storage, world.live["8"])  # leave the champion as the other tests found it
