@@ -23,7 +23,7 @@ from vad_core.evaluation.metrics import clips_to_frames
 from vad_core.footage.clips import ClipConfig, tile_boxes
 from vad_core.live import DecisionRule, LiveDetector, feature_spec_from_metadata, live_model_files
 from vad_pipeline.assets.common import load_feature_rows
-from vad_pipeline.assets.live import NO_CHAMPION, check_compatible, live_scores, read_champion
+from vad_pipeline.assets.live import NO_CHAMPION, check_compatible, live_alerts, live_scores, read_champion
 from vad_pipeline.automation.jobs import FEATURES_JOB
 from vad_pipeline.automation.sensors import new_footage_sensor
 from vad_pipeline.definitions import make_definitions
@@ -266,3 +266,34 @@ def test_the_champion_must_have_been_trained_on_such_features(world: World) -> N
     with pytest.raises(VADInputError, match="detector.pt sha256 differs"):
         read_champion(store, K)
     _promote(world.storage, world.live["8"])  # leave the champion as the other tests found it
+
+
+def test_a_webhook_that_answers_503_is_shown_and_the_jsonl_kept(world: World, tmp_path: Path) -> None:
+    with webhook_server([503]) as hook:
+        sinks = AlertSinks(jsonl_path=str(tmp_path / "a.jsonl"), webhook_url=hook.url, retries=1, backoff_s=0)
+        result = materialize(
+            [live_alerts],
+            partition_key="test/02",
+            instance=world.instance,
+            resources={**world.resources, "alerts": sinks},
+        )
+    assert result.success and len(hook.posts) == 2  # the first try and one retry
+    (mat,) = result.asset_materializations_for_node("live_alerts")
+    assert (mat.metadata["jsonl_new"].value, mat.metadata["webhook_posted"].value) == (1, 0)
+    assert (
+        mat.metadata["webhook_pending"].value == 1
+        and "HTTP 503 after 1 retries" in mat.metadata["webhook_errors"].value
+    )
+    assert mat.metadata["webhook"].value == f"{hook.url.rsplit('/', 2)[0]}/..."  # the token is not shown
+    (line,) = (tmp_path / "a.jsonl").read_text().splitlines()
+    assert json.loads(line)["video_id"] == "test/02"
+
+
+def test_a_user_error_in_live_scoring_is_one_line(world: World) -> None:
+    world.instance.add_dynamic_partitions("videos", ["ghost"])
+    result = materialize(
+        [live_scores], partition_key="ghost", instance=world.instance, resources=world.resources, raise_on_error=False
+    )
+    (failure,) = _events(result, DagsterEventType.STEP_FAILURE)
+    message = failure.event_specific_data.error.message
+    assert "ghost: no feature table at " in message and message.strip().endswith("materialize clip_features")
