@@ -143,10 +143,12 @@ class AlertSinks(AlertSink):
         path.parent.mkdir(parents=True, exist_ok=True)
         records = list(_unique(records))
         with filelock.FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_S):
-            held = _repair_and_read_ids(path)
+            held = _repair_and_read_records(path)
             new = [r for r in records if r["alert_id"] not in held]
             if new:
                 _append_lines(path, [json.dumps(jsonable(r), sort_keys=True) for r in new])
+        # What the file holds is what every sink sends (an alert raised earlier keeps its `raised_at`).
+        records = [held.get(str(r["alert_id"]), r) for r in records]
         url = self.resolved_webhook()
         if url is None:
             return Delivery(str(path), written=len(new), already=len(records) - len(new))
@@ -245,16 +247,17 @@ def _repair_and_read_lines(path: Path) -> set[str]:
     return {line for line in data.decode("utf-8", errors="replace").splitlines() if line.strip()}
 
 
-def _repair_and_read_ids(path: Path) -> set[str]:
-    ids = set()
+def _repair_and_read_records(path: Path) -> dict[str, dict[str, Any]]:
+    """`{alert_id: record}` of the JSONL file (see `_repair_and_read_lines`)."""
+    held = {}
     for line in _repair_and_read_lines(path):
         try:
             obj = json.loads(line)
         except ValueError:
             continue  # a line someone else wrote: kept, never ours
         if isinstance(obj, dict) and "alert_id" in obj:
-            ids.add(str(obj["alert_id"]))
-    return ids
+            held[str(obj["alert_id"])] = obj
+    return held
 
 
 def _is_record(line: bytes) -> bool:

@@ -141,9 +141,10 @@ def test_webhook_down_keeps_the_jsonl_and_delivers_later(tmp_path: Path) -> None
         assert len(hook.posts) == 3  # 1 + 2 retries of the first alert; the second waits for the next delivery
         assert [r["alert_id"] for r in _lines(path)] == [r["alert_id"] for r in records]  # the record kept
         hook.statuses[:] = [200]  # the receiver is back: the next delivery posts what is pending
-        later = sink.deliver(records, home=tmp_path, dataset="cams")
+        retried = [{**r, "raised_at": "2031-01-01T00:00:00+00:00"} for r in records]  # raised again, later
+        later = sink.deliver(retried, home=tmp_path, dataset="cams")
         assert (later.written, later.already, later.posted, later.pending) == (0, 2, 2, 0)
-        assert sorted(b["alert_id"] for b in hook.accepted()) == sorted(r["alert_id"] for r in records)
+        assert hook.accepted() == _lines(path)  # what the JSONL holds, first raised_at included
 
 
 def test_webhook_unreachable_is_an_error_not_an_exception(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
