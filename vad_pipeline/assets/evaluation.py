@@ -105,7 +105,13 @@ def _write_report(
         plot_location=lambda name: store.location(keys.report_plot(name)),
     )
     report.data["scores_fingerprint"] = fingerprint
+    # A promotion decided on these very scores still holds (`vad report` rebuilding the report keeps it).
+    promotion = store.read_json(keys.promotion) if store.exists(keys.promotion) else None
     invalidate_report(store, keys)  # plots of an earlier report (other videos) must not linger
+    if promotion is not None and promotion.get("scores_fingerprint") == fingerprint:
+        store.write_json(keys.promotion, promotion)
+        report.data["promotion"] = promotion
+        report.markdown = report_markdown(report.data)
     written = {"report_json": store.write_json(keys.report_json, report.data), "report_md": keys.report_md}
     store.write_bytes(keys.report_md, report.markdown.encode())
     for name, png in report.plots.items():
@@ -114,7 +120,7 @@ def _write_report(
     # The ROC curve first: when the budget runs out, the plots that matter most are the ones embedded.
     ordered = dict(sorted(report.plots.items(), key=lambda item: item[0] != "roc.png"))
     embedded = embed_plots(ordered, EMBED_BUDGET_BYTES)
-    page = report_html(render_markdown(report.data, plot_src=embedded.get), f"Evaluation report: {spec.name}")
+    page = report_html(report_markdown(report.data, plot_src=embedded.get), f"Evaluation report: {spec.name}")
     store.write_bytes(keys.report_html, page.encode())
     written["report_html"] = keys.report_html
     return report, written, embedded
@@ -270,7 +276,7 @@ def _metadata(
             f"## Frame-level ROC: {data['dataset']}\n\n{figures_table(metrics, scorer_urls)}\n\n"
             f"![roc]({embedded['roc.png']})"
         )
-    meta["report"] = MetadataValue.md(render_markdown(data, plot_src=embedded.get))
+    meta["report"] = MetadataValue.md(report_markdown(data, plot_src=embedded.get))
     for name, figures in metrics.items():
         for metric in ("frame_auc", "frame_ap"):
             value = rounded(figures.get(metric))

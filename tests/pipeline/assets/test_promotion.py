@@ -161,3 +161,21 @@ def test_a_report_of_another_model_is_refused(tiny_pipeline, copy) -> None:
     (failure,) = result.get_step_failure_events()
     assert "model version 99" in failure.step_failure_data.user_failure_data.description
     assert tracker.model_version_by_alias(NAME, "champion") is None
+
+
+def test_a_rebuilt_report_keeps_the_promotion_only_while_the_scores_are_the_same(tiny_pipeline, copy) -> None:
+    from vad_core.evaluation.report import ReportSettings
+    from vad_pipeline.assets.evaluation import write_report
+
+    storage, tracker, _ = copy
+    _run(tiny_pipeline, storage, tracker)
+    store, spec = storage.store(), tiny_pipeline.spec
+    record = store.read_json(K.promotion)
+    write_report(store, K, spec, ReportSettings(top_clips=1, max_curve_videos=1))  # what `vad report` does
+    assert store.read_json(K.promotion) == record and store.read_json(K.report_json)["promotion"] == record
+    assert "## Promotion" in store.read_bytes(K.report_md).decode()
+    tiles, meta = store.read_frame(K.tile_scores)
+    store.write_table(K.tile_scores, tiles.assign(score=tiles["score"] * 2), meta)  # other scores now
+    write_report(store, K, spec, ReportSettings(top_clips=1, max_curve_videos=1))
+    assert not store.exists(K.promotion) and "promotion" not in store.read_json(K.report_json)
+    assert "## Promotion" not in store.read_bytes(K.report_md).decode()
