@@ -197,3 +197,12 @@ def _stop(server: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def test_the_demo_summary_names_the_champion(tiny_pipeline) -> None:
+    from vad_pipeline.cli.demo import format_summary
+
+    p = tiny_pipeline
+    version = p.storage.store().read_json(K.denoiser_info)["model_version"]
+    text = format_summary(p.summary, p.storage, p.tracker.describe())
+    assert f"== model: {model_name('tiny')} version {version} promoted, champion {version}" in text
