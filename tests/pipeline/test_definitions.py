@@ -33,6 +33,7 @@ ASSETS = {
     "frame_scores",
     "baseline_scores",
     "evaluation_report",
+    "model_promotion",
     "parameter_study",
 }
 
@@ -69,7 +70,7 @@ def test_definitions_load_with_assets_checks_jobs_sensor_schedule() -> None:
     assert repo.asset_graph.get(AssetKey("live_scores")).parent_keys == {AssetKey("clip_features")}
     # The training job holds everything downstream of the per-video features, blocking check included.
     training = defs.resolve_job_def("train_and_score_job")
-    assert {"feature_index", "denoiser", "baseline_scores", "evaluation_report"} <= {
+    assert {"feature_index", "denoiser", "baseline_scores", "evaluation_report", "model_promotion"} <= {
         n.name for n in training.graph.node_defs
     }
     assert not {"live_scores", "live_alerts"} & {n.name for n in training.graph.node_defs}

@@ -1,7 +1,8 @@
 """Live: scoring new footage alone with a deployed detector, its stored decision rule, and alerts.
 
 `LiveDetector` (a `Detector` + the training batch's `DecisionRule` + the feature spec) scores
-feature rows of one video or one clip; `alert_intervals` turns decided clips into alerts. The
+feature rows of one video or one clip; `alert_intervals` turns decided clips into alerts;
+`decide_promotion` judges whether a new detector may replace the deployed one. The
 MLflow pyfunc model, the live assets and the `vad score` commands all go through here.
 """
 
@@ -21,20 +22,32 @@ if TYPE_CHECKING:
         load_live_detector,
         save_live_detector,
     )
+    from vad_core.live.promotion import (
+        GateResult,
+        PromotionDecision,
+        PromotionGates,
+        decide_promotion,
+        promotion_markdown,
+    )
 
 __all__ = [
     "ALERT_COLUMNS",
     "RULE_KIND",
     "DecisionRule",
+    "GateResult",
     "LiveDetector",
     "LiveScores",
+    "PromotionDecision",
+    "PromotionGates",
     "alert_intervals",
     "boxes_from_rows",
+    "decide_promotion",
     "empty_alerts",
     "feature_spec_from_metadata",
     "live_model_files",
     "live_model_from_files",
     "load_live_detector",
+    "promotion_markdown",
     "save_live_detector",
 ]
 

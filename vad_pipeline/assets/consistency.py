@@ -28,12 +28,14 @@ def scores_fingerprint(store: TableStore, keys: DatasetKeys) -> str:
 
 
 def report_keys(store: TableStore, keys: DatasetKeys) -> list[str]:
-    """report.json, report.md, report.html and every plot stored beside them."""
-    return [keys.report_json, keys.report_md, keys.report_html, *store.list(keys.report_plot("").rstrip("/"))]
+    """report.json, report.md, report.html, promotion.json and every plot stored beside them."""
+    plots = store.list(keys.report_plot("").rstrip("/"))
+    return [keys.report_json, keys.report_md, keys.report_html, keys.promotion, *plots]
 
 
 def invalidate_report(store: TableStore, keys: DatasetKeys) -> list[str]:
-    """Delete the stored report (JSON, Markdown, HTML, plots); returns the keys that were there."""
+    """Delete the stored report (JSON, Markdown, HTML, the promotion decided on it, plots); returns the keys
+    that were there."""
     present = [k for k in report_keys(store, keys) if store.exists(k)]
     for key in present:
         store.delete(key)

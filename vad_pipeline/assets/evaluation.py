@@ -17,10 +17,12 @@ from typing import Any
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
+from vad_core.errors import VADInputError
 from vad_core.evaluation.embed import embed_plots, report_html
 from vad_core.evaluation.report import EvaluationReport, ReportSettings, ReportTables, build_report, render_markdown
 from vad_core.footage.ground_truth import pixel_mask_files
 from vad_core.io.store import TableStore
+from vad_core.live.promotion import promotion_markdown
 from vad_pipeline.assets.common import core_config, dataset_spec, read_table, run_tags
 from vad_pipeline.assets.consistency import invalidate_report, scores_fingerprint
 from vad_pipeline.assets.failures import user_errors
@@ -103,7 +105,13 @@ def _write_report(
         plot_location=lambda name: store.location(keys.report_plot(name)),
     )
     report.data["scores_fingerprint"] = fingerprint
+    # A promotion decided on these very scores still holds (`vad report` rebuilding the report keeps it).
+    promotion = store.read_json(keys.promotion) if store.exists(keys.promotion) else None
     invalidate_report(store, keys)  # plots of an earlier report (other videos) must not linger
+    if promotion is not None and promotion.get("scores_fingerprint") == fingerprint:
+        store.write_json(keys.promotion, promotion)
+        report.data["promotion"] = promotion
+        report.markdown = report_markdown(report.data)
     written = {"report_json": store.write_json(keys.report_json, report.data), "report_md": keys.report_md}
     store.write_bytes(keys.report_md, report.markdown.encode())
     for name, png in report.plots.items():
@@ -112,10 +120,36 @@ def _write_report(
     # The ROC curve first: when the budget runs out, the plots that matter most are the ones embedded.
     ordered = dict(sorted(report.plots.items(), key=lambda item: item[0] != "roc.png"))
     embedded = embed_plots(ordered, EMBED_BUDGET_BYTES)
-    page = report_html(render_markdown(report.data, plot_src=embedded.get), f"Evaluation report: {spec.name}")
+    page = report_html(report_markdown(report.data, plot_src=embedded.get), f"Evaluation report: {spec.name}")
     store.write_bytes(keys.report_html, page.encode())
     written["report_html"] = keys.report_html
     return report, written, embedded
+
+
+def report_markdown(data: dict[str, Any], plot_src: Any = None) -> str:
+    """The report's Markdown (`render_markdown`), with the "Promotion" section once a promotion was decided."""
+    text = render_markdown(data, plot_src=plot_src)
+    return f"{text}\n\n{promotion_markdown(data['promotion'])}" if data.get("promotion") else text
+
+
+def add_promotion(store: TableStore, keys: DatasetKeys, record: dict[str, Any]) -> dict[str, str | None]:
+    """Record a promotion decision with the stored report: promotion.json, then report.json with it, then
+    report.md and report.html re-rendered with the section (plots re-embedded from the store). Each file
+    is replaced whole; returns the plots' data URIs (None: over the embedding budget)."""
+    data = store.read_json(keys.report_json)
+    if data is None:
+        raise VADInputError(
+            f"report {store.location(keys.report_json)} is missing: materialize evaluation_report first"
+        )
+    store.write_json(keys.promotion, record)
+    data["promotion"] = record
+    store.write_json(keys.report_json, data)
+    store.write_bytes(keys.report_md, report_markdown(data).encode())
+    plots = {PurePosixPath(k).name: store.read_bytes(k) for k in store.list(keys.report_plot("").rstrip("/"))}
+    embedded = embed_plots(dict(sorted(plots.items(), key=lambda item: item[0] != "roc.png")), EMBED_BUDGET_BYTES)
+    page = report_html(report_markdown(data, plot_src=embedded.get), f"Evaluation report: {data['dataset']}")
+    store.write_bytes(keys.report_html, page.encode())
+    return embedded
 
 
 def fitting_runs(store: TableStore, keys: DatasetKeys, info: dict[str, Any]) -> dict[str, str]:
@@ -242,7 +276,7 @@ def _metadata(
             f"## Frame-level ROC: {data['dataset']}\n\n{figures_table(metrics, scorer_urls)}\n\n"
             f"![roc]({embedded['roc.png']})"
         )
-    meta["report"] = MetadataValue.md(render_markdown(data, plot_src=embedded.get))
+    meta["report"] = MetadataValue.md(report_markdown(data, plot_src=embedded.get))
     for name, figures in metrics.items():
         for metric in ("frame_auc", "frame_ap"):
             value = rounded(figures.get(metric))
@@ -259,4 +293,13 @@ def _metadata(
     return meta
 
 
-__all__ = ["EMBED_BUDGET_BYTES", "ReportConfig", "evaluation_report", "fitting_runs", "report_tables", "write_report"]
+__all__ = [
+    "EMBED_BUDGET_BYTES",
+    "ReportConfig",
+    "add_promotion",
+    "evaluation_report",
+    "fitting_runs",
+    "report_markdown",
+    "report_tables",
+    "write_report",
+]

@@ -5,15 +5,19 @@ import time
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
 from vad_core.diffusion.config import TrainConfig
 from vad_core.diffusion.detector import detector_bytes
-from vad_core.diffusion.recipes import DetectorRecipe, fit_detector, preset
+from vad_core.diffusion.recipes import DetectorFit, DetectorRecipe, fit_detector, preset
+from vad_core.errors import VADInputError
 from vad_core.evaluation.embed import compact_png, png_data_uri
 from vad_core.evaluation.formatting import finite_or_none
 from vad_core.evaluation.plots import loss_curve_png
-from vad_core.scoring.rows import row_keys_for
+from vad_core.live.decision import DecisionRule
+from vad_core.live.detector import LIVE_FILE, LiveDetector, feature_spec_from_metadata, live_model_files
+from vad_core.scoring.rows import clip_scores, row_keys_for
 from vad_pipeline.assets.common import dataset_spec, load_feature_rows, read_table, run_note, run_tags
 from vad_pipeline.assets.failures import user_errors
 from vad_pipeline.assets.model_card import model_links, rounded, version_description
@@ -38,6 +42,13 @@ _FIGURES = (
     "dropped_rows",
     "scoring_sigma",
 )
+
+
+# The registered version is the pyfunc model logged under this artifact path of the training run
+# (vad_pipeline.serving); the new version gets this alias, and its live files the store's challenger slot.
+MODEL_ARTIFACT_PATH = "denoiser_model"
+CHALLENGER = "challenger"
+LIVE_RULE_K = 1.0  # the live rule's k: the paper's threshold k (method.md), on the training batch's statistics
 
 
 class TrainingConfig(Config):
@@ -108,6 +119,21 @@ def model_name(dataset: str) -> str:
     return f"vad-denoiser-{dataset}"
 
 
+def _live_detector(fitted: DetectorFit, rows: pd.DataFrame, table_meta: dict[str, str], info: dict) -> LiveDetector:
+    """The servable model of a fit: the detector, the live decision rule (mean + 1 std of the training clips'
+    out-of-fold scores, `vad_core.live.decision`), the feature spec of the tables it was fitted on, provenance."""
+    if fitted.fitted_scores is None:
+        raise VADInputError("denoiser: the fit kept no scores of its rows, so no live decision rule can be made")
+    train_clips = clip_scores(rows.assign(score=fitted.fitted_scores))["score"]
+    keep = ("dataset", "model_name", "mlflow_run_id", "dagster_run_id", "data_fingerprint", "checkpoint_sha256")
+    return LiveDetector(
+        fitted.detector,
+        DecisionRule.from_clip_scores(train_clips, k=LIVE_RULE_K),
+        feature_spec=feature_spec_from_metadata(table_meta),
+        info={k: str(info[k]) for k in keep if info.get(k) is not None},
+    )
+
+
 @asset(
     group_name="training",
     deps=["feature_index"],
@@ -135,6 +161,9 @@ def denoiser(
     features_fp = combined_fingerprint(dict(zip(index["video_id"], index["table_sha256"], strict=True)))
     identity = training_identity(x, tiles, train_config, train_ids, recipe.to_dict())
     previous = None if config.force else identical_previous_run(store, keys, identity)
+    if previous is not None and not store.exists(keys.live_model("challenger", LIVE_FILE)):
+        context.log.info("the stored detector has no servable live model beside it (older run): retraining")
+        previous = None
     if previous is not None:
         context.log.info(
             f"the stored detector was fitted on these {x.shape[0]} rows with this recipe and config: kept "
@@ -238,11 +267,14 @@ def denoiser(
             **identity,
             "checkpoint_sha256": checkpoint_sha256(checkpoint),
         }
+        live = _live_detector(fitted, rows, store.read_metadata(keys.features(train_ids[0])), info)
+        info["decision_rule"] = live.rule.to_dict()
+        run.log_pyfunc_model(live, MODEL_ARTIFACT_PATH)
         # Short tags (the version page lists them by name); the Dagster run is a link in the description,
         # the full fingerprints stay on the run and in denoiser.json.
         version = run.register_model(
             model_name(spec.name),
-            "denoiser",
+            MODEL_ARTIFACT_PATH,
             tags={
                 "dataset": spec.name,
                 "sigma_data": f"{first.sigma_data:.4g}",
@@ -253,6 +285,11 @@ def denoiser(
             description=version_description(info),
         )
         info["model_version"] = version
+        live.info["model_version"] = str(version or "")
+        for name, data in live_model_files(live).items():  # detector.pt first, live.json last
+            store.write_bytes(keys.live_model("challenger", name), data)
+        if version:
+            tracker.set_model_alias(model_name(spec.name), CHALLENGER, version)
         store.write_json(keys.denoiser_info, info)
         run.log_artifact(store.read_bytes(keys.denoiser_info), "denoiser.json", "denoiser")
     links = model_links(tracker, model_name(spec.name), version)
@@ -266,10 +303,12 @@ def denoiser(
             "data_fingerprint": detector.fingerprint,
             "recipe": recipe.name,
             "features_fingerprint": features_fp or "",
+            "live_threshold": rounded(live.rule.threshold),
+            "challenger": MetadataValue.path(store.location(keys.live_model("challenger", LIVE_FILE))),
             **({"mlflow_run": MetadataValue.url(run.url)} if run.url else {"mlflow_run_id": run.run_id or ""}),
             **links,
         }
     )
 
 
-__all__ = ["TrainingConfig", "denoiser", "model_name"]
+__all__ = ["CHALLENGER", "LIVE_RULE_K", "MODEL_ARTIFACT_PATH", "TrainingConfig", "denoiser", "model_name"]

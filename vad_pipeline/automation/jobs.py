@@ -52,7 +52,8 @@ STUDY_ASSETS = ("parameter_study",)
 training_job = define_asset_job(
     TRAINING_JOB,
     selection=AssetSelection.assets("feature_index").downstream() - AssetSelection.assets(*STUDY_ASSETS),
-    description="Index the features, train the denoiser and the baselines, score, and report.",
+    description="Index the features, train the denoiser and the baselines, score, report, and promote the new "
+    "model to champion when its gates pass.",
     tags={POOL_TAG: "training"},  # one training run at a time (cluster dagster.yaml); no automatic retry
 )
 
@@ -60,7 +61,7 @@ training_job = define_asset_job(
 CONFIGURABLE = {
     FOOTAGE_JOB: ("video_manifest",),
     FEATURES_JOB: ("clip_features",),
-    TRAINING_JOB: ("denoiser", "segment_scores", "baseline_scores", "evaluation_report"),
+    TRAINING_JOB: ("denoiser", "segment_scores", "baseline_scores", "evaluation_report", "model_promotion"),
 }
 
 

@@ -243,6 +243,14 @@ def format_summary(summary: PipelineSummary, storage: VadStorage, tracking: str)
         )
     else:
         lines.append(f"   no labelled frames: {report.get('note') or 'no ground truth'}")
+    promotion = report.get("promotion") or {}
+    if promotion:
+        why = "; ".join((promotion.get("decision") or {}).get("reasons") or [])
+        lines.append(
+            f"== model: {promotion.get('model_name')} version {promotion.get('challenger')} "
+            f"{promotion.get('outcome')}, champion {promotion.get('champion_after') or 'none'}"
+            + (f" ({why})" if promotion.get("outcome") == "rejected" else "")
+        )
     lines.append("== wall time")
     for stage, seconds in summary.stage_seconds.items():
         lines.append(f"   {stage:<44} {seconds:8.1f} s")

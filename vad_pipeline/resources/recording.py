@@ -7,13 +7,18 @@ assert what a run logged, which runs nest under which, and what a model version 
 from __future__ import annotations
 
 import math
+import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from vad_pipeline.resources.tracking import ExperimentTracker, TrackedRun, finite_metrics, flatten_params
+
+if TYPE_CHECKING:
+    from vad_core.live.detector import LiveDetector
 
 
 def _strings(tags: Mapping[str, Any] | None) -> dict[str, str]:
@@ -66,6 +71,16 @@ class _RecordingRun(TrackedRun):
     def set_description(self, text: str) -> None:
         self.record.description = text
 
+    def log_pyfunc_model(self, live: LiveDetector, artifact_path: str) -> None:
+        # The same folder MLflowTracker uploads, kept file by file (`mlflow.pyfunc.load_model` reads it back
+        # once a test writes the files out).
+        from vad_pipeline.serving.package import save_pyfunc_model
+
+        with tempfile.TemporaryDirectory(prefix="vad-recorded-model-") as tmp:
+            folder = save_pyfunc_model(live, Path(tmp) / "model")
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                self.record.artifacts[f"{artifact_path}/{path.relative_to(folder).as_posix()}"] = path.read_bytes()
+
     def register_model(
         self, name: str, artifact_path: str, tags: Mapping[str, Any] | None = None, description: str | None = None
     ) -> str | None:
@@ -82,7 +97,7 @@ class _RecordingRun(TrackedRun):
 @dataclass
 class Recording:
     """What a `RecordingTracker` saw: the runs in start order, model-version tags, descriptions and
-    aliases (`aliases` is set by tests: the live-scoring promotion is not this tracker's job)."""
+    aliases (`set_model_alias` moves an alias; tests may set `aliases` directly too)."""
 
     runs: list[RecordedRun] = field(default_factory=list)
     model_version_tags: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
@@ -166,6 +181,22 @@ class RecordingTracker(ExperimentTracker):
 
     def model_version_url(self, name: str, version: str) -> str | None:
         return f"recorded://models/{name}/versions/{version}"
+
+    def model_version_tags(self, name: str, version: str) -> dict[str, str]:
+        return dict(self.recording().model_version_tags.get((name, version), {}))
+
+    def set_model_alias(self, name: str, alias: str, version: str) -> None:
+        aliases = self.recording().aliases
+        for (model, other), names in aliases.items():
+            if model == name and other != version and alias in names:
+                names.remove(alias)  # an alias names one version: setting it moves it
+        listed = aliases.setdefault((name, str(version)), [])
+        if alias not in listed:
+            listed.append(alias)
+
+    def model_version_by_alias(self, name: str, alias: str) -> str | None:
+        found = [v for (model, v), names in self.recording().aliases.items() if model == name and alias in names]
+        return found[0] if found else None
 
     def log_metrics_to(self, run_id: str, metrics: Mapping[str, float | None]) -> None:
         self.recording().by_id(run_id).metrics.update(finite_metrics(metrics))

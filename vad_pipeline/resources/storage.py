@@ -95,6 +95,11 @@ class DatasetKeys:
         """The report as one HTML page with its plots embedded (open it in a browser, or in MLflow)."""
         return self._key("report", "report.html")
 
+    @property
+    def promotion(self) -> str:
+        """The challenger's promotion decision beside the report it was judged on (part of the report)."""
+        return self._key("report", "promotion.json")
+
     def report_plot(self, name: str) -> str:
         return self._key("report", "plots", name)
 

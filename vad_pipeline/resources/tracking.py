@@ -19,21 +19,24 @@ import math
 import os
 import re
 import subprocess
-import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import ConfigurableResource
 
 from vad_core.io.store import jsonable
 from vad_pipeline import ui_links
+from vad_pipeline.resources import model_registry
 from vad_pipeline.resources.tracking_errors import GuardedClient, TrackingUnavailableError
 from vad_pipeline.specs import default_home
+
+if TYPE_CHECKING:
+    from vad_core.live.detector import LiveDetector
 
 PACKAGE = "vad-diffusion"
 
@@ -113,6 +116,10 @@ class TrackedRun(ABC):
         """The run's description (Markdown: the UI renders it on the run's page)."""
 
     @abstractmethod
+    def log_pyfunc_model(self, live: LiveDetector, artifact_path: str) -> None:
+        """Log `live` as an MLflow pyfunc model folder (`vad_pipeline.serving`) under `artifact_path`."""
+
+    @abstractmethod
     def register_model(
         self, name: str, artifact_path: str, tags: Mapping[str, Any] | None = None, description: str | None = None
     ) -> str | None:
@@ -162,6 +169,18 @@ class ExperimentTracker(ConfigurableResource, ABC):
         """The page of a registered model version in the tracker's UI (None: no UI)."""
 
     @abstractmethod
+    def model_version_tags(self, name: str, version: str) -> dict[str, str]:
+        """The tags of a registered model version (e.g. its `frame_auc`)."""
+
+    @abstractmethod
+    def set_model_alias(self, name: str, alias: str, version: str) -> None:
+        """Point `alias` (`challenger`, `champion`) at `version`, moving it from any other version."""
+
+    @abstractmethod
+    def model_version_by_alias(self, name: str, alias: str) -> str | None:
+        """The version `alias` points at now (None: no such alias or model)."""
+
+    @abstractmethod
     def log_metrics_to(self, run_id: str, metrics: Mapping[str, float | None]) -> None:
         """Add metrics to an existing (possibly finished) run."""
 
@@ -170,9 +189,7 @@ class ExperimentTracker(ConfigurableResource, ABC):
         """Where runs go, for people."""
 
 
-# --------------------------------------------------------------------------- MLflow
-
-
+# MLflow: the run handle and the tracker (registry calls: model_registry.py).
 # MLflow's own tags: the parent of a nested run, and the Markdown description of a run or experiment.
 PARENT_TAG = "mlflow.parentRunId"
 NOTE_TAG = "mlflow.note.content"
@@ -208,30 +225,25 @@ class _MLflowRun(TrackedRun):
         for i in range(0, len(items), 100):
             self._client.log_batch(self.run_id, params=items[i : i + 100])
 
+    def _log_metric_items(self, items: list[Any]) -> None:
+        for i in range(0, len(items), 500):
+            self._client.log_batch(self.run_id, metrics=items[i : i + 500])
+
     def log_metrics(self, metrics: Mapping[str, float | None], step: int | None = None) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(k, v, now, step or 0) for k, v in finite_metrics(metrics).items()]
-        for i in range(0, len(items), 500):
-            self._client.log_batch(self.run_id, metrics=items[i : i + 500])
+        self._log_metric_items([Metric(k, v, now, step or 0) for k, v in finite_metrics(metrics).items()])
 
     def log_series(self, name: str, values: Sequence[float | None]) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [
-            Metric(name, float(v), now, i) for i, v in enumerate(values) if v is not None and math.isfinite(float(v))
-        ]
-        for i in range(0, len(items), 500):
-            self._client.log_batch(self.run_id, metrics=items[i : i + 500])
+        finite = [(i, float(v)) for i, v in enumerate(values) if v is not None and math.isfinite(float(v))]
+        self._log_metric_items([Metric(name, v, now, i) for i, v in finite])
 
     def log_artifact(self, data: bytes, file_name: str, artifact_path: str | None = None) -> None:
-        # MLflow's client uploads local files: stage the bytes under their name in a private folder.
-        with tempfile.TemporaryDirectory(prefix="vad-artifact-") as tmp:
-            local = Path(tmp) / file_name
-            local.write_bytes(data)
-            self._client.log_artifact(self.run_id, str(local), artifact_path)
+        model_registry.log_bytes(self._client, str(self.run_id), data, file_name, artifact_path)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
@@ -241,23 +253,14 @@ class _MLflowRun(TrackedRun):
     def set_description(self, text: str) -> None:
         self._client.set_tag(self.run_id, NOTE_TAG, text)
 
+    def log_pyfunc_model(self, live: LiveDetector, artifact_path: str) -> None:
+        model_registry.log_pyfunc_folder(self._client, str(self.run_id), live, artifact_path)
+
     def register_model(
         self, name: str, artifact_path: str, tags: Mapping[str, Any] | None = None, description: str | None = None
     ) -> str | None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            self._client.create_registered_model(name)
-        except MlflowException:
-            pass  # already registered: add a version to it
-        version = self._client.create_model_version(
-            name,
-            source=f"{self.artifact_uri}/{artifact_path}",
-            run_id=self.run_id,
-            tags={k: str(v) for k, v in (tags or {}).items() if v is not None},
-            description=description,
-        )
-        return str(version.version)
+        source = f"{self.artifact_uri}/{artifact_path}"
+        return model_registry.register_version(self._client, name, source, self.run_id, tags, description)
 
 
 class MLflowTracker(ExperimentTracker):
@@ -301,22 +304,13 @@ class MLflowTracker(ExperimentTracker):
         return GuardedClient(MlflowClient(tracking_uri=uri, registry_uri=uri), uri)
 
     def experiment_id(self, client: Any) -> str:
-        from mlflow.exceptions import MlflowException
-
-        exp = client.get_experiment_by_name(self.experiment)
-        if exp is not None:
-            return str(exp.experiment_id)
         location = (self.default_dir() / "artifacts").as_uri() if self.owns_store() else None
         tags = {
             EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1],
             NOTE_TAG: "Runs of the vad-diffusion pipeline: one per denoiser training, baseline fit and evaluation "
             "(a child run per scorer, all with `frame_auc`, `frame_ap`, `frame_auc_smoothed`, `paper_protocol_auc`).",
         }
-        try:
-            return str(client.create_experiment(self.experiment, artifact_location=location, tags=tags))
-        except MlflowException:
-            # Another run created it between our look-up and the create: use theirs.
-            return str(client.get_experiment_by_name(self.experiment).experiment_id)
+        return model_registry.ensure_experiment(client, self.experiment, location, tags)
 
     @contextmanager
     def start_run(
@@ -361,10 +355,7 @@ class MLflowTracker(ExperimentTracker):
         return ui_links.mlflow_view_url(self.resolved_ui_url(), experiment_id, safe)
 
     def tag_model_version(self, name: str, version: str, tags: Mapping[str, Any]) -> None:
-        client = self.client()
-        for k, v in tags.items():
-            if v is not None:
-                client.set_model_version_tag(name, version, k, str(v))
+        model_registry.tag_version(self.client(), name, version, tags)
 
     def describe_model_version(self, name: str, version: str, description: str) -> None:
         self.client().update_model_version(name, version, description=description)
@@ -374,6 +365,15 @@ class MLflowTracker(ExperimentTracker):
 
     def model_version_url(self, name: str, version: str) -> str | None:
         return ui_links.mlflow_model_version_url(self.resolved_ui_url(), name, version)
+
+    def model_version_tags(self, name: str, version: str) -> dict[str, str]:
+        return model_registry.version_tags(self.client(), name, version)
+
+    def set_model_alias(self, name: str, alias: str, version: str) -> None:
+        model_registry.set_alias(self.client(), name, alias, version)
+
+    def model_version_by_alias(self, name: str, alias: str) -> str | None:
+        return model_registry.version_by_alias(self.client(), name, alias)
 
     def log_metrics_to(self, run_id: str, metrics: Mapping[str, float | None]) -> None:
         client = self.client()

@@ -146,3 +146,56 @@ def test_mlflow_telemetry_is_off_unless_the_user_chose(monkeypatch: pytest.Monke
     assert child_env["MLFLOW_DISABLE_TELEMETRY"] == "true"
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")  # a user's explicit choice is kept
     assert disable_mlflow_telemetry({})["MLFLOW_DISABLE_TELEMETRY"] == "false"
+
+
+def _aliases_and_tags(tracker: ExperimentTracker, name: str, first: str, second: str) -> None:
+    """What promotion relies on, for any tracker: an alias names one version and moves; tags read back."""
+    assert tracker.model_version_by_alias(name, "champion") is None
+    tracker.set_model_alias(name, "champion", first)
+    tracker.set_model_alias(name, "challenger", second)
+    assert tracker.model_version_by_alias(name, "champion") == first
+    tracker.set_model_alias(name, "champion", second)  # moves: the first version loses it
+    assert tracker.model_version_by_alias(name, "champion") == second
+    assert tracker.model_version_aliases(name, first) == []
+    assert tracker.model_version_aliases(name, second) == ["challenger", "champion"]
+    tracker.tag_model_version(name, first, {"frame_auc": 0.75, "skipped": None})
+    assert tracker.model_version_tags(name, first) == {"dataset": "d", "frame_auc": "0.75"}
+    assert tracker.model_version_by_alias("no-such-model", "champion") is None
+
+
+def test_recording_tracker_aliases_move_and_models_are_recorded_as_folders() -> None:
+    from tests.core.live.test_live_core import _live
+
+    tracker = RecordingTracker(name="aliases")
+    tracker.reset()
+    with tracker.start_run("train") as run:
+        first = run.register_model("m", "denoiser_model", tags={"dataset": "d"})
+        second = run.register_model("m", "denoiser_model", tags={"dataset": "d"})
+        run.log_pyfunc_model(_live()[0], "denoiser_model")
+    _aliases_and_tags(tracker, "m", str(first), str(second))
+    files = tracker.recording().run("train").artifacts
+    assert {"denoiser_model/MLmodel", "denoiser_model/artifacts/live.json", "denoiser_model/pyfunc_model.py"} <= set(
+        files
+    )
+    assert b"python_function" in files["denoiser_model/MLmodel"]
+
+
+def test_mlflow_tracker_aliases_tags_and_a_logged_pyfunc_model(tmp_path: Path) -> None:
+    import mlflow
+
+    from tests.core.live.test_live_core import _live
+
+    live, rows, x = _live()
+    tracker = MLflowTracker(tracking_uri=f"sqlite:///{tmp_path}/m.db", experiment="t")
+    with tracker.start_run("train") as run:
+        run.log_pyfunc_model(live, "denoiser_model")
+        first = run.register_model("m", "denoiser_model", tags={"dataset": "d"})
+        second = run.register_model("m", "denoiser_model", tags={"dataset": "d"})
+    _aliases_and_tags(tracker, "m", str(first), str(second))
+    mlflow.set_tracking_uri(tracker.resolved_uri())
+    try:
+        model = mlflow.pyfunc.load_model("models:/m@champion", model_config={"device": "cpu"})
+    finally:
+        mlflow.set_tracking_uri(None)
+    request = rows[["video_id", "clip", "start_frame", "end_frame", "tile"]].assign(feature=list(x))
+    assert model.predict(request)["score"].tolist() == live.score(rows, x).rows["score"].tolist()
