@@ -130,3 +130,50 @@ def test_bad_models_and_videos_get_one_line_errors(setup, tmp_path, capsys, monk
         assert err[-1].startswith("vad score: error: ")
         assert re.search(message, err[-1]), (message, err)
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+@pytest.mark.slow
+def test_vad_score_on_a_ped2_test_video(ped2_dir, tmp_path, capsys, one_torch_thread):
+    """A real Ped2 test video (180 JPEG frames, 360x240): scores, alerts and a playable MP4 of every frame.
+
+    The model is a tiny detector on pixelstats features of four Ped2 training videos (the I3D
+    weights are a download; the command's path is the same for any backbone)."""
+    from tests.core.live._footage import KEY_COLUMNS, fit_live
+    from vad_core.features import extract_all
+    from vad_core.features.backbones.pixelstats import PixelStatsBackbone
+    from vad_core.footage import build_manifest
+    from vad_core.footage.clips import ClipConfig
+    from vad_core.io.feature_tables import read_feature_matrix
+    from vad_core.io.store import MemoryTableStore
+
+    train = tmp_path / "train"
+    train.mkdir()
+    for vid in ("01", "02", "03", "04"):
+        (train / vid).symlink_to(ped2_dir / "training" / "frames" / vid)
+    store = MemoryTableStore()
+    results = extract_all(build_manifest(train), PixelStatsBackbone(), ClipConfig(), store, prefix="features")
+    assert all(r.ok for r in results)
+    keys = store.list("features")
+    rows = pd.concat([store.read_table(k, columns=KEY_COLUMNS).to_pandas() for k in keys], ignore_index=True)
+    x = np.concatenate([read_feature_matrix(store, k) for k in keys])
+    save_live_detector(fit_live(rows, x, store.read_metadata(keys[0]), n_tiles=3), tmp_path / "model")
+
+    video = ped2_dir / "testing" / "frames" / "01"
+    n_frames = len(list(video.glob("*.jpg")))
+    assert n_frames == 180
+    out = tmp_path / "out"
+    assert main(["score", str(video), "--model", str(tmp_path / "model"), "--out", str(out)]) == 0
+    frames = pd.read_parquet(out / "frame_scores.parquet")
+    assert frames["frame"].tolist() == list(range(n_frames)) and np.isfinite(frames["score"]).all()
+    clips = pd.read_parquet(out / "clip_scores.parquet")
+    assert len(clips) == 12 and set(clips["tile"]) <= {0, 1, 2}  # 11 clips of 16 + one moved back to end at 180
+    alerts = pd.read_parquet(out / "alerts.parquet")
+    assert len(alerts) == sum(1 for _ in (out / "alerts.jsonl").open())
+    assert int(frames["anomalous"].sum()) == int((alerts["last_frame"] - alerts["first_frame"] + 1).sum())
+    with av.open(str(out / "overlay.mp4")) as container:
+        stream = container.streams.video[0]
+        decoded = [f for f in container.decode(stream)]
+        assert stream.codec_context.name == "h264" and len(decoded) == n_frames
+        assert (decoded[0].width, decoded[0].height) == (360, 240 + 72)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_frames"] == n_frames and summary["overlay"]["n_frames"] == n_frames
