@@ -74,9 +74,10 @@ def test_vad_score_writes_scores_alerts_overlay_and_summary(setup, tmp_path, cap
     printed = capsys.readouterr().out
     assert f"{N_FRAMES} frames, 11 clips scored with vad-denoiser-test v3" in printed
     assert printed.count("alert frames") == len(alerts)
-    # A re-run replaces the files; --no-video leaves the overlay out (the old one stays untouched).
+    # A re-run replaces the files; --no-video leaves the overlay out and removes the earlier run's.
     assert main(["score", str(video), "--model", str(model), "--out", str(out), "--no-video", "--quiet"]) == 0
     assert json.loads((out / "summary.json").read_text())["overlay"] is None
+    assert {p.name for p in out.iterdir()} == OUTPUTS - {"overlay.mp4"}
 
 
 def test_an_mlflow_model_folder_and_a_registered_model_load(setup, tmp_path, monkeypatch, one_torch_thread):
