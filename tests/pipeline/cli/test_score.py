@@ -67,6 +67,8 @@ def test_vad_score_writes_scores_alerts_overlay_and_summary(setup, tmp_path, cap
     assert summary["threshold"] == pytest.approx(live.rule.threshold) and summary["rule"]["k"] == 0.2
     assert summary["model"]["model_version"] == "3" and summary["backbone"] == "pixelstats-2x4"
     assert summary["anomalous_frames"] == int(expected.frames["anomalous"].sum())
+    t = summary["timings"]
+    assert summary["outside_backbone_share"] == pytest.approx(1 - t["backbone"] / t["total"])
     with av.open(str(out / "overlay.mp4")) as container:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264"
