@@ -2,8 +2,10 @@
 
 `LiveDetector` (a `Detector` + the training batch's `DecisionRule` + the feature spec) scores
 feature rows of one video or one clip; `alert_intervals` turns decided clips into alerts;
-`decide_promotion` judges whether a new detector may replace the deployed one. The
-MLflow pyfunc model, the live assets and the `vad score` commands all go through here.
+`decide_promotion` judges whether a new detector may replace the deployed one; `score_video`
+turns one whole video (file, frame folder, URL) into row, clip and frame scores and alerts with
+the features the pipeline would make for it. The MLflow pyfunc model, the live assets and the
+`vad score` commands all go through here.
 """
 
 from typing import TYPE_CHECKING
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
         decide_promotion,
         promotion_markdown,
     )
+    from vad_core.live.video import VideoScores, score_video
 
 __all__ = [
     "ALERT_COLUMNS",
@@ -39,6 +42,7 @@ __all__ = [
     "LiveScores",
     "PromotionDecision",
     "PromotionGates",
+    "VideoScores",
     "alert_intervals",
     "boxes_from_rows",
     "decide_promotion",
@@ -49,6 +53,7 @@ __all__ = [
     "load_live_detector",
     "promotion_markdown",
     "save_live_detector",
+    "score_video",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, __file__)
