@@ -102,7 +102,34 @@ def load_model(model: str, device: str | None, workdir: Path) -> LiveDetector:
     from vad_core.live import load_live_detector
 
     folder = download_model(model, workdir) if is_mlflow_uri(model) else model_folder(Path(model), model)
-    return load_live_detector(folder, device=device)
+    live = load_live_detector(folder, device=device)
+    if is_mlflow_uri(model):  # the registry, not the file, says which version a models:/ URI is
+        live.info.update(registered_version(model))
+    return live
+
+
+def registered_version(uri: str) -> dict[str, str]:
+    """{model_name, model_version} of a `models:/name@alias` or `models:/name/N` URI, else {}.
+
+    The live.json inside a registered MLflow model cannot hold its own version (the version is
+    made from the logged model), so alerts name the version the registry resolved the URI to.
+    """
+    if not uri.startswith("models:/"):
+        return {}
+    name, _, rest = uri[len("models:/") :].partition("@")
+    if rest:
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return {
+                "model_name": name,
+                "model_version": str(MlflowClient().get_model_version_by_alias(name, rest).version),
+            }
+        except MlflowException:
+            return {}
+    name, _, version = name.rpartition("/")
+    return {"model_name": name, "model_version": version} if name and version.isdigit() else {}
 
 
 def _bar(desc: str, unit: str, quiet: bool) -> Any:

@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from tests.core.live._footage import N_FRAMES, live_model, make_frames, write_mp4
@@ -113,6 +114,10 @@ def test_an_mlflow_model_folder_and_a_registered_model_load(setup, tmp_path, mon
             pd.read_parquet(tmp_path / f"m{i}" / "frame_scores.parquet"),
             pd.read_parquet(tmp_path / "a" / "frame_scores.parquet"),
         )
+    # The registry names the version behind models:/ URIs (live.json inside a registered model cannot).
+    for i in (1, 2):
+        meta = pq.read_schema(tmp_path / f"m{i}" / "frame_scores.parquet").metadata
+        assert meta[b"model_version"] == b"1"
 
 
 def test_bad_models_and_videos_get_one_line_errors(setup, tmp_path, capsys, monkeypatch):
