@@ -23,6 +23,7 @@ import json
 import os
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +53,9 @@ PED2_GROUPS = {
     "01-06": [f"testing/frames/{i:02d}" for i in range(1, 7)],
 }
 SEEDED = ("iforest", "gcl_ae", "gcl")
+# Study-only variants of a preset (not offered to the pipeline): "folds" deploys the refit's K = 5 fold models,
+# each out-of-fold for its own videos, instead of 5 seeds trained on every kept row.
+VARIANTS = {"folds": ("robust", {"name": "folds", "refit_folds": 5, "refit_seeds": 1})}
 BASELINE_KWARGS = {"knn": {"k": 5}, "pca": {"n_components": 16}, "iforest": {"n_estimators": 200}}  # pipeline's
 
 
@@ -111,7 +115,9 @@ def run(args: argparse.Namespace) -> None:
             for name in filter(None, args.recipes.split(",")):
                 if (data.name, name, seed) in done(out):
                     continue
-                recipe, train = preset(name)
+                base, fields = VARIANTS.get(name, (name, {}))
+                recipe, train = preset(base)
+                recipe = replace(recipe, **fields)
                 rules = [r for r in args.sigma_rules.split(",") if r] if name == "robust" else []
                 recs = run_recipe(data, recipe, train, seed, groups, extra_sigma_rules=rules)
                 append(out, [{**r, "load": uptime} for r in recs])
@@ -205,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ped2-ground-truth", default=str(PED2_GT))
     ap.add_argument("--demo", help="folder of the demo clip-features tables")
     ap.add_argument("--demo-ground-truth", help="the demo's ground_truth.csv")
-    ap.add_argument("--recipes", default="robust,single", help="comma-separated presets (robust, single, paper)")
+    ap.add_argument("--recipes", default="robust,single", help="presets (robust, single, paper) or variants (folds)")
     ap.add_argument("--baselines", default="knn,pca,iforest,gcl_ae,gcl")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--sigma-rules", default="", help="robust only: also score at these label-free rules (videos)")
