@@ -2,7 +2,9 @@
 
 `LiveDetector` (a `Detector` + the training batch's `DecisionRule` + the feature spec) scores
 feature rows of one video or one clip; `alert_intervals` turns decided clips into alerts. The
-MLflow pyfunc model, the live assets and the `vad score` commands all go through here.
+MLflow pyfunc model, the live assets and the `vad score` commands all go through here;
+`score_video` turns one whole video (file, frame folder, URL) into row, clip and frame scores and
+alerts with the features the pipeline would make for it.
 """
 
 from typing import TYPE_CHECKING
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
         load_live_detector,
         save_live_detector,
     )
+    from vad_core.live.video import VideoScores, score_video
 
 __all__ = [
     "ALERT_COLUMNS",
@@ -28,6 +31,7 @@ __all__ = [
     "DecisionRule",
     "LiveDetector",
     "LiveScores",
+    "VideoScores",
     "alert_intervals",
     "boxes_from_rows",
     "empty_alerts",
@@ -36,6 +40,7 @@ __all__ = [
     "live_model_from_files",
     "load_live_detector",
     "save_live_detector",
+    "score_video",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, __file__)
