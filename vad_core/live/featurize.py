@@ -175,7 +175,8 @@ class ClipFeaturizer:
             )
         if not np.isfinite(out).all():
             raise VADInputError(
-                f"stream {self.video_id!r}: backbone {self.backbone.name!r} gave non-finite features for clip {clip.clip}"
+                f"stream {self.video_id!r}: backbone {self.backbone.name!r} gave non-finite features "
+                f"for clip {clip.clip}"
             )
         return out
 

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import av
 import numpy as np
@@ -54,7 +54,8 @@ log = logging.getLogger(__name__)
 Opener = Callable[[], Iterator[av.VideoFrame]]
 
 
-class Frame(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Frame:
     """One decoded frame: `index` from 0, `segment` (connection) it came in, `arrival`
     (`time.perf_counter()` once decoded and converted), `pixels` `(H, W, 3)` uint8 scaled."""
 
@@ -205,7 +206,7 @@ class FrameReader:
             if self._dropping == 0:
                 self.stats.drop_events += 1
                 log.warning(
-                    "%s: scoring is behind, the queue of %d frames is full: dropping frames from %d (%d dropped so far)",
+                    "%s: scoring is behind, the queue of %d frames is full: dropping frames from %d (%d dropped)",
                     self.source,
                     self.config.queue,
                     frame.index,
@@ -214,7 +215,9 @@ class FrameReader:
             self._dropping += 1
             return
         if self._dropping:
-            log.warning("%s: caught up, %d frames were dropped before frame %d", self.source, self._dropping, frame.index)
+            log.warning(
+                "%s: caught up, %d frames were dropped before frame %d", self.source, self._dropping, frame.index
+            )
             self._dropping = 0
 
     def _read_once(self, index: int) -> tuple[int, bool]:

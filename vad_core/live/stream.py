@@ -39,6 +39,7 @@ from vad_core.live.alerts import alert_intervals, empty_alerts
 from vad_core.live.detector import CLIP_COLUMNS, LiveDetector
 from vad_core.live.featurize import ClipFeaturizer
 from vad_core.live.source import FrameReader, Opener, ReaderConfig
+from vad_core.live.video import build_backbone, check_backbone, clip_config_from_spec, region_config_from_spec
 
 __all__ = ["STREAM_CLIP_COLUMNS", "StreamResult", "score_stream", "stream_id"]
 
@@ -95,7 +96,7 @@ def score_stream(
     live: LiveDetector,
     *,
     video_id: str | None = None,
-    reader: ReaderConfig = ReaderConfig(),
+    reader: ReaderConfig | None = None,
     backbone: Any = None,
     device: str | None = None,
     stop: threading.Event | None = None,
@@ -106,16 +107,15 @@ def score_stream(
 ) -> StreamResult:
     """Score `source` clip by clip as its frames arrive (see the module doc).
 
-    `video_id`: the id the rows carry and their noise keys are hashed from (default
-    `stream_id(source)`; pass the file path's id to reproduce its scores). `backbone`: an already
+    `reader`: how the source is read (default `ReaderConfig()`). `video_id`: the id the rows carry
+    and their noise keys are hashed from (default `stream_id(source)`; pass the file path's id to
+    reproduce its scores). `backbone`: an already
     loaded one, checked against the model's feature spec (default: built from the spec on
     `device`). `on_clip(row)` gets each scored clip (STREAM_CLIP_COLUMNS), `on_alert(row)` each
     closed alert (ALERT_COLUMNS). `opener`: see `FrameReader`. Raises `VADInputError` for a
     model whose spec cannot rebuild the features, a frame size giving another number of regions
     than the detector's, or a source that cannot be read (after its reconnect attempts).
     """
-    from vad_core.live.video import build_backbone, check_backbone, clip_config_from_spec, region_config_from_spec
-
     if max_clips is not None and max_clips < 1:
         raise VADInputError(f"max_clips must be >= 1, got {max_clips!r}")
     t0 = time.perf_counter()
@@ -138,7 +138,7 @@ def score_stream(
             )
         return scaled
 
-    frames = FrameReader(str(source), size_for, reader, opener=opener, stop=stop)
+    frames = FrameReader(str(source), size_for, reader or ReaderConfig(), opener=opener, stop=stop)
     alerts = _Alerts(lambda: feat.boxes, live.info.get("model_version", ""), on_alert)
     clips: list[dict[str, Any]] = []
     latencies: list[float] = []
@@ -153,7 +153,8 @@ def score_stream(
         done = time.perf_counter()
         seconds["embed"] += t_score - t_embed
         seconds["score"] += done - t_score
-        row = {**scored.iloc[0].to_dict(), "latency_s": done - clip.last_arrival}
+        row: dict[str, Any] = {str(k): v for k, v in scored.iloc[0].to_dict().items()}
+        row["latency_s"] = done - clip.last_arrival
         row["anomalous"] = bool(row["anomalous"])
         latencies.append(row["latency_s"])
         clips.append(row)

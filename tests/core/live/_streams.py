@@ -20,7 +20,7 @@ from vad_core.features.regions import RegionConfig
 from vad_core.footage.clips import ClipConfig
 from vad_core.io.feature_tables import COLUMNS, read_feature_matrix
 from vad_core.io.store import MemoryTableStore
-from vad_core.live import DecisionRule, LiveDetector, alert_intervals, boxes_from_rows
+from vad_core.live import DecisionRule, LiveDetector
 from vad_core.synthetic.demo import write_mp4
 
 WIDTH, HEIGHT, FPS = 360, 240, 10
@@ -90,12 +90,11 @@ def live_model(path: Path, video_id: str, regions: RegionConfig = RegionConfig()
 
 
 def file_answer(path: Path, live: LiveDetector, video_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The file path's clips and alerts: extract_features -> LiveDetector.score -> alert_intervals."""
-    from vad_core.live.video import region_config_from_spec
+    """The file path's clips and alerts (`vad_core.live.video.score_video`, the `vad score` path)."""
+    from vad_core.live.video import score_video
 
-    rows, x = file_features(path, video_id, region_config_from_spec(live.feature_spec))
-    scored = live.score(rows, x)
-    return scored.clips, alert_intervals(scored.clips, boxes_from_rows(scored.rows), live.info["model_version"])
+    result = score_video(path, live, video_id=video_id)
+    return result.clips, result.alerts
 
 
 def free_port() -> int:

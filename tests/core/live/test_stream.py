@@ -91,7 +91,9 @@ def test_the_queue_drops_frames_with_a_warning_when_scoring_is_behind(caplog):
     config = ReaderConfig(queue=4, reconnect_on_end=False)
     got = []
     with caplog.at_level(logging.WARNING, logger="vad_core.live.source"):
-        with FrameReader("rtsp://camera.invalid/live", lambda w, h: (w, h), config, opener=lambda: _frames(pixels)) as r:
+        with FrameReader(
+            "rtsp://camera.invalid/live", lambda w, h: (w, h), config, opener=lambda: _frames(pixels)
+        ) as r:
             for frame in r:
                 got.append(frame.index)
                 time.sleep(0.02)  # the slow scorer
