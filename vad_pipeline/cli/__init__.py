@@ -3,6 +3,7 @@
     vad demo [--dataset NAME]       materialize every asset, print the figures   (cli/demo.py)
     vad ui                          Dagster UI + daemon and MLflow UI             (cli/ui.py)
     vad report [--dataset NAME]     rebuild a report from the stored tables       (cli/report.py)
+    vad score PATH --model M --out D  score one video: scores, alerts, overlay MP4  (cli/score.py)
 
 A command is a module with `add_parser(subparsers)`, which registers its parser and sets
 `run(args) -> exit code` as its default; list it in `COMMANDS`. A user error (`VADInputError`:
@@ -20,9 +21,9 @@ from vad_core.errors import VADInputError
 
 
 def _commands() -> tuple[ModuleType, ...]:
-    from vad_pipeline.cli import demo, report, ui
+    from vad_pipeline.cli import demo, report, score, ui
 
-    return (demo, ui, report)
+    return (demo, ui, report, score)
 
 
 def build_parser() -> argparse.ArgumentParser:
