@@ -16,6 +16,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import av
 
@@ -25,12 +26,23 @@ from vad_core.footage.integrity import DECODE_ERRORS
 __all__ = ["main", "push_file"]
 
 
-def _connect(url: str, timeout_s: float) -> av.container.OutputContainer:
+def _connect(url: str, template: av.VideoStream, timeout_s: float) -> tuple[av.container.OutputContainer, Any]:
+    """An RTSP output carrying a copy of `template`, its session set up: the muxer connects when it
+    writes its header (`start_encoding`), so that is what is retried until the server answers."""
     deadline = time.monotonic() + timeout_s
     while True:
+        out = None
         try:
-            return av.open(url, "w", format="rtsp", options={"rtsp_transport": "tcp"}, timeout=10.0)
+            out = av.open(url, "w", format="rtsp", options={"rtsp_transport": "tcp"}, timeout=10.0)
+            copy = out.add_stream_from_template(template)
+            out.start_encoding()
+            return out, copy
         except (*DECODE_ERRORS, OSError) as exc:  # type: ignore[misc]  # mypy cannot unpack a tuple of classes here
+            if out is not None:
+                try:
+                    out.close()
+                except (*DECODE_ERRORS, OSError):  # type: ignore[misc]  # a half-open session: nothing to flush
+                    pass
             if time.monotonic() >= deadline:
                 raise VADInputError(f"{url}: no RTSP server took the stream within {timeout_s:g} s ({exc})") from None
             time.sleep(0.2)
@@ -49,8 +61,8 @@ def push_file(path: str | Path, url: str, *, speed: float = 1.0, connect_timeout
             raise VADInputError(f"{path}: has no video stream")
         stream = source.streams.video[0]
         sent = 0
-        with _connect(url, connect_timeout_s) as out:
-            copy = out.add_stream_from_template(stream)
+        out, copy = _connect(url, stream, connect_timeout_s)
+        with out:
             t0, first = time.monotonic(), None
             for packet in source.demux(stream):
                 if packet.dts is None:  # the demuxer's end-of-stream marker
