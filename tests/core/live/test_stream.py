@@ -235,3 +235,18 @@ def test_open_options_per_source():
         open_options("udp://0.0.0.0:1234", listen)
     with pytest.raises(VADInputError, match="no such video file"):
         FrameReader("/nonexistent/cam.mp4", lambda w, h: (w, h))
+
+
+def test_a_few_rows_score_with_stacked_draws_as_one_draw_at_a_time(one_torch_thread):
+    from tests.core._synthetic import mixture, trained
+    from vad_core.diffusion.reconstruction import ScoreConfig, score_rows
+
+    _, result = trained("tiny")
+    x = mixture(seed=3, n_clips=4).features[:5]
+    keys = np.arange(100, 105, dtype=np.int64)
+    stacked = score_rows(result.denoiser, x, ScoreConfig(n_draws=16), row_keys=keys)  # 5 rows, 16 draws per pass
+    one_by_one = score_rows(result.denoiser, x, ScoreConfig(n_draws=16, batch_rows=8), row_keys=keys)  # 5 >= 8 // 2
+    np.testing.assert_allclose(stacked, one_by_one, rtol=1e-12, atol=0)
+    # A pass of at most batch_rows rows: 5 rows x 3 draws = 15 <= 16, in passes of 3, 3, 3, 3, 3, 1 draws.
+    capped = score_rows(result.denoiser, x, ScoreConfig(n_draws=16, batch_rows=16), row_keys=keys)
+    np.testing.assert_allclose(capped, one_by_one, rtol=1e-12, atol=0)
