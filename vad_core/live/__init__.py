@@ -4,7 +4,8 @@
 feature rows of one video or one clip; `alert_intervals` turns decided clips into alerts. The
 MLflow pyfunc model, the live assets and the `vad score` commands all go through here;
 `score_video` turns one whole video (file, frame folder, URL) into row, clip and frame scores and
-alerts with the features the pipeline would make for it.
+alerts with the features the pipeline would make for it; `score_stream` scores a stream clip by
+clip as its frames arrive (`vad score-stream`).
 """
 
 from typing import TYPE_CHECKING
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
         load_live_detector,
         save_live_detector,
     )
+    from vad_core.live.source import ReaderConfig
+    from vad_core.live.stream import StreamResult, score_stream
     from vad_core.live.video import VideoScores, score_video
 
 __all__ = [
@@ -31,6 +34,8 @@ __all__ = [
     "DecisionRule",
     "LiveDetector",
     "LiveScores",
+    "ReaderConfig",
+    "StreamResult",
     "VideoScores",
     "alert_intervals",
     "boxes_from_rows",
@@ -40,6 +45,7 @@ __all__ = [
     "live_model_from_files",
     "load_live_detector",
     "save_live_detector",
+    "score_stream",
     "score_video",
 ]
 
