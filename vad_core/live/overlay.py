@@ -8,12 +8,14 @@ a panel below it. On the picture, the frame's clip (the highest-scoring clip cov
 that gives the frame its score, as `clips_to_frames`) shows where its score comes from: the heat
 map of its region scores (`vad_core.evaluation.anomaly_map.region_heatmap`: a pixel is the mean
 score of the regions containing it, coarse with three tiles, finer with a region grid) blended in
-with an opacity that grows with the heat, so calm regions stay readable, and the box of its
-arg-max tile, red when the clip is anomalous, green when not. The panel draws the frame scores
-up to the current frame over the whole video's time axis, the threshold as a dashed line, the
-segments above it in red, and the current frame, score and decision as text. The heat map's colour
-scale is fixed for the video (lowest row score to the highest or the threshold), so colours
-compare across frames. Drawing is numpy and Pillow; odd sizes are padded by one pixel (yuv420p).
+with an opacity that grows with the heat from none at the colour scale's low end, so calm regions
+stay as filmed and hot ones stand out, and the box of its arg-max tile, red when the clip is
+anomalous, green when not. The panel draws the frame scores up to the current frame over the
+whole video's time axis, the threshold as a dashed line, the segments above it in red, and the
+current frame, score and decision as text. The heat map's colour scale is fixed for the video
+(the median row score to the highest or the threshold, as the report's top-clips figure), so
+colours compare across frames and the calmer half of the regions stays clear. Drawing is numpy
+and Pillow; odd sizes are padded by one pixel (yuv420p).
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ def _heat_layer(
     heat = region_heatmap(size, boxes, scores)
     rgba = colorize(heat, vmin, vmax)
     level = np.clip((np.nan_to_num(heat, nan=vmin) - vmin) / (vmax - vmin), 0.0, 1.0) if vmax > vmin else 0.5
-    a = (alpha * (0.2 + 0.8 * level) * rgba[..., 3])[..., None]
+    a = (alpha * level * rgba[..., 3])[..., None]
     return a, 255.0 * rgba[..., :3] * a
 
 
@@ -211,7 +213,7 @@ def write_overlay(
     threshold: float,
     fps: float | None = None,
     heatmap: bool = True,
-    alpha: float = 0.55,
+    alpha: float = 0.6,
     vmin: float | None = None,
     vmax: float | None = None,
     crf: int = 20,
@@ -222,9 +224,9 @@ def write_overlay(
     `frames`: the video's RGB frames `(h, w, 3)` uint8 in order (`iter_frames`), exactly as many as
     the clips cover; `rows`: its row scores with `clip, tile, x, y, w, h, score`; `clips`:
     CLIP_COLUMNS (one video). `fps` None: 10 (Ped2's rate; frame folders carry none). `vmin`/`vmax`:
-    the heat map's colour scale (default: the rows' lowest score, and the highest or the
-    threshold). `progress(done, total)` per frame. Raises `VADInputError` when the frames are
-    fewer or more than the clips cover, or the tables are empty.
+    the heat map's colour scale (default: the rows' median score, and the highest or the
+    threshold); `alpha` the opacity at its top. `progress(done, total)` per frame. Raises
+    `VADInputError` when the frames are fewer or more than the clips cover, or the tables are empty.
     """
     t0 = time.perf_counter()
     if len(clips) == 0 or len(rows) == 0:
@@ -240,7 +242,7 @@ def write_overlay(
     flags = clips["anomalous"].to_numpy(bool)
     regions = _clip_regions(rows, clips)
     row_scores = rows["score"].to_numpy(np.float64)
-    lo = float(row_scores.min()) if vmin is None else float(vmin)
+    lo = float(np.median(row_scores)) if vmin is None else float(vmin)
     hi = max(float(row_scores.max()), float(threshold)) if vmax is None else float(vmax)
     fps = float(fps or 10.0)
     codec = h264_encoder()

@@ -57,6 +57,7 @@ __all__ = [
     "clip_config_from_spec",
     "is_url",
     "local_video",
+    "redact",
     "region_config_from_spec",
     "score_video",
 ]
@@ -158,15 +159,24 @@ def _url_id(url: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "stream"
 
 
+def redact(url: str) -> str:
+    """The URL without the password of its user info (`rtsp://user:***@host/...`), for messages and logs."""
+    parts = urlparse(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
 def _copy_url(url: str, dest: Path) -> None:
     """Remux the URL's first video stream into `dest` (Matroska), packet by packet."""
+    shown = redact(url)
     try:
         source = av.open(url, timeout=30.0)
     except (*DECODE_ERRORS, OSError) as exc:  # type: ignore[misc]  # mypy cannot unpack a tuple of classes here
-        raise VADInputError(f"{url}: cannot be opened ({exc})") from None
+        raise VADInputError(f"{shown}: cannot be opened ({str(exc).replace(url, shown)})") from None
     with source:
         if not source.streams.video:
-            raise VADInputError(f"{url}: has no video stream")
+            raise VADInputError(f"{shown}: has no video stream")
         stream = source.streams.video[0]
         try:
             with av.open(str(dest), "w", format="matroska") as out:
@@ -177,7 +187,7 @@ def _copy_url(url: str, dest: Path) -> None:
                     packet.stream = copy
                     out.mux(packet)
         except DECODE_ERRORS as exc:
-            raise VADInputError(f"{url}: reading the stream failed ({exc})") from None
+            raise VADInputError(f"{shown}: reading the stream failed ({str(exc).replace(url, shown)})") from None
 
 
 @contextmanager

@@ -86,6 +86,19 @@ def pipeline_rows(
     return rows, read_feature_matrix(store, key), store.read_metadata(key)
 
 
+def fit_live(rows: pd.DataFrame, x: np.ndarray, meta: dict[str, str], n_tiles: int) -> LiveDetector:
+    """A tiny detector on feature rows, its rule from the out-of-fold training clip scores (k = 1), the
+    tables' metadata as its feature spec: what the denoiser asset builds, at test size."""
+    tiles = rows["tile"].to_numpy(np.int64)
+    detector = fit_detector(
+        x, rows["video_id"].to_numpy(), replace(TINY, n_tiles=n_tiles), RECIPE, tiles=tiles
+    ).detector
+    fitted, _ = detector.score_fitted(x, rows["video_id"].to_numpy(), tiles, row_keys_for(rows))
+    rule = DecisionRule.from_clip_scores(clip_scores(rows.assign(score=fitted))["score"], k=1.0)
+    info = {"model_name": "vad-denoiser-test", "model_version": "3"}
+    return LiveDetector(detector, rule, feature_spec_from_metadata(meta), info)
+
+
 @cache
 def _trained(root: str) -> LiveDetector:
     torch.set_num_threads(1)
@@ -96,15 +109,7 @@ def _trained(root: str) -> LiveDetector:
         rows, x, meta = pipeline_rows(VideoSource(f"train_{i}", path, "file"), backbone)
         parts.append(rows)
         mats.append(x)
-    rows, x = pd.concat(parts, ignore_index=True), np.concatenate(mats)
-    tiles = rows["tile"].to_numpy(np.int64)
-    detector = fit_detector(
-        x, rows["video_id"].to_numpy(), replace(TINY, n_tiles=N_TILES), RECIPE, tiles=tiles
-    ).detector
-    fitted, _ = detector.score_fitted(x, rows["video_id"].to_numpy(), tiles, row_keys_for(rows))
-    rule = DecisionRule.from_clip_scores(clip_scores(rows.assign(score=fitted))["score"], k=1.0)
-    info = {"model_name": "vad-denoiser-test", "model_version": "3"}
-    return LiveDetector(detector, rule, feature_spec_from_metadata(meta), info)
+    return fit_live(pd.concat(parts, ignore_index=True), np.concatenate(mats), meta, N_TILES)
 
 
 def live_model(tmp_root: Path) -> LiveDetector:

@@ -34,6 +34,7 @@ from vad_core.live.video import (
     clip_config_from_spec,
     is_url,
     local_video,
+    redact,
     region_config_from_spec,
     score_video,
 )
@@ -148,6 +149,12 @@ def test_a_url_is_copied_packet_for_packet_and_scored_like_the_file(model_root, 
     url = f"{base}/cam.mp4"
     assert is_url(url) and is_url("rtsp://127.0.0.1:8554/cam") and not is_url(event_mp4)
     assert not is_url(f"file://{event_mp4}")
+    with local_video(f"file://{event_mp4}") as video:
+        assert (video.path, video.kind, video.video_id) == (event_mp4, "file", "cam")
+    assert redact("rtsp://op:s3cret@10.0.0.7:554/cam") == "rtsp://op:***@10.0.0.7:554/cam"
+    with pytest.raises(VADInputError) as err:
+        score_video("rtsp://op:s3cret@127.0.0.1:9/cam", live)
+    assert "s3cret" not in str(err.value) and "op:***@127.0.0.1:9" in str(err.value)
     with local_video(url) as video:
         assert video.video_id == "cam" and video.kind == "file" and video.path.suffix == ".mkv"
         copied = video.path
