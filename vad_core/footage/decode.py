@@ -45,11 +45,29 @@ def frame_size(path: str | os.PathLike, kind: Kind) -> tuple[int, int]:
             if not container.streams.video:
                 raise VADInputError(f"{path}: has no video stream")
             for frame in container.decode(container.streams.video[0]):
-                w, h = int(frame.width), int(frame.height)
-                return (h, w) if _quarter_turns(frame) % 2 else (w, h)
+                return displayed_size(frame)
             raise VADInputError(f"{path}: no decodable video frames")
     except (*DECODE_ERRORS, OSError) as exc:  # type: ignore[misc]  # mypy cannot unpack a tuple of classes here
         raise VADInputError(f"{path}: cannot read the frame size ({exc})") from None
+
+
+def displayed_size(frame: av.VideoFrame) -> tuple[int, int]:
+    """`(width, height)` of a decoded frame as shown, its display rotation applied."""
+    w, h = int(frame.width), int(frame.height)
+    return (h, w) if _quarter_turns(frame) % 2 else (w, h)
+
+
+def frame_to_rgb(video_frame: av.VideoFrame, size: tuple[int, int] | None = None) -> np.ndarray:
+    """One decoded frame as upright RGB uint8 `(H, W, 3)`, resized to `size=(width, height)` (displayed)
+    by swscale's area averaging: the conversion of `iter_frames`, shared by the live stream reader so
+    a streamed frame is pixel for pixel the frame a file of the same packets gives."""
+    turns = _quarter_turns(video_frame)
+    opts: dict[str, Any] = {"format": "rgb24"}
+    if size is not None:  # swscale resizes the coded picture: a quarter turn swaps the sides
+        w, h = (int(size[1]), int(size[0])) if turns % 2 else (int(size[0]), int(size[1]))
+        opts.update(width=w, height=h, interpolation="AREA")
+    picture: np.ndarray = video_frame.to_ndarray(**opts)
+    return np.ascontiguousarray(np.rot90(picture, turns)) if turns else picture
 
 
 def iter_frames(path: str | os.PathLike, kind: Kind, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
@@ -86,13 +104,7 @@ def iter_frames(path: str | os.PathLike, kind: Kind, size: tuple[int, int] | Non
         n = 0
         try:
             for video_frame in decode_packets(container, stream, {"packets": 0}):
-                turns = _quarter_turns(video_frame)
-                opts: dict[str, Any] = {"format": "rgb24"}
-                if size is not None:  # swscale resizes the coded picture: a quarter turn swaps the sides
-                    w, h = (int(size[1]), int(size[0])) if turns % 2 else (int(size[0]), int(size[1]))
-                    opts.update(width=w, height=h, interpolation="AREA")
-                picture: np.ndarray = video_frame.to_ndarray(**opts)
-                yield np.ascontiguousarray(np.rot90(picture, turns)) if turns else picture
+                yield frame_to_rgb(video_frame, size)
                 n += 1
         except DECODE_ERRORS as exc:
             raise VADInputError(f"{path}: decoding failed after {n} frames ({exc})") from None
@@ -119,4 +131,4 @@ def read_frames(
     return np.stack(out)
 
 
-__all__ = ["decode_packets", "frame_size", "iter_frames", "read_frames"]
+__all__ = ["decode_packets", "displayed_size", "frame_size", "frame_to_rgb", "iter_frames", "read_frames"]

@@ -4,8 +4,9 @@
 feature rows of one video or one clip; `alert_intervals` turns decided clips into alerts;
 `decide_promotion` judges whether a new detector may replace the deployed one; `score_video`
 turns one whole video (file, frame folder, URL) into row, clip and frame scores and alerts with
-the features the pipeline would make for it. The MLflow pyfunc model, the live assets and the
-`vad score` commands all go through here.
+the features the pipeline would make for it; `score_stream` scores a stream clip by clip as its
+frames arrive (`vad score-stream`). The MLflow pyfunc model, the live assets and the `vad score`
+commands all go through here.
 """
 
 from typing import TYPE_CHECKING
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
         decide_promotion,
         promotion_markdown,
     )
+    from vad_core.live.source import ReaderConfig
+    from vad_core.live.stream import StreamResult, score_stream
     from vad_core.live.video import VideoScores, score_video
 
 __all__ = [
@@ -42,6 +45,8 @@ __all__ = [
     "LiveScores",
     "PromotionDecision",
     "PromotionGates",
+    "ReaderConfig",
+    "StreamResult",
     "VideoScores",
     "alert_intervals",
     "boxes_from_rows",
@@ -53,6 +58,7 @@ __all__ = [
     "load_live_detector",
     "promotion_markdown",
     "save_live_detector",
+    "score_stream",
     "score_video",
 ]
 

@@ -4,6 +4,7 @@
     vad ui                          Dagster UI + daemon and MLflow UI             (cli/ui.py)
     vad report [--dataset NAME]     rebuild a report from the stored tables       (cli/report.py)
     vad score PATH --model M --out D  score one video: scores, alerts, overlay MP4  (cli/score.py)
+    vad score-stream URL --model M --out D  watch a stream: alerts as they close  (cli/score_stream.py)
 
 A command is a module with `add_parser(subparsers)`, which registers its parser and sets
 `run(args) -> exit code` as its default; list it in `COMMANDS`. A user error (`VADInputError`:
@@ -21,9 +22,9 @@ from vad_core.errors import VADInputError
 
 
 def _commands() -> tuple[ModuleType, ...]:
-    from vad_pipeline.cli import demo, report, score, ui
+    from vad_pipeline.cli import demo, report, score, score_stream, ui
 
-    return (demo, ui, report, score)
+    return (demo, ui, report, score, score_stream)
 
 
 def build_parser() -> argparse.ArgumentParser:

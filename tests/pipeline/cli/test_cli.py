@@ -15,7 +15,7 @@ from vad_pipeline.resources.storage import DatasetKeys
 def test_every_subcommand_is_registered() -> None:
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert set(commands) == {"demo", "ui", "report", "score"}
+    assert set(commands) == {"demo", "ui", "report", "score", "score-stream"}
     args = parser.parse_args(["report", "--dataset", "x", "--top-clips", "0"])
     assert args.command == "report" and args.top_clips == 0 and callable(args.run)
 
