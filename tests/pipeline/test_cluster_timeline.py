@@ -12,6 +12,8 @@ from vad_pipeline.cluster.timeline import (
     slot_overhead_per_partition,
 )
 
+PICKED = "[CeleryExecutor] Executing steps clip_features in celery worker"  # dagster-celery's text
+
 
 def celery_run(t0: float, work: float = 10.0, worker: str = "vad-cpu-0@h") -> list[Mark]:
     """A Celery-executor features run: 1 s queued, 2 s launch, 0.5 s dispatch, 0.25 s setup, ..."""
@@ -21,7 +23,7 @@ def celery_run(t0: float, work: float = 10.0, worker: str = "vad-cpu-0@h") -> li
         Mark("RUN_STARTING", t0 + 1.0),
         Mark("RUN_START", t0 + 3.0),
         Mark("ENGINE_EVENT", t0 + 3.2, 'Submitting celery task for step "clip_features" to queue "dagster".'),
-        Mark("ENGINE_EVENT", t0 + 3.5, "Executing steps clip_features in celery worker", "clip_features", None, worker),
+        Mark("ENGINE_EVENT", t0 + 3.5, PICKED, "clip_features", None, worker),
         Mark("STEP_START", t0 + 3.75, step_key="clip_features"),
         Mark("LOG", t0 + 6.0, "video_start"),
         Mark("ASSET_MATERIALIZATION", t0 + 14.0, step_key="clip_features", work_s=work),

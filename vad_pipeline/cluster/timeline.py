@@ -6,7 +6,7 @@ executor's own in brackets):
     RUN_ENQUEUED                 the run is in the queue (QueuedRunCoordinator)
     RUN_STARTING                 the daemon dequeued it and the run launcher handed it on
     RUN_START                    a run worker (a process) orchestrates it
-    ENGINE_EVENT "Executing steps ... in celery worker"  [STEP_WORKER_STARTED]  a step worker has the step
+    ENGINE_EVENT "[CeleryExecutor] Executing steps ..."  [STEP_WORKER_STARTED]  a step worker has the step
     STEP_START                   resources are up, the asset body begins
     ASSET_MATERIALIZATION        the extraction returned; its `work_seconds` metadata is its own time
     STEP_SUCCESS
@@ -37,7 +37,8 @@ SEGMENT_HELP = {
     "post_work": "extraction end -> STEP_SUCCESS: the materialization event and the step's end",
     "finish": "STEP_SUCCESS -> RUN_SUCCESS: the run worker sees the result (Celery polls once a second)",
 }
-STEP_PICKED_PREFIX = "Executing steps"  # dagster-celery's engine event in the step worker
+# dagster-celery's engine event in the step worker: "[CeleryExecutor] Executing steps clip_features in celery worker"
+STEP_PICKED_TEXT = "Executing steps"
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,10 @@ class RunSegments:
         return sum(self.seconds[k] for k in ("step_setup", "pre_work", "work", "post_work"))
 
 
-def _first(marks: Sequence[Mark], kind: str, prefix: str | None = None) -> Mark | None:
+def _first(marks: Sequence[Mark], kind: str, text: str | None = None, step: bool = False) -> Mark | None:
+    """The first mark of `kind` (whose message contains `text`; of a step when `step`)."""
     for mark in marks:
-        if mark.kind == kind and (prefix is None or mark.message.startswith(prefix)):
+        if mark.kind == kind and (text is None or text in mark.message) and (not step or mark.step_key):
             return mark
     return None
 
@@ -79,10 +81,9 @@ def _first(marks: Sequence[Mark], kind: str, prefix: str | None = None) -> Mark 
 def segments(marks: Iterable[Mark]) -> RunSegments:
     """The run's `SEGMENTS` from its marks; `ValueError` naming the first milestone it lacks."""
     ordered = sorted(marks, key=lambda m: m.t)
-    picked = _first(ordered, "ENGINE_EVENT", STEP_PICKED_PREFIX)
-    if picked is not None and picked.step_key is None:
-        picked = None  # the in-process executor's "Executing steps in process" is not a step worker
-    picked = picked or _first(ordered, "STEP_WORKER_STARTED")
+    # A step's engine event (the run-level "Executing steps in process" of the in-process and the
+    # multiprocess executors' parent is not a step worker), else the step process's own event.
+    picked = _first(ordered, "ENGINE_EVENT", STEP_PICKED_TEXT, step=True) or _first(ordered, "STEP_WORKER_STARTED")
     start = _first(ordered, "RUN_START")
     needed = {
         # A run started directly (`execute_job`) is neither queued nor launched: both segments are 0.
@@ -163,7 +164,9 @@ def run_marks(instance: object, run_id: str) -> list[Mark]:
             value = event.engine_event_data.metadata.get("Celery worker")
             worker = str(value.value) if value is not None else None
         step_key = event.step_key if event is not None else entry.step_key
-        marks.append(Mark(kind, float(entry.timestamp), entry.user_message or "", step_key, work, worker))
+        # An engine event's text is the event's message (the entry's user_message is often empty).
+        message = (event.message if event is not None else None) or entry.user_message or ""
+        marks.append(Mark(kind, float(entry.timestamp), message, step_key, work, worker))
     return marks
 
 
