@@ -148,7 +148,12 @@ class ClusterRunner:
         deadline = time.monotonic() + self.timeout_s
         pending, done = dict(submitted), {}
         while pending:
+            # One query a tick for every pending run's status; only a finished first attempt is
+            # looked at closer (its retries): the poll must not take CPU from the workers.
+            status = {r.run_id: r.status for r in self.instance.get_runs(RunsFilter(run_ids=list(pending)))}
             for root_id in list(pending):
+                if status.get(root_id) not in FINAL:
+                    continue
                 final = self.final_run(root_id)
                 if final is not None:
                     outcome = self.outcome(job, root_id, final, pending.pop(root_id))
