@@ -25,13 +25,15 @@ Per phase: `wall_s`, `tile_clips_per_s` (= rows of the tables written / wall) an
   waiting in the queue for a worker: not a cost of throughput);
 - `breakdown_s`: the mean of each consecutive part of a run (vad_pipeline.cluster.timeline).
 "Extraction seconds" are the `work_seconds` metadata of clip_features: the extraction call's own
-wall time. `ratio_2_vs_1` = tile-clips/s of 2 slots over 1 slot (target >= 1.7 on 2 cores).
+wall time (`extraction_cpu_per_wall`: its CPU seconds over them, whether the step had a core).
+`ratio_2_vs_1` = tile-clips/s of 2 slots over 1 slot (target >= 1.7 on 2 cores).
 The load average before and after each phase is recorded: on a shared machine other processes
 take cores from the 2-slot phase and lower the ratio.
 
     python benchmarks/cluster.py [--videos 8] [--backbone i3d] [--phases celery,multiprocess] [--out FILE]
 
-8 videos take about 8 minutes on a quiet 2-core machine with I3D (cluster start included).
+8 videos take about 10 minutes on a quiet 2-core machine with I3D (cluster start included); `--phases
+celery` or `--phases multiprocess` runs one kind. Progress lines go to stderr, the JSON to stdout (and `--out`).
 """
 
 from __future__ import annotations
@@ -112,6 +114,9 @@ def figures(
         "wall_s": round(wall, 2),
         "tile_clips_per_s": round(rows / wall, 3),
         "extraction_s": round(sum(works), 2),
+        # CPU seconds per wall second of the extractions (about 1 with 1 torch thread on its own core,
+        # a little more with the decoding thread): lower means other processes took the cores.
+        "extraction_cpu_per_wall": round(means["work_cpu_per_wall"], 3) if "work_cpu_per_wall" in means else None,
         "overhead_per_partition_s": round(slot_overhead_per_partition(slots, wall, works), 3),
         "step_overhead_per_partition_s": round(means["busy_minus_work"], 3),
         "run_minus_work_s": round(means["wall"] - means["work"], 3),

@@ -92,7 +92,18 @@ def test_mean_segments_and_busy_minus_work() -> None:
     assert means["pre_work"] == pytest.approx((0.25 + 2.25) / 2)
     assert means["busy"] == pytest.approx(11.0)  # picked -> STEP_SUCCESS is 11 s in both
     assert means["busy_minus_work"] == pytest.approx(2.0)
+    assert "work_cpu" not in means  # the marks carry no CPU seconds
     assert mean_segments([]) == {}
+
+
+def test_cpu_per_wall_of_the_extraction() -> None:
+    def with_cpu(t0: float, work: float, cpu: float) -> list[Mark]:
+        marks = celery_run(t0, work=work)
+        return [Mark(m.kind, m.t, m.message, m.step_key, m.work_s, m.worker, cpu) if m.work_s else m for m in marks]
+
+    means = mean_segments([segments(with_cpu(0.0, 10.0, 9.0)), segments(with_cpu(50.0, 8.0, 3.0))])
+    assert means["work_cpu"] == pytest.approx(6.0)
+    assert means["work_cpu_per_wall"] == pytest.approx(12.0 / 18.0)  # a shared core: 2/3 of it
 
 
 def test_slot_overhead_counts_idle_slots() -> None:

@@ -102,7 +102,7 @@ def clip_features(
 
     # The extraction's own time, measured here around the whole call (planning, decoding, embedding,
     # writing): the benchmark's "work"; vad_core's per-video seconds start after the first batch.
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = extract_features(
         video,
         embedder,
@@ -114,7 +114,7 @@ def clip_features(
         callback=progress,
         regions=config.to_regions(),
     )
-    work_seconds = time.perf_counter() - started
+    work_seconds, work_cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     if not result.ok:
         raise Failure(description=f"feature extraction failed for {video_id}: {result.error}")
     return MaterializeResult(
@@ -126,6 +126,9 @@ def clip_features(
             "feature_dim": result.dim,
             "skipped_up_to_date": result.skipped,
             "work_seconds": float(work_seconds),
+            # CPU seconds of this process meanwhile (torch and the decoding thread): against the wall
+            # seconds it shows whether the step had its cores or shared them with other processes.
+            "work_cpu_seconds": float(work_cpu_seconds),
             "torch_threads": torch.get_num_threads(),
             "backbone": embedder.name,
             "weights_sha256": embedder.weights_sha256,

@@ -45,8 +45,8 @@ STEP_PICKED_TEXT = "Executing steps"
 class Mark:
     """One event of a run: its type (`DagsterEventType` value or "LOG"), unix time and what it says.
 
-    `work_s` is the `work_seconds` metadata of a materialization; `worker` the Celery worker's name
-    of a step-picked engine event."""
+    `work_s` is the `work_seconds` metadata of a materialization (`work_cpu_s` its `work_cpu_seconds`);
+    `worker` the Celery worker's name of a step-picked engine event."""
 
     kind: str
     t: float
@@ -54,6 +54,7 @@ class Mark:
     step_key: str | None = None
     work_s: float | None = None
     worker: str | None = None
+    work_cpu_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class RunSegments:
     seconds: dict[str, float]
     wall_s: float
     worker: str | None
+    work_cpu_s: float | None = None
 
     @property
     def busy_s(self) -> float:
@@ -124,18 +126,26 @@ def segments(marks: Iterable[Mark]) -> RunSegments:
         seconds=dict(zip(SEGMENTS, durations, strict=True)),
         wall_s=t["RUN_SUCCESS"] - t0,
         worker=picked.worker if picked is not None else None,
+        work_cpu_s=materialized.work_cpu_s if materialized is not None else None,
     )
 
 
 def mean_segments(runs: Sequence[RunSegments]) -> dict[str, float]:
-    """Each segment's mean over the runs, plus `wall`, `busy` (step worker held it) and
-    `busy_minus_work` (the step worker's own overhead per partition)."""
+    """Each segment's mean over the runs, plus `wall`, `busy` (step worker held it),
+    `busy_minus_work` (the step worker's own overhead per partition) and, when every run has it,
+    `work_cpu` and `work_cpu_per_wall`."""
     if not runs:
         return {}
     out = {k: statistics.fmean(r.seconds[k] for r in runs) for k in SEGMENTS}
     out["wall"] = statistics.fmean(r.wall_s for r in runs)
     out["busy"] = statistics.fmean(r.busy_s for r in runs)
     out["busy_minus_work"] = out["busy"] - out["work"]
+    cpu = [r.work_cpu_s for r in runs if r.work_cpu_s is not None]
+    if len(cpu) == len(runs):
+        # CPU per wall second of the extraction: about 1 with one torch thread on a free core, less
+        # when other processes took the core.
+        out["work_cpu"] = statistics.fmean(cpu)
+        out["work_cpu_per_wall"] = sum(cpu) / max(sum(r.seconds["work"] for r in runs), 1e-9)
     return out
 
 
@@ -156,17 +166,19 @@ def run_marks(instance: object, run_id: str) -> list[Mark]:
         entry = record.event_log_entry
         event = entry.dagster_event
         kind = event.event_type.name if event is not None else "LOG"  # RUN_START, not PIPELINE_START
-        work, worker = None, None
+        work, worker, cpu = None, None, None
         if event is not None and kind == "ASSET_MATERIALIZATION":
-            value = event.step_materialization_data.materialization.metadata.get("work_seconds")
+            metadata = event.step_materialization_data.materialization.metadata
+            value, cpu_value = metadata.get("work_seconds"), metadata.get("work_cpu_seconds")
             work = float(value.value) if value is not None else None
+            cpu = float(cpu_value.value) if cpu_value is not None else None
         if event is not None and kind == "ENGINE_EVENT" and event.engine_event_data is not None:
             value = event.engine_event_data.metadata.get("Celery worker")
             worker = str(value.value) if value is not None else None
         step_key = event.step_key if event is not None else entry.step_key
         # An engine event's text is the event's message (the entry's user_message is often empty).
         message = (event.message if event is not None else None) or entry.user_message or ""
-        marks.append(Mark(kind, float(entry.timestamp), message, step_key, work, worker))
+        marks.append(Mark(kind, float(entry.timestamp), message, step_key, work, worker, cpu))
     return marks
 
 
