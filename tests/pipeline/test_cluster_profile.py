@@ -186,3 +186,29 @@ def test_graphql_queries_retry_a_server_error_and_name_the_server_when_it_persis
     finally:
         server.shutdown()
         server.server_close()
+
+
+PRELOAD = """
+import json, sys
+from celery import signals
+from vad_pipeline.cluster import celery_app
+before = celery_app.CODE_LOCATION_MODULE in sys.modules
+signals.worker_init.send(sender=None)  # what `celery worker` sends in its main process before the pool forks
+print(json.dumps({"before": before, "after": celery_app.CODE_LOCATION_MODULE in sys.modules,
+                  "module": celery_app.CODE_LOCATION_MODULE}))
+"""
+
+
+def test_workers_import_the_code_location_before_forking_their_pool() -> None:
+    base = {k: v for k, v in os.environ.items() if k not in ("VAD_PROFILE", "VAD_GPU_QUEUE")}
+    done = subprocess.run(
+        [sys.executable, "-c", PRELOAD],
+        env={**base, "VAD_PROFILE": "cluster", **CELERY_ENV},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    # the module the cluster's code server serves (workers.start_dagster: `dagster code-server -m ...`)
+    assert out == {"before": False, "after": True, "module": "vad_pipeline.definitions"}

@@ -34,6 +34,7 @@ from vad_pipeline.cluster.submit import (
     ClusterRunner,
     DagsterClient,
     JobRun,
+    skipped_up_to_date,
     step_seconds,
     work_seconds,
 )
@@ -65,6 +66,9 @@ class PipelineSummary:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     partition_wall_s: dict[str, float] = field(default_factory=dict)
     partition_work_s: dict[str, float] = field(default_factory=dict)
+    # Partitions whose tables were already up to date (on the cluster the daemon's new-footage
+    # sensor may extract the demo's videos before the demo's own runs): not counted as overhead.
+    partition_skipped: list[str] = field(default_factory=list)
     report_path: str | None = None
     report: dict[str, Any] | None = None
     run_ids: list[str] = field(default_factory=list)
@@ -72,10 +76,12 @@ class PipelineSummary:
 
     @property
     def overhead_per_partition_s(self) -> float | None:
-        """Mean Dagster cost of a partition run beyond the extraction itself."""
-        if not self.partition_wall_s:
+        """Mean Dagster cost of a partition run beyond the extraction itself, over the runs that extracted
+        (a run that found its table up to date did no work: its whole wall would read as overhead)."""
+        extracted = [v for v in self.partition_wall_s if v not in self.partition_skipped]
+        if not extracted:
             return None
-        over = [self.partition_wall_s[v] - self.partition_work_s.get(v, 0.0) for v in self.partition_wall_s]
+        over = [self.partition_wall_s[v] - self.partition_work_s.get(v, 0.0) for v in extracted]
         return sum(over) / len(over)
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +91,7 @@ class PipelineSummary:
             "partition_wall_s": self.partition_wall_s,
             "partition_work_s": self.partition_work_s,
             "overhead_per_partition_s": self.overhead_per_partition_s,
+            "partition_skipped": self.partition_skipped,
             "report_path": self.report_path,
             "run_ids": self.run_ids,
             "failures": self.failures,
@@ -143,6 +150,7 @@ class InProcessRunner:
                 work_seconds(self.instance, res.run_id),
                 error=None if res.success else run_failure(job if key is None else f"{job}[{key}]", res),
                 step_seconds=step_seconds(self.instance, res.run_id),
+                skipped=skipped_up_to_date(self.instance, res.run_id),
             )
             out.append(done)
             if on_done is not None:
@@ -196,10 +204,13 @@ def materialize_all(
             echo(f"  [{len(summary.failures) + len(summary.partition_wall_s)}/{len(ok)}] {vid}: FAILED: {run.error}")
             return
         summary.partition_wall_s[vid], summary.partition_work_s[vid] = run.wall_s, run.work_s
+        if run.skipped:
+            summary.partition_skipped.append(vid)
         summary.run_ids.append(run.run_id)
         retried = f", {run.attempts} attempts" if run.attempts > 1 else ""
         count = f"[{len(summary.partition_wall_s) + len(summary.failures)}/{len(ok)}]"
-        echo(f"  {count} {vid}: {run.wall_s:.1f}s (extraction {run.work_s:.1f}s{retried})")
+        what = "up to date already, nothing extracted" if run.skipped else f"extraction {run.work_s:.1f}s"
+        echo(f"  {count} {vid}: {run.wall_s:.1f}s ({what}{retried})")
 
     t0 = time.perf_counter()
     # One video failing (changed since probing, say) does not stop the others: reported, then on.
@@ -257,6 +268,11 @@ def format_summary(summary: PipelineSummary, storage: VadStorage, tracking: str)
     if summary.overhead_per_partition_s is not None:
         lines.append(
             f"   Dagster overhead per video partition run (wall - extraction): {summary.overhead_per_partition_s:.2f} s"
+        )
+    if summary.partition_skipped:
+        lines.append(
+            f"   ({len(summary.partition_skipped)} of {len(summary.partition_wall_s)} partition runs found their "
+            "tables up to date, extracted before (the new-footage sensor?): left out of the overhead)"
         )
     lines += [
         "== outputs",

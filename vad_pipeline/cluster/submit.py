@@ -44,6 +44,7 @@ class JobRun:
     attempts: int = 1
     error: str | None = None
     step_seconds: dict[str, float] = field(default_factory=dict)
+    skipped: bool = False  # its tables were already up to date: nothing extracted (work_s 0)
 
 
 class DagsterClient:
@@ -147,7 +148,12 @@ class ClusterRunner:
         deadline = time.monotonic() + self.timeout_s
         pending, done = dict(submitted), {}
         while pending:
+            # One query a tick for every pending run's status; only a finished first attempt is
+            # looked at closer (its retries): the poll must not take CPU from the workers.
+            status = {r.run_id: r.status for r in self.instance.get_runs(RunsFilter(run_ids=list(pending)))}
             for root_id in list(pending):
+                if status.get(root_id) not in FINAL:
+                    continue
                 final = self.final_run(root_id)
                 if final is not None:
                     outcome = self.outcome(job, root_id, final, pending.pop(root_id))
@@ -193,6 +199,7 @@ class ClusterRunner:
             attempts=len(self.attempts(root_id)),
             error=None if run.status == DagsterRunStatus.SUCCESS else failure_message(self.instance, run.run_id),
             step_seconds=step_seconds(self.instance, run.run_id),
+            skipped=skipped_up_to_date(self.instance, run.run_id),
         )
 
 
@@ -203,15 +210,28 @@ def _may_retry(run: DagsterRun) -> bool:
     )
 
 
-def work_seconds(instance: DagsterInstance, run_id: str) -> float:
-    """The `work_seconds` metadata of the run's materializations (the extraction's own time), summed."""
-    total = 0.0
+def _materialization_values(instance: DagsterInstance, run_id: str, name: str) -> list[Any]:
+    """The `name` metadata value of each of the run's materializations that has one."""
+    values = []
     for record in instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records:
         event = record.event_log_entry.dagster_event
         materialization = event.step_materialization_data.materialization if event else None
-        value = materialization.metadata.get("work_seconds") if materialization else None
-        total += float(value.value) if value is not None else 0.0
-    return total
+        value = materialization.metadata.get(name) if materialization else None
+        if value is not None:
+            values.append(value.value)
+    return values
+
+
+def work_seconds(instance: DagsterInstance, run_id: str) -> float:
+    """The `work_seconds` metadata of the run's materializations (the extraction's own time), summed."""
+    return sum(float(v) for v in _materialization_values(instance, run_id, "work_seconds"))
+
+
+def skipped_up_to_date(instance: DagsterInstance, run_id: str) -> bool:
+    """True when the run's feature tables were all up to date already (`skipped_up_to_date` metadata):
+    another run (the new-footage sensor's, say) extracted them first, so its wall time is no overhead."""
+    values = _materialization_values(instance, run_id, "skipped_up_to_date")
+    return bool(values) and all(bool(v) for v in values)
 
 
 def step_seconds(instance: DagsterInstance, run_id: str) -> dict[str, float]:
@@ -243,4 +263,12 @@ def failure_message(instance: DagsterInstance, run_id: str) -> str:
     return "run failed (no failure event)"
 
 
-__all__ = ["ClusterRunError", "ClusterRunner", "DagsterClient", "JobRun", "failure_message", "step_seconds"]
+__all__ = [
+    "ClusterRunError",
+    "ClusterRunner",
+    "DagsterClient",
+    "JobRun",
+    "failure_message",
+    "skipped_up_to_date",
+    "step_seconds",
+]
