@@ -39,7 +39,7 @@ from vad_core.live.alerts import alert_intervals, empty_alerts
 from vad_core.live.detector import CLIP_COLUMNS, LiveDetector
 from vad_core.live.featurize import ClipFeaturizer
 from vad_core.live.source import FrameReader, Opener, ReaderConfig
-from vad_core.live.video import build_backbone, check_backbone, clip_config_from_spec, region_config_from_spec
+from vad_core.live.video import feature_setup
 
 __all__ = ["STREAM_CLIP_COLUMNS", "StreamResult", "score_stream", "stream_id"]
 
@@ -119,12 +119,7 @@ def score_stream(
     if max_clips is not None and max_clips < 1:
         raise VADInputError(f"max_clips must be >= 1, got {max_clips!r}")
     t0 = time.perf_counter()
-    spec = dict(live.feature_spec)
-    clip_config, regions = clip_config_from_spec(spec), region_config_from_spec(spec)
-    if backbone is None:
-        backbone = build_backbone(spec, device)
-    else:
-        check_backbone(backbone, spec)
+    backbone, clip_config, regions = feature_setup(dict(live.feature_spec), device, backbone)
     vid = video_id or stream_id(source)
     feat = ClipFeaturizer(backbone, clip_config, regions, vid)
 

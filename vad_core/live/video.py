@@ -51,10 +51,12 @@ from vad_core.live.detector import LiveDetector
 
 __all__ = [
     "TIMING_KEYS",
+    "FeatureSetup",
     "VideoScores",
     "build_backbone",
     "check_backbone",
     "clip_config_from_spec",
+    "feature_setup",
     "is_url",
     "local_video",
     "redact",
@@ -130,6 +132,27 @@ def build_backbone(
     backbone = load_backbone(name, device=device, weights=weights)
     check_backbone(backbone, spec)
     return backbone
+
+
+class FeatureSetup(NamedTuple):
+    """What remakes a live model's training features: the backbone and the clip and region config."""
+
+    backbone: BackboneLike
+    clip_config: ClipConfig
+    regions: RegionConfig
+
+
+def feature_setup(
+    spec: dict[str, str], device: str | None = None, backbone: BackboneLike | None = None
+) -> FeatureSetup:
+    """The spec's clip and region config, and `backbone` checked against the spec (None: built from it
+    with `build_backbone` on `device`). `score_video` and `score_stream` both start here."""
+    clip_config, regions = clip_config_from_spec(spec), region_config_from_spec(spec)
+    if backbone is None:
+        backbone = build_backbone(spec, device)
+    else:
+        check_backbone(backbone, spec)
+    return FeatureSetup(backbone, clip_config, regions)
 
 
 def check_backbone(backbone: BackboneLike, spec: dict[str, str]) -> None:
@@ -270,12 +293,7 @@ def score_video(
     features, or a video whose frame size gives another number of regions than the detector's.
     """
     t0 = time.perf_counter()
-    spec = dict(live.feature_spec)
-    clip_config, regions = clip_config_from_spec(spec), region_config_from_spec(spec)
-    if backbone is None:
-        backbone = build_backbone(spec, device)
-    else:
-        check_backbone(backbone, spec)
+    backbone, clip_config, regions = feature_setup(dict(live.feature_spec), device, backbone)
     timed = _TimedBackbone(backbone)
     with local_video(source, video_id) as video:
         t_probe = time.perf_counter()
