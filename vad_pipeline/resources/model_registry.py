@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from vad_core.live.detector import LiveDetector
 
 
-def _strings(tags: Mapping[str, Any] | None) -> dict[str, str]:
+def tag_strings(tags: Mapping[str, Any] | None) -> dict[str, str]:
+    """Tags as MLflow stores them: every value a string, None meaning "no tag". The real tracker, its
+    registry calls and the recording double all go through here, so they agree on what a tag is."""
     return {k: str(v) for k, v in (tags or {}).items() if v is not None}
 
 
@@ -52,7 +54,7 @@ def register_version(
     except MlflowException:
         pass  # already registered: add a version to it
     version = client.create_model_version(
-        name, source=source, run_id=run_id, tags=_strings(tags), description=description
+        name, source=source, run_id=run_id, tags=tag_strings(tags), description=description
     )
     return str(version.version)
 
@@ -75,7 +77,7 @@ def log_pyfunc_folder(client: Any, run_id: str, live: LiveDetector, artifact_pat
 
 
 def tag_version(client: Any, name: str, version: str, tags: Mapping[str, Any]) -> None:
-    for k, v in _strings(tags).items():
+    for k, v in tag_strings(tags).items():
         client.set_model_version_tag(name, version, k, v)
 
 
@@ -105,6 +107,7 @@ __all__ = [
     "log_pyfunc_folder",
     "register_version",
     "set_alias",
+    "tag_strings",
     "tag_version",
     "version_by_alias",
     "version_tags",

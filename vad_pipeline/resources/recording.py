@@ -15,14 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vad_pipeline.resources.model_registry import tag_strings
 from vad_pipeline.resources.tracking import ExperimentTracker, TrackedRun, finite_metrics, flatten_params
 
 if TYPE_CHECKING:
     from vad_core.live.detector import LiveDetector
-
-
-def _strings(tags: Mapping[str, Any] | None) -> dict[str, str]:
-    return {k: str(v) for k, v in (tags or {}).items() if v is not None}
 
 
 @dataclass
@@ -66,7 +63,7 @@ class _RecordingRun(TrackedRun):
         self.record.artifacts["/".join(p for p in (artifact_path, file_name) if p)] = bytes(data)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self.record.tags.update(_strings(tags))
+        self.record.tags.update(tag_strings(tags))
 
     def set_description(self, text: str) -> None:
         self.record.description = text
@@ -87,8 +84,8 @@ class _RecordingRun(TrackedRun):
         versions = self._recording.versions
         versions[name] = versions.get(name, 0) + 1
         version = str(versions[name])
-        self.record.models.append((name, artifact_path, _strings(tags)))
-        self._recording.model_version_tags[(name, version)] = _strings(tags)
+        self.record.models.append((name, artifact_path, tag_strings(tags)))
+        self._recording.model_version_tags[(name, version)] = tag_strings(tags)
         if description is not None:
             self._recording.model_version_descriptions[(name, version)] = description
         return version
@@ -152,7 +149,7 @@ class RecordingTracker(ExperimentTracker):
         rec = self.recording()
         if parent_run_id is not None:
             rec.by_id(parent_run_id)  # a child of a run that does not exist is a bug in the caller
-        record = RecordedRun(run_name, _strings(tags), uuid.uuid4().hex, parent_run_id, description)
+        record = RecordedRun(run_name, tag_strings(tags), uuid.uuid4().hex, parent_run_id, description)
         rec.runs.append(record)
         try:
             yield _RecordingRun(record, rec)
@@ -171,7 +168,7 @@ class RecordingTracker(ExperimentTracker):
         return f"recorded://views/{key}"
 
     def tag_model_version(self, name: str, version: str, tags: Mapping[str, Any]) -> None:
-        self.recording().model_version_tags.setdefault((name, version), {}).update(_strings(tags))
+        self.recording().model_version_tags.setdefault((name, version), {}).update(tag_strings(tags))
 
     def describe_model_version(self, name: str, version: str, description: str) -> None:
         self.recording().model_version_descriptions[(name, version)] = description

@@ -248,7 +248,7 @@ class _MLflowRun(TrackedRun):
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
 
-        self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items() if v is not None])
+        self._client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in model_registry.tag_strings(tags).items()])
 
     def set_description(self, text: str) -> None:
         self._client.set_tag(self.run_id, NOTE_TAG, text)
@@ -321,7 +321,7 @@ class MLflowTracker(ExperimentTracker):
         description: str | None = None,
     ) -> Iterator[TrackedRun]:
         client = self.client()
-        all_tags = {k: str(v) for k, v in (tags or {}).items() if v is not None}
+        all_tags = model_registry.tag_strings(tags)
         if parent_run_id:
             all_tags[PARENT_TAG] = parent_run_id
         if description:
