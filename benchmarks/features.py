@@ -386,7 +386,7 @@ def pipeline(timeout_s: float = 7200) -> dict[str, Any]:
         "before": ({"clip_features": {"backbone_pass": "crop"}}, {"VAD_COMPILE": "0"}),
         "after": ({"clip_features": {"backbone_pass": "frame"}}, {}),
     }
-    out: dict[str, Any] = {"uptime_before": _uptime()}
+    out: dict[str, Any] = {"uptime_before": uptime()}
     for name, (config, env_extra) in settings.items():
         with tempfile.TemporaryDirectory() as home:
             cfg, summary = Path(home) / "config.json", Path(home) / "summary.json"
@@ -405,14 +405,15 @@ def pipeline(timeout_s: float = 7200) -> dict[str, Any]:
                 "frame_auc": {k: (v.get("metrics") or {}).get("roc_auc") for k, v in data["report"]["scorers"].items()},
             }
     out["after_over_before_wall"] = round(out["after"]["wall_s"] / out["before"]["wall_s"], 3)
-    out["uptime_after"] = _uptime()
+    out["uptime_after"] = uptime()
     return out
 
 
-def _uptime() -> str:
+def uptime() -> str:
+    """`uptime`'s line (load averages) for the JSON; "" where it cannot run. benchmarks/live.py uses it too."""
     try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
         return ""
 
 
@@ -437,7 +438,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--ped2-all", action="store_true", help="end to end over all Ped2 videos too")
     parser.add_argument("--pipeline", action="store_true", help="vad demo on Ped2 before/after (long)")
     args = parser.parse_args(argv)
-    results: dict[str, Any] = {"environment": environment(), "uptime_before": _uptime()}
+    results: dict[str, Any] = {"environment": environment(), "uptime_before": uptime()}
     results["model_only"] = model_only(args.device, args.batch, args.repeats, compile=not args.no_compile)
     if not args.no_e2e:
         results["end_to_end"] = end_to_end(
@@ -450,7 +451,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     if args.pipeline:
         results["pipeline"] = pipeline()
-    results["uptime_after"] = _uptime()
+    results["uptime_after"] = uptime()
     print(json.dumps(results, indent=2))
     return results
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,9 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/features.py, for the host figures
+
+from features import environment, uptime  # noqa: E402
 
 from vad_core.diffusion.recipes import DetectorRecipe, fit_detector  # noqa: E402
 from vad_core.diffusion.training import TrainConfig  # noqa: E402
@@ -56,23 +58,6 @@ from vad_core.live.video import score_video  # noqa: E402
 from vad_core.synthetic import generate_demo_footage  # noqa: E402
 
 FPS, WIDTH, HEIGHT = 10, 360, 240
-
-
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-
-
-def environment() -> dict[str, Any]:
-    return {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or platform.platform(),
-    }
 
 
 def i3d_weights_here() -> str | None:
@@ -235,7 +220,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     n_frames = 64 if args.quick else args.frames
     backbone, described = backbone_for(args.backbone or ("pixelstats" if args.quick else "i3d"), args.device)
-    results: dict[str, Any] = {"environment": environment(), "uptime_before": _uptime(), "backbone": described}
+    results: dict[str, Any] = {"environment": environment(), "uptime_before": uptime(), "backbone": described}
     results["stream"] = {"width": WIDTH, "height": HEIGHT, "fps": FPS, "frames": n_frames, "tiling": "tiles (3)"}
     with tempfile.TemporaryDirectory(prefix="vad-live-bench-") as tmp:
         demo = generate_demo_footage(Path(tmp), n_train=0, n_test=1, n_frames=n_frames, width=WIDTH, height=HEIGHT)
@@ -243,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for backbone_pass in [p.strip() for p in args.passes.split(",") if p.strip()]:
             results[backbone_pass] = run_pass(backbone_pass, backbone, video, n_frames, args.ped2, args.no_ped2)
     results["targets"] = {"real_time_factor": ">= 1.5", "latency_p95_s": "<= 1.6", "outside_backbone_share": "< 0.10"}
-    results["uptime_after"] = _uptime()
+    results["uptime_after"] = uptime()
     text = json.dumps(results, indent=2)
     print(text)
     args.out.write_text(text + "\n")

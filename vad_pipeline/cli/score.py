@@ -46,23 +46,28 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description=__doc__.splitlines()[0],
     )
     parser.add_argument("source", metavar="PATH_OR_URL", help="a video file, a frame folder or a URL PyAV can open")
-    parser.add_argument(
-        "--model",
-        required=True,
-        help="a live model folder, an MLflow model folder, or models:/NAME@ALIAS, models:/NAME/VERSION, runs:/...",
-    )
+    add_model_arguments(parser)
     parser.add_argument("--out", required=True, help="output folder (created; files in it are replaced)")
-    parser.add_argument("--device", help="torch device of the backbone and the detector (default: best available)")
     parser.add_argument("--no-video", action="store_true", help="skip the overlay MP4")
     parser.add_argument("--no-heatmap", action="store_true", help="overlay without the heat map of region scores")
-    parser.add_argument(
-        "--threshold-k", type=float, help="decide at mean + K * std of the training clip scores (default: the model's)"
-    )
     parser.add_argument("--video-id", help="id the rows carry (default: file stem / folder name)")
     parser.add_argument("--fps", type=float, help="overlay frame rate (default: the file's, 10 for frame folders)")
     parser.add_argument("--batch-size", type=int, default=8, help="backbone inputs per embedding call (default 8)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--model`, `--device` and `--threshold-k`: how `vad score` and `vad score-stream` name the model."""
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="a live model folder, an MLflow model folder, or models:/NAME@ALIAS, models:/NAME/VERSION, runs:/...",
+    )
+    parser.add_argument("--device", help="torch device of the backbone and the detector (default: best available)")
+    parser.add_argument(
+        "--threshold-k", type=float, help="decide at mean + K * std of the training clip scores (default: the model's)"
+    )
 
 
 def is_mlflow_uri(model: str) -> bool:
@@ -97,14 +102,18 @@ def download_model(uri: str, dest: Path) -> Path:
     return model_folder(Path(local), uri)
 
 
-def load_model(model: str, device: str | None, workdir: Path) -> LiveDetector:
-    """The live detector MODEL names (see the module doc)."""
+def load_model(model: str, device: str | None, workdir: Path, threshold_k: float | None = None) -> LiveDetector:
+    """The live detector MODEL names (see the module doc); `threshold_k` (`--threshold-k`) replaces its rule's k."""
     from vad_core.live import load_live_detector
 
+    if threshold_k is not None and threshold_k < 0:
+        raise VADInputError(f"--threshold-k must be >= 0, got {threshold_k}")
     folder = download_model(model, workdir) if is_mlflow_uri(model) else model_folder(Path(model), model)
     live = load_live_detector(folder, device=device)
     if is_mlflow_uri(model):  # the registry, not the file, says which version a models:/ URI is
         live.info.update(registered_version(model))
+    if threshold_k is not None:
+        live.rule = replace(live.rule, k=float(threshold_k))
     return live
 
 
@@ -198,11 +207,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise VADInputError(f"--batch-size must be >= 1, got {args.batch_size}")
     with tempfile.TemporaryDirectory(prefix="vad-score-") as tmp:
-        live = load_model(args.model, args.device, Path(tmp))
-        if args.threshold_k is not None:
-            if args.threshold_k < 0:
-                raise VADInputError(f"--threshold-k must be >= 0, got {args.threshold_k}")
-            live.rule = replace(live.rule, k=float(args.threshold_k))
+        live = load_model(args.model, args.device, Path(tmp), args.threshold_k)
         with local_video(args.source, args.video_id, workdir=tmp) as video:
             bar = _bar("features", "clip", args.quiet)
 
@@ -277,4 +282,4 @@ def _report(summary: dict[str, Any], result: VideoScores) -> None:
     print(f"   outputs: {Path(summary['outputs']['frame_scores']).parent}")
 
 
-__all__ = ["add_parser", "download_model", "is_mlflow_uri", "load_model", "model_folder", "run"]
+__all__ = ["add_model_arguments", "add_parser", "download_model", "is_mlflow_uri", "load_model", "model_folder", "run"]

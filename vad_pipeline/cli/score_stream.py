@@ -24,12 +24,11 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from vad_core.errors import VADInputError
-from vad_pipeline.cli.score import load_model
+from vad_pipeline.cli.score import add_model_arguments, load_model
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -40,22 +39,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description=__doc__.splitlines()[0],
     )
     parser.add_argument("source", metavar="SOURCE", help="rtsp://... | udp://... | a URL PyAV opens | a video file")
-    parser.add_argument(
-        "--model",
-        required=True,
-        help="a live model folder, an MLflow model folder, or models:/NAME@ALIAS, models:/NAME/VERSION, runs:/...",
-    )
+    add_model_arguments(parser)
     parser.add_argument("--out", required=True, help="output folder (created; alerts.jsonl is appended to)")
     parser.add_argument("--listen", action="store_true", help="be the RTSP server: wait for a client to push SOURCE")
     parser.add_argument("--listen-timeout", type=float, default=30.0, help="seconds to wait for it (default 30)")
     parser.add_argument("--queue", type=int, default=32, help="frames held while scoring is busy (default 32)")
     parser.add_argument("--max-clips", type=int, help="stop after this many clips")
     parser.add_argument("--reconnect-attempts", type=int, default=5, help="reopen attempts in a row (default 5)")
-    parser.add_argument("--device", help="torch device of the backbone and the detector (default: best available)")
     parser.add_argument("--video-id", help="id the rows carry (default: the URL path's or file's stem)")
-    parser.add_argument(
-        "--threshold-k", type=float, help="decide at mean + K * std of the training clip scores (default: the model's)"
-    )
     parser.add_argument("--quiet", action="store_true", help="alerts and the summary only, no progress lines")
     parser.set_defaults(run=run)
 
@@ -139,11 +130,7 @@ def run(args: argparse.Namespace) -> int:
         reconnect_attempts=args.reconnect_attempts,
     )
     with tempfile.TemporaryDirectory(prefix="vad-stream-") as tmp:
-        live = load_model(args.model, args.device, Path(tmp))
-    if args.threshold_k is not None:
-        if args.threshold_k < 0:
-            raise VADInputError(f"--threshold-k must be >= 0, got {args.threshold_k}")
-        live.rule = replace(live.rule, k=float(args.threshold_k))
+        live = load_model(args.model, args.device, Path(tmp), args.threshold_k)
     alerts_log = _AlertLog(out / "alerts.jsonl", str(args.source))
     version = live.info.get("model_version", "")
     stop = threading.Event()
