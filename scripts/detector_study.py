@@ -53,9 +53,17 @@ PED2_GROUPS = {
     "01-06": [f"testing/frames/{i:02d}" for i in range(1, 7)],
 }
 SEEDED = ("iforest", "gcl_ae", "gcl")
-# Study-only variants of a preset (not offered to the pipeline): "folds" deploys the refit's K = 5 fold models,
-# each out-of-fold for its own videos, instead of 5 seeds trained on every kept row.
-VARIANTS = {"folds": ("robust", {"name": "folds", "refit_folds": 5, "refit_seeds": 1})}
+# Study-only variants of a preset (not offered to the pipeline): name -> (preset, recipe fields, TrainConfig fields).
+# "folds" deploys the refit's K = 5 fold models, each out-of-fold for its own videos, instead of 5 seeds trained on
+# every kept row. "*_vstop": early stopping on whole held-back videos (TrainConfig.stop_on), not random rows.
+VARIANTS: dict[str, tuple[str, dict[str, object], dict[str, object]]] = {
+    "folds": ("robust", {"name": "folds", "refit_folds": 5, "refit_seeds": 1}, {}),
+    "robust_vstop": ("robust", {"name": "robust_vstop"}, {"stop_on": "videos"}),
+    "single_vstop": ("single", {"name": "single_vstop"}, {"stop_on": "videos"}),
+    # + training noise centred on the scoring sigma (P_mean = ln 8): the candidate with the lowest held-back-video
+    # denoising error at sigma 8 in a label-free single-model screen on Ped2 (docs/results.md, issue 9)
+    "robust_vstop_p8": ("robust", {"name": "robust_vstop_p8"}, {"stop_on": "videos", "P_mean": 2.0794415416798357}),
+}
 BASELINE_KWARGS = {"knn": {"k": 5}, "pca": {"n_components": 16}, "iforest": {"n_estimators": 200}}  # pipeline's
 
 
@@ -115,9 +123,9 @@ def run(args: argparse.Namespace) -> None:
             for name in filter(None, args.recipes.split(",")):
                 if (data.name, name, seed) in done(out):
                     continue
-                base, fields = VARIANTS.get(name, (name, {}))
+                base, fields, train_fields = VARIANTS.get(name, (name, {}, {}))
                 recipe, train = preset(base)
-                recipe = replace(recipe, **fields)
+                recipe, train = replace(recipe, **fields), replace(train, **train_fields)
                 rules = [r for r in args.sigma_rules.split(",") if r] if name == "robust" else []
                 recs = run_recipe(data, recipe, train, seed, groups, extra_sigma_rules=rules)
                 append(out, [{**r, "load": uptime} for r in recs])

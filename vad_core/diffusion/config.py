@@ -14,6 +14,7 @@ from vad_core.diffusion.preprocessing import MODES
 from vad_core.errors import VADInputError
 
 PRECISIONS = ("auto", "fp32", "bf16")
+STOP_ON = ("rows", "videos")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class TrainConfig:
     P_mean: float = -1.2
     P_std: float = 1.2
     val_fraction: float = 0.1
+    # What early stopping watches: "rows" = the random held-back rows (also the memorization diagnostic's);
+    # "videos" = whole videos (about val_fraction of the rows, `fit(groups=...)`) held back besides them: clips
+    # of one video are near-duplicates, so random rows cannot show a model fitting its own videos.
+    stop_on: str = "rows"
     patience: int = 10  # epochs without a lower validation loss before stopping; 0 = never stop early
     val_draws: int = 4  # noise draws per held-back row in the validation loss
     seed: int = 0
@@ -59,6 +64,10 @@ class TrainConfig:
                 raise VADInputError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not (0.0 <= self.val_fraction < 1.0):
             raise VADInputError(f"TrainConfig.val_fraction must lie in [0, 1), got {self.val_fraction}")
+        if self.stop_on not in STOP_ON:
+            raise VADInputError(f"TrainConfig.stop_on must be one of {STOP_ON}, got {self.stop_on!r}")
+        if self.stop_on == "videos" and self.val_fraction <= 0:
+            raise VADInputError("TrainConfig.stop_on='videos' needs val_fraction > 0 (the share of videos held back)")
         if self.patience < 0:
             raise VADInputError(f"TrainConfig.patience must be >= 0, got {self.patience}")
         for name in ("lr", "P_std", "lr_inv_gamma", "ema_inv_gamma"):
@@ -96,4 +105,4 @@ class TrainConfig:
         )
 
 
-__all__ = ["PRECISIONS", "TrainConfig"]
+__all__ = ["PRECISIONS", "STOP_ON", "TrainConfig"]

@@ -73,8 +73,8 @@ class FittedMember:
 
     @property
     def fit_rows(self) -> np.ndarray:
-        """`(n_k - n_val,)` fitted-row indices the optimiser saw."""
-        return np.delete(self.train_rows, self.result.val_indices)
+        """`(n_k - n_val - n_stop,)` fitted-row indices the optimiser saw."""
+        return np.delete(self.train_rows, np.concatenate([self.result.val_indices, self.result.stop_indices]))
 
 
 def fit_members(
@@ -115,7 +115,7 @@ def fit_members(
             config = replace(train_config, seed=train_config.seed + s * SEED_STRIDE + k)
             start = time.perf_counter()
             use_tiles = None if tiles is None or config.n_tiles == 0 else np.asarray(tiles)[rows]
-            result = fit(x[rows], config, tiles=use_tiles)
+            result = fit(x[rows], config, tiles=use_tiles, groups=v[rows])
             seconds = time.perf_counter() - start
             member = FittedMember(
                 denoiser=trained_denoiser(result),

@@ -7,7 +7,9 @@ clipped to [min, max]); sigma ~ LogNormal(P_mean, P_std); bf16 autocast on GPU.
 
 Against memorization (findings.md): a random `val_fraction` of the rows is held back; the EMA
 model's loss on it, with the same noise at every evaluation, drives early stopping, and the best
-EMA weights are restored. The diagnostic `memorization_auc` is the ROC AUC separating held-back
+EMA weights are restored. With `TrainConfig.stop_on = "videos"` early stopping watches whole
+held-back videos instead (`fit(groups=...)`; about `val_fraction` of the rows, never trained on),
+and the random rows still measure memorization. The diagnostic `memorization_auc` is the ROC AUC separating held-back
 from training rows by the one-step denoising score (0.5 = the model treats them alike).
 
 Budget on small datasets: an epoch is one pass over the training rows *or* `min_steps_per_epoch`
@@ -22,7 +24,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -78,7 +80,9 @@ class TrainResult:
     best_epoch: int
     n_train: int
     n_val: int
-    val_indices: np.ndarray  # (n_val,) row indices held back
+    val_indices: np.ndarray  # (n_val,) row indices held back at random (early stopping, memorization)
+    # (n_stop,) rows of the whole videos held back for early stopping (stop_on "videos"; empty otherwise)
+    stop_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def denoiser(self) -> TrainedDenoiser:
@@ -123,6 +127,26 @@ def _split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarr
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+def split_videos(groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted row indices of whole videos held back: videos in a seeded order until >= `fraction` of the rows.
+
+    At least one video is held back and at least one is left to train on.
+    """
+    g = np.asarray(groups).astype(str)
+    names = np.unique(g)
+    if names.size < 2:
+        raise VADInputError(f"groups: {names.size} video(s); stop_on='videos' needs at least 2")
+    target = fraction * g.size
+    held: list[str] = []
+    count = 0
+    for v in names[np.random.default_rng(seed + 3).permutation(names.size)][:-1]:
+        held.append(str(v))
+        count += int((g == v).sum())
+        if count >= target:
+            break
+    return np.flatnonzero(np.isin(g, held)).astype(np.int64)
+
+
 def _autocast(device: torch.device, precision: str) -> torch.autocast:
     if precision == "auto":
         use = device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -150,12 +174,16 @@ def fit(
     config: TrainConfig = TrainConfig(),
     callback: Callable[[dict[str, Any]], Any] | None = None,
     tiles: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> TrainResult:
-    """Train on unlabelled rows `(N, D)` (tiles `(N,)` if `config.n_tiles > 0`); see the module docstring."""
+    """Train on unlabelled rows `(N, D)` (tiles `(N,)` if `config.n_tiles > 0`); see the module docstring.
+
+    `groups (N,)`: the video of each row, needed when `config.stop_on == "videos"`.
+    """
     # On CPU, keep freed activations in the heap for the next step instead of unmapping and
     # page-faulting them in again (vad_core/_malloc.py); restored and trimmed on return.
     with reuse_large_allocations(resolve_device(config.device).type == "cpu"):
-        return _fit(features, config, callback, tiles)
+        return _fit(features, config, callback, tiles, groups)
 
 
 def _fit(
@@ -163,13 +191,22 @@ def _fit(
     config: TrainConfig,
     callback: Callable[[dict[str, Any]], Any] | None,
     tiles: np.ndarray | None,
+    groups: np.ndarray | None = None,
 ) -> TrainResult:
     x = check_features(features, name="features")
     n, dim = x.shape
     tile_arr = _check_tiles(tiles, n, config.n_tiles)
     fingerprint = fingerprint_array(x)
     device = resolve_device(config.device)
-    train_idx, val_idx = _split(n, config.val_fraction, config.seed)
+    stop_idx = np.zeros(0, dtype=np.int64)
+    if config.stop_on == "videos":
+        if groups is None or np.asarray(groups).shape != (n,):
+            raise VADInputError(f"groups: stop_on='videos' needs the video of each of the {n} rows")
+        stop_idx = split_videos(np.asarray(groups), config.val_fraction, config.seed)
+    rest = np.setdiff1d(np.arange(n), stop_idx)
+    # the random split of the remaining rows, as without held-back videos (same seed, indices mapped back)
+    train_pos, val_pos = _split(rest.size, config.val_fraction, config.seed)
+    train_idx, val_idx = rest[train_pos], rest[val_pos]
 
     scaler = FeatureScaler(config.scaler).fit(x[train_idx])
     x_train_np = scaler.transform(x[train_idx])
@@ -181,6 +218,11 @@ def _fit(
         return None if tile_arr is None else torch.from_numpy(tile_arr[idx]).to(device)
 
     t_train, t_val = to_t(train_idx), to_t(val_idx)
+    if stop_idx.size:
+        x_stop: torch.Tensor | None = torch.from_numpy(scaler.transform(x[stop_idx])).to(device)
+        t_stop = to_t(stop_idx)
+    else:
+        x_stop, t_stop = x_val, t_val
 
     model_config = config.model_config(dim)
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
@@ -241,17 +283,19 @@ def _fit(
         if not math.isfinite(train_loss):
             raise RuntimeError(f"training diverged at epoch {epoch} (loss {train_loss}); lower TrainConfig.lr")
         val_loss = _val_loss(ema, x_val, t_val, config) if x_val is not None else None
+        stop_loss = val_loss if not stop_idx.size else _val_loss(ema, x_stop, t_stop, config)  # type: ignore[arg-type]
         record = {
             "epoch": epoch,
             "step": step,
             "train_loss": train_loss,
             "val_loss": val_loss,
+            "stop_loss": stop_loss,
             "lr": config.lr * lr_factor(step - 1, config),
             "ema_decay": decay,
         }
         history.append(record)
-        if val_loss is not None and val_loss < best[0]:
-            best = (val_loss, epoch, cpu_state_dict(model), cpu_state_dict(ema))
+        if stop_loss is not None and stop_loss < best[0]:
+            best = (stop_loss, epoch, cpu_state_dict(model), cpu_state_dict(ema))
         if callback is not None:
             callback(
                 {
@@ -262,7 +306,7 @@ def _fit(
                     **record,
                 }
             )
-        if val_loss is not None and config.patience and epoch - best[1] >= config.patience:
+        if stop_loss is not None and config.patience and epoch - best[1] >= config.patience:
             break
     best_epoch = history[-1]["epoch"]
     if best[2] is not None and best[3] is not None:
@@ -285,6 +329,7 @@ def _fit(
         n_train=int(n_train),
         n_val=int(val_idx.size),
         val_indices=val_idx,
+        stop_indices=stop_idx,
     )
     result.memorization_auc = memorization_auc(result.denoiser, x, train_idx, val_idx, tile_arr, config)
     if callback is not None:
@@ -336,5 +381,6 @@ __all__ = [
     "fit",
     "lr_factor",
     "memorization_auc",
+    "split_videos",
     "trained_denoiser",
 ]

@@ -19,6 +19,7 @@ from vad_core.diffusion.training import (
     ema_update,
     fit,
     lr_factor,
+    split_videos,
 )
 from vad_core.errors import VADInputError
 from vad_core.io.hashing import fingerprint_array
@@ -79,7 +80,7 @@ def test_fit_records_history_split_scaler_fingerprint_and_memorization() -> None
     assert res.sigma_data == pytest.approx(1.0, abs=1e-5)
     assert [h["epoch"] for h in res.history] == list(range(1, len(res.history) + 1))
     assert [h["step"] for h in res.history][:2] == [20, 40]  # 810 rows / 256 = 4 < min_steps_per_epoch
-    assert set(res.history[0]) == {"epoch", "step", "train_loss", "val_loss", "lr", "ema_decay"}
+    assert set(res.history[0]) == {"epoch", "step", "train_loss", "val_loss", "stop_loss", "lr", "ema_decay"}
     assert 0.0 <= res.memorization_auc <= 1.0
     assert abs(res.memorization_auc - 0.5) < 0.12  # a small, briefly trained model does not memorize
     assert res.denoiser.model is res.ema_model and not res.ema_model.training
@@ -125,6 +126,48 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_ema() -> None
     _, small = trained("small")
     vals = [h["val_loss"] for h in small.history]
     assert small.best_epoch == int(np.argmin(vals)) + 1
+
+
+def test_split_videos_holds_back_whole_videos_up_to_the_share() -> None:
+    groups = np.repeat(["a", "b", "c", "d"], 10)  # 4 videos of 10 rows
+    for seed in range(5):
+        # 0.5 of 40 rows = 20: exactly two whole videos; 0.51 -> 20.4: a third one; 0.01: one (at least one)
+        for fraction, n_videos in ((0.5, 2), (0.51, 3), (0.01, 1), (0.99, 3)):  # 0.99: one video always trains
+            held = split_videos(groups, fraction, seed)
+            assert held.size == 10 * n_videos and np.unique(groups[held]).size == n_videos
+            assert set(np.flatnonzero(np.isin(groups, groups[held]))) == set(held.tolist())
+    with pytest.raises(VADInputError, match="at least 2"):
+        split_videos(np.repeat(["a"], 5), 0.1, 0)
+
+
+def test_early_stopping_on_held_back_videos() -> None:
+    data = mixture(n_clips=40)
+    x = data.features  # 120 rows
+    groups = np.repeat(np.arange(8), 15).astype(str)  # 8 "videos" of 15 rows
+    cfg = dataclasses.replace(TINY, epochs=6, patience=2, stop_on="videos")
+    res = fit(x, cfg, groups=groups)
+    # 0.1 of 120 = 12 rows -> one whole video (15 rows) held back for stopping, then 0.1 of the other 105
+    # rows (round(10.5) = 10) at random for the memorization diagnostic; neither is trained on
+    assert res.stop_indices.size == 15 and np.unique(groups[res.stop_indices]).size == 1
+    assert res.n_val == 10 and res.n_train == 95
+    assert np.intersect1d(res.stop_indices, res.val_indices).size == 0
+    assert not np.isin(groups[res.val_indices], groups[res.stop_indices]).any()
+    # the stopping loss is the held-back video's, and the best epoch is its arg-min
+    stops = [h["stop_loss"] for h in res.history]
+    assert res.best_epoch == int(np.argmin(stops)) + 1
+    assert all(h["stop_loss"] != h["val_loss"] for h in res.history)
+    # the default ("rows") stops on the random rows, as before: the same numbers as without groups
+    plain, with_groups = fit(x, TINY), fit(x, TINY, groups=groups)
+    assert plain.stop_indices.size == 0 and [h["val_loss"] for h in plain.history] == [
+        h["stop_loss"] for h in plain.history
+    ]
+    assert [h["val_loss"] for h in plain.history] == [h["val_loss"] for h in with_groups.history]
+    with pytest.raises(VADInputError, match="groups: stop_on='videos'"):
+        fit(x, cfg)
+    with pytest.raises(VADInputError, match="stop_on must be one of"):
+        TrainConfig(stop_on="clips")
+    with pytest.raises(VADInputError, match="needs val_fraction > 0"):
+        TrainConfig(stop_on="videos", val_fraction=0.0)
 
 
 def test_tile_embedding_needs_tiles_in_range() -> None:
