@@ -140,7 +140,9 @@ def train_and_score(
     ref = ScoreConfig(
         score_type="denoising", sigma=config.reference_sigma, n_draws=config.n_draws, seed=config.score_seed
     )
-    val_rows, fit_rows = train_idx[result.val_indices], np.delete(train_idx, result.val_indices)
+    # rows the optimiser saw: neither the random held-back rows nor whole videos held back for stopping
+    val_rows = train_idx[result.val_indices]
+    fit_rows = np.delete(train_idx, np.concatenate([result.val_indices, result.stop_indices]))
     held_out = float(sub_score(val_rows, ref).mean()) if val_rows.size else float("nan")
     n_cmp = max(1, min(fit_rows.size, max(val_rows.size, 256)))
     fit_err = float(sub_score(fit_rows[np.linspace(0, fit_rows.size - 1, n_cmp).astype(int)], ref).mean())
