@@ -5,7 +5,7 @@ For each feature dimension D (N = 8192 rows, the paper-size MLP):
   beside the fraction of torch.mm's rate on the step's own GEMMs (forward, grad-weight and
   grad-input of every Linear; autograd skips the grad-input of layers fed by tensors without
   grad, so those are not counted). As in `training.fit`, the step and its reference run with
-  freed large blocks kept in the heap (`vad_core.diffusion._malloc`, glibc only), so neither side pays
+  freed large blocks kept in the heap (`vad_core._malloc`, glibc only), so neither side pays
   page faults for fresh 32 MiB activations; `malloc_tuning` in the JSON says whether it applied;
 - scoring rows/s for a 10-step LMS reconstruction from t = 0 and for the one-step denoising
   score, beside the fraction of the faster of torch.mm and oneDNN's linear on the forward GEMMs;
@@ -32,8 +32,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from vad_core._malloc import reuse_large_allocations  # noqa: E402
 from vad_core.devices import resolve_device  # noqa: E402
-from vad_core.diffusion._malloc import reuse_large_allocations  # noqa: E402
 from vad_core.diffusion.network import DenoiserConfig, MLPDenoiser  # noqa: E402
 from vad_core.diffusion.precond import EDMPrecond, edm_loss  # noqa: E402
 from vad_core.diffusion.sampling import get_sigmas_karras, sample_lms, sigma_range  # noqa: E402

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
+from vad_core._malloc import reuse_large_allocations
 from vad_core.devices import resolve_device
-from vad_core.diffusion._malloc import reuse_large_allocations
 from vad_core.diffusion.config import TrainConfig
 from vad_core.diffusion.denoiser import TrainedDenoiser, cpu_state_dict
 from vad_core.diffusion.network import DenoiserConfig, MLPDenoiser
@@ -181,7 +181,7 @@ def fit(
     `groups (N,)`: the video of each row, needed when `config.stop_on == "videos"`.
     """
     # On CPU, keep freed activations in the heap for the next step instead of unmapping and
-    # page-faulting them in again (vad_core/_malloc.py); restored and trimmed on return.
+    # page-faulting them in again (vad_core._malloc); restored and trimmed on return.
     with reuse_large_allocations(resolve_device(config.device).type == "cpu"):
         return _fit(features, config, callback, tiles, groups)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vad_core.diffusion._malloc import reuse_large_allocations
+from vad_core._malloc import reuse_large_allocations
 from vad_core.diffusion.network import _FiLMSiLU, film_silu
 from vad_core.diffusion.precond import row_mse
 

@@ -323,6 +323,35 @@ def test_device_and_backbone_contract(tmp_path) -> None:
     assert not (tmp_path / "d.parquet").exists()
 
 
+def test_cpu_extraction_keeps_freed_blocks_for_reuse(tmp_path, monkeypatch) -> None:
+    """On CPU the embedding runs inside `reuse_large_allocations` (glibc only); the table is the same."""
+    from vad_core import _malloc
+
+    class _Recording(_Fixed):
+        def __init__(self, dim: int, device: str = "cpu") -> None:
+            super().__init__(dim)
+            self.device, self.depths = torch.device(device), []
+
+        def embed(self, clips: torch.Tensor, resize: bool = True) -> torch.Tensor:
+            self.depths.append(_malloc._depth)  # > 0 while the tuning is applied
+            return super().embed(clips, resize)
+
+    row = probe_video(VideoSource("v", write_folder(tmp_path / "v", make_frames(8)), "frames"))
+    store = LocalTableStore(tmp_path)
+    tuned = _Recording(2)
+    extract_features(row, tuned, SMALL, store, "tuned.parquet", batch_size=4)
+    glibc = _malloc._glibc() is not None
+    assert tuned.depths and set(tuned.depths) == ({1} if glibc else {0}) and _malloc._depth == 0
+    elsewhere = _Recording(2, device="meta")  # a backbone that says it sits off the CPU: nothing to tune
+    extract_features(row, elsewhere, SMALL, store, "meta.parquet", batch_size=4)
+    assert elsewhere.depths and set(elsewhere.depths) == {0}
+    monkeypatch.setenv("VAD_MALLOC_TUNING", "0")
+    plain = _Recording(2)
+    extract_features(row, plain, SMALL, store, "plain.parquet", batch_size=4)
+    assert set(plain.depths) == {0}
+    assert store.sha256("plain.parquet") == store.sha256("tuned.parquet")
+
+
 def test_extraction_into_a_memory_store_touches_no_disk(tmp_path) -> None:
     frames = make_frames(10)
     row = probe_video(VideoSource("cam1", write_folder(tmp_path / "cam1", frames), "frames"))
