@@ -58,6 +58,26 @@ def test_the_cluster_instance_yaml() -> None:
         render_instance_yaml(0)
 
 
+def test_the_cluster_instance_runs_only_the_daemons_the_code_location_uses() -> None:
+    from dagster import instance_for_test
+
+    config = yaml.safe_load(render_instance_yaml(feature_run_limit=2))
+    # Dagster's own reading of the settings (its config schema and daemon choice), on a test instance
+    keys = ("auto_materialize", "freshness", "run_coordinator", "run_monitoring", "run_retries")
+    with instance_for_test(overrides={k: config[k] for k in keys}) as instance:
+        daemons = set(instance.get_required_daemon_types())
+    assert daemons == {
+        "SENSOR",
+        "BACKFILL",
+        "SCHEDULER",
+        "QUEUED_RUN_COORDINATOR",
+        "MONITORING",
+        "EVENT_LOG_CONSUMER",
+    }
+    with instance_for_test() as default:  # what the switched-off settings remove
+        assert {"ASSET", "FRESHNESS_DAEMON"} <= set(default.get_required_daemon_types()) - daemons
+
+
 def test_celery_settings_the_workers_and_executor_share() -> None:
     source = celery_config_source({"VAD_CELERY_VISIBILITY_TIMEOUT": "60"})
     assert source["task_acks_late"] and source["worker_prefetch_multiplier"] == 1
