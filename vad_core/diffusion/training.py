@@ -218,11 +218,9 @@ def _fit(
         return None if tile_arr is None else torch.from_numpy(tile_arr[idx]).to(device)
 
     t_train, t_val = to_t(train_idx), to_t(val_idx)
-    if stop_idx.size:
-        x_stop: torch.Tensor | None = torch.from_numpy(scaler.transform(x[stop_idx])).to(device)
-        t_stop = to_t(stop_idx)
-    else:
-        x_stop, t_stop = x_val, t_val
+    # the held-back videos (stop_on "videos"); without them early stopping watches the random rows
+    x_stop = torch.from_numpy(scaler.transform(x[stop_idx])).to(device) if stop_idx.size else None
+    t_stop = to_t(stop_idx)
 
     model_config = config.model_config(dim)
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
@@ -283,7 +281,7 @@ def _fit(
         if not math.isfinite(train_loss):
             raise RuntimeError(f"training diverged at epoch {epoch} (loss {train_loss}); lower TrainConfig.lr")
         val_loss = _val_loss(ema, x_val, t_val, config) if x_val is not None else None
-        stop_loss = val_loss if not stop_idx.size else _val_loss(ema, x_stop, t_stop, config)  # type: ignore[arg-type]
+        stop_loss = val_loss if x_stop is None else _val_loss(ema, x_stop, t_stop, config)
         record = {
             "epoch": epoch,
             "step": step,
