@@ -4,6 +4,7 @@ the Celery settings shared by executor and workers, GPU routing, worker sizing, 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import yaml
 
 from vad_core.errors import VADInputError
 from vad_pipeline.cluster.lifecycle import ClusterSpec
+from vad_pipeline.cluster.pg_storage import PooledPostgresStorage, pooled_engine
 from vad_pipeline.cluster.profile import (
     QUEUE_TAG,
     active_profile,
@@ -42,7 +44,9 @@ def test_the_profile_variable() -> None:
 
 def test_the_cluster_instance_yaml() -> None:
     config = yaml.safe_load(render_instance_yaml(feature_run_limit=4))
-    db = config["storage"]["postgres"]["postgres_db"]
+    storage = config["storage"]["custom"]
+    assert (storage["module"], storage["class"]) == ("vad_pipeline.cluster.pg_storage", "PooledPostgresStorage")
+    db = storage["config"]["postgres_db"]
     assert db["scheme"] == "postgresql+psycopg2"  # SQLAlchemy 2.1: a bare postgresql:// means psycopg 3
     assert db["hostname"] == {"env": "VAD_PG_HOST"} and db["password"] == {"env": "VAD_PG_PASSWORD"}
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
@@ -56,6 +60,37 @@ def test_the_cluster_instance_yaml() -> None:
     assert config["run_monitoring"]["enabled"] and config["run_retries"]["enabled"]
     with pytest.raises(VADInputError):
         render_instance_yaml(0)
+
+
+def _engine_id_in_a_fork(url: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    queue.put(id(pooled_engine(url, pool_size=3)))
+
+
+def test_the_pooled_storage_reads_its_config_and_pools_per_process() -> None:
+    # No server: should_autocreate_tables=False, and SQLAlchemy engines connect only when used.
+    db = {"username": "vad", "password": "pw", "hostname": "127.0.0.1", "db_name": "dagster", "port": 1}
+    config = {"postgres_db": {**db, "params": {}, "scheme": "postgresql+psycopg2"}, "should_autocreate_tables": False}
+    storage = PooledPostgresStorage.from_config_value(None, {**config, "pool_size": 3})
+    engine = storage.engine
+    assert engine.url.drivername == "postgresql+psycopg2" and engine.url.port == 1
+    assert engine.pool.size() == 3 and engine.pool._pre_ping  # type: ignore[attr-defined]
+    # the run, event-log and schedule storages all query through the one engine
+    assert {id(s._engine) for s in (storage._run_storage, storage._event_log_storage, storage._schedule_storage)} == {
+        id(engine)
+    }
+    url = storage.postgres_url
+    assert pooled_engine(url, pool_size=3) is engine  # the same process: the same pool
+    queue: multiprocessing.Queue = multiprocessing.get_context("fork").Queue()  # type: ignore[type-arg]
+    child = multiprocessing.get_context("fork").Process(target=_engine_id_in_a_fork, args=(url, queue))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0 and queue.get(timeout=5) != id(engine)  # a fork builds its own
+    assert pooled_engine(url, pool_size=3) is engine  # and the parent's is untouched
+    # dagster.yaml's values are checked against the storage's schema (Dagster's own config check)
+    from dagster._config import process_config
+
+    bad = process_config(PooledPostgresStorage.config_type(), {**config, "pool_size": "many"})
+    assert not bad.success and "pool_size" in str(bad.errors)
 
 
 def test_the_cluster_instance_runs_only_the_daemons_the_code_location_uses() -> None:
