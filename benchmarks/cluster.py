@@ -29,7 +29,11 @@ Per phase: `wall_s`, `tile_clips_per_s` (= rows of the tables written / wall) an
 wall time (`extraction_cpu_per_wall`: its CPU seconds over them, whether the step had a core).
 `ratio_2_vs_1` = tile-clips/s of 2 slots over 1 slot (target >= 1.7 on 2 cores).
 The load average before and after each phase is recorded: on a shared machine other processes
-take cores from the 2-slot phase and lower the ratio.
+take cores from the 2-slot phase and lower the ratio. Each Celery phase waits (at most 2 minutes)
+until the machine is quiet (under a quarter of a core busy over 5 s, `settle`) and records where
+the machine's CPU went during it (`cpu_s`, `vad_pipeline.cluster.cpu_usage`): seconds per cluster
+component's process group, the benchmark process, everything else (`other_s`), idle and the
+hypervisor's steal time.
 
     python benchmarks/cluster.py [--videos 0] [--backbone i3d] [--phases celery,multiprocess] [--out FILE]
 
@@ -60,6 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vad_pipeline.automation.jobs import FEATURES_JOB, job_run_config  # noqa: E402
 from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME  # noqa: E402
+from vad_pipeline.cluster.cpu_usage import cpu_between, snapshot, wait_until_quiet  # noqa: E402
 from vad_pipeline.cluster.timeline import (  # noqa: E402
     SEGMENT_HELP,
     mean_segments,
@@ -201,12 +206,20 @@ def celery_phases(videos: list[str], spec: Path, backbone: str, root: Path, time
                     cluster.stop("worker-cpu-1")
                 for key in keys:
                     store.delete(key)
+                settle = wait_until_quiet()
+                log(f"celery {slots}: machine settled {settle}")
+                groups = {name: p.pgid for name, p in cluster.table.processes.items()}
+                groups["benchmark"] = os.getpgrp()
+                cpu_before = snapshot(groups)
                 load_before, since = load(), time.time()
                 start = time.monotonic()
                 runs = runner.run(FEATURES_JOB, config, partitions=videos, assets=EXTRACTION)
                 wall = time.monotonic() - start
+                cpu = cpu_between(cpu_before, snapshot(groups))
                 ours = {r.run_id for r in runs}
                 phase = figures(slots, wall, table_rows(store, keys), instance, [r.run_id for r in runs], load_before)
+                phase["settle"] = settle
+                phase["cpu_s"] = cpu
                 phase["retried_runs"] = sum(r.attempts > 1 for r in runs)
                 others = instance.get_runs(RunsFilter(created_after=_utc(since)))
                 phase["other_runs"] = len([r for r in others if r.run_id not in ours and not _retry_of(r, ours)])
