@@ -67,6 +67,7 @@ from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME  # noqa: E4
 from vad_pipeline.cluster.cpu_usage import cpu_between, snapshot, wait_until_quiet  # noqa: E402
 from vad_pipeline.cluster.timeline import (  # noqa: E402
     SEGMENT_HELP,
+    idle_slots,
     mean_segments,
     run_marks,
     segments,
@@ -117,9 +118,17 @@ def choose_videos(n: int) -> tuple[list[str], dict[str, int]]:
 
 
 def figures(
-    slots: int, wall: float, rows: int, instance: Any, run_ids: list[str], load_before: list[float]
+    slots: int,
+    wall: float,
+    rows: int,
+    instance: Any,
+    run_ids: list[str],
+    load_before: list[float],
+    span: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """One phase's figures (see the module doc) from its wall time, table rows and runs' events."""
+    """One phase's figures (see the module doc) from its wall time, table rows and runs' events.
+
+    `span`: the phase's unix start and end, for where the slots sat idle (`idle_slot_s`)."""
     runs = [segments(run_marks(instance, run_id)) for run_id in run_ids]
     works = [r.seconds["work"] for r in runs]
     means = mean_segments(runs)
@@ -138,6 +147,8 @@ def figures(
         "run_minus_work_s": round(means["wall"] - means["work"], 3),
         "breakdown_s": {k: round(v, 3) for k, v in means.items()},
         "partitions_per_worker": dict(Counter(r.worker or "step process" for r in runs)),
+        # slot-seconds not holding a step: before the first, between steps, after the last (the tail)
+        **({"idle_slot_s": {k: round(v, 2) for k, v in idle_slots(runs, slots, *span).items()}} if span else {}),
         "load_before": load_before,
         "load_after": load(),
     }
@@ -217,7 +228,10 @@ def celery_phases(videos: list[str], spec: Path, backbone: str, root: Path, time
                 wall = time.monotonic() - start
                 cpu = cpu_between(cpu_before, snapshot(groups))
                 ours = {r.run_id for r in runs}
-                phase = figures(slots, wall, table_rows(store, keys), instance, [r.run_id for r in runs], load_before)
+                phase = figures(
+                    slots, wall, table_rows(store, keys), instance, [r.run_id for r in runs], load_before,
+                    span=(since, since + wall),
+                )  # fmt: skip
                 phase["settle"] = settle
                 phase["cpu_s"] = cpu
                 phase["retried_runs"] = sum(r.attempts > 1 for r in runs)

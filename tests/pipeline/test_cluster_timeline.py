@@ -7,6 +7,7 @@ import pytest
 from vad_pipeline.cluster.timeline import (
     SEGMENTS,
     Mark,
+    idle_slots,
     mean_segments,
     segments,
     slot_overhead_per_partition,
@@ -115,3 +116,16 @@ def test_slot_overhead_counts_idle_slots() -> None:
         slot_overhead_per_partition(0, 1.0, [1.0])
     with pytest.raises(ValueError, match="partition"):
         slot_overhead_per_partition(2, 1.0, [])
+
+
+def test_idle_slots_split_into_start_between_and_end() -> None:
+    # celery_run(t0) holds its worker from t0 + 3.5 (picked) to t0 + 14.5 (STEP_SUCCESS).
+    a1, a2 = segments(celery_run(100.0)), segments(celery_run(112.0))  # worker 0: 103.5-114.5, 115.5-126.5
+    b1 = segments(celery_run(101.0, worker="vad-cpu-1@h"))  # worker 1: 104.5-115.5
+    assert a1.held == pytest.approx((103.5, 114.5))
+    idle = idle_slots([a1, a2, b1], slots=2, start=100.0, end=128.0)
+    assert idle["start"] == pytest.approx(3.5 + 4.5)
+    assert idle["between"] == pytest.approx(1.0)  # worker 0: 114.5 -> 115.5
+    assert idle["end"] == pytest.approx((128.0 - 126.5) + (128.0 - 115.5))
+    # a third slot that never got a step idles the whole phase
+    assert idle_slots([a1, a2, b1], slots=3, start=100.0, end=128.0)["start"] == pytest.approx(8.0 + 28.0)

@@ -65,6 +65,7 @@ class RunSegments:
     wall_s: float
     worker: str | None
     work_cpu_s: float | None = None
+    held: tuple[float, float] | None = None  # unix times: the step worker picked the step, STEP_SUCCESS
 
     @property
     def busy_s(self) -> float:
@@ -127,6 +128,7 @@ def segments(marks: Iterable[Mark]) -> RunSegments:
         wall_s=t["RUN_SUCCESS"] - t0,
         worker=picked.worker if picked is not None else None,
         work_cpu_s=materialized.work_cpu_s if materialized is not None else None,
+        held=(t["step picked"], t["STEP_SUCCESS"]),
     )
 
 
@@ -158,6 +160,28 @@ def slot_overhead_per_partition(slots: int, wall_s: float, work_s: Sequence[floa
     return (slots * wall_s - sum(work_s)) / len(work_s)
 
 
+def idle_slots(runs: Sequence[RunSegments], slots: int, start: float, end: float) -> dict[str, float]:
+    """Where a phase's worker slots sat idle (seconds summed over slots), from when each held a step.
+
+    `start`/`end`: the phase's unix times (first submission, last run finished). Per slot: `start`
+    (until its first step), `between` (from one step's success to picking the next: the
+    dispatch gap), `end` (after its last step: the tail, at most about one partition when the
+    longest partitions go first). A slot that never got a step is idle for the whole phase
+    (`start`). Slots are told apart by the Celery worker's name; runs without one are ignored."""
+    by_worker: dict[str, list[tuple[float, float]]] = {}
+    for run in runs:
+        if run.worker is not None and run.held is not None:
+            by_worker.setdefault(run.worker, []).append(run.held)
+    out = {"start": 0.0, "between": 0.0, "end": 0.0}
+    for spans in by_worker.values():
+        spans.sort()
+        out["start"] += max(0.0, spans[0][0] - start)
+        out["between"] += sum(max(0.0, b[0] - a[1]) for a, b in zip(spans, spans[1:], strict=False))
+        out["end"] += max(0.0, end - max(done for _, done in spans))
+    out["start"] += max(0, slots - len(by_worker)) * max(0.0, end - start)
+    return out
+
+
 def run_marks(instance: object, run_id: str) -> list[Mark]:
     """The `Mark`s of one run from a Dagster instance's event log."""
     records = instance.get_records_for_run(run_id, limit=10_000).records  # type: ignore[attr-defined]
@@ -187,6 +211,7 @@ __all__ = [
     "SEGMENT_HELP",
     "Mark",
     "RunSegments",
+    "idle_slots",
     "mean_segments",
     "run_marks",
     "segments",
