@@ -127,7 +127,11 @@ def run(args: argparse.Namespace) -> None:
                 recipe, train = preset(base)
                 recipe, train = replace(recipe, **fields), replace(train, **train_fields)
                 rules = [r for r in args.sigma_rules.split(",") if r] if name == "robust" else []
-                recs = run_recipe(data, recipe, train, seed, groups, extra_sigma_rules=rules)
+                scales = [tuple(float(v) for v in g.split("+")) for g in args.sigma_scales.split(",") if g]
+                recs = run_recipe(
+                    data, recipe, train, seed, groups, extra_sigma_rules=rules,
+                    extra_sigma_scales=scales if name == "robust" else [],
+                )  # fmt: skip
                 append(out, [{**r, "load": uptime} for r in recs])
                 print(f"  {name} seed {seed}: " + ", ".join(f"{r['recipe']} {r['group']} {r['auc']:.1f}" for r in recs)
                       + f" (fit {recs[0]['fit_s']:.0f}s, score {recs[0]['score_s']:.0f}s)", flush=True)  # fmt: skip
@@ -223,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baselines", default="knn,pca,iforest,gcl_ae,gcl")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--sigma-rules", default="", help="robust only: also score at these label-free rules (videos)")
+    ap.add_argument(
+        "--sigma-scales", default="",
+        help="robust only: also score with these ScoreConfig.sigma_scales around the chosen sigma, e.g. 0.5+1,0.5",
+    )  # fmt: skip
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared)")
     ap.add_argument("--out", default=str(REPO / "vad_home" / "detector_study.jsonl"))
     ap.add_argument("--render", nargs="*", help="print the tables of these JSON-lines files and exit")

@@ -54,6 +54,7 @@ class DetectorRecipe:
     start_step: int = 9  # reconstruction only
     target_neighbours: float = 5.0  # label_free_sigma's target
     n_draws: int = 64  # noise draws per row and member (16 left ~2.5 AUC points of draw noise on Ped2)
+    sigma_scales: tuple[float, ...] = (1.0,)  # denoising: geometric mean of errors at sigma * each (ScoreConfig)
     score_seed: int = 0
     fold_seed: int = 0
 
@@ -66,6 +67,8 @@ class DetectorRecipe:
             raise VADInputError(f"DetectorRecipe.sigma_rule must be one of {SIGMA_RULES}, got {self.sigma_rule!r}")
         if self.trim_share is not None and not 0.0 <= self.trim_share < 1.0:
             raise VADInputError(f"DetectorRecipe.trim_share must lie in [0, 1), got {self.trim_share}")
+        object.__setattr__(self, "sigma_scales", tuple(float(v) for v in self.sigma_scales))
+        self.score_config(self.sigma or 1.0)  # ScoreConfig's own checks (e.g. sigma_scales), at construction
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,6 +80,7 @@ class DetectorRecipe:
             start_step=self.start_step,
             n_draws=self.n_draws,
             seed=self.score_seed,
+            sigma_scales=self.sigma_scales,
         )
 
 
@@ -186,7 +190,8 @@ def fit_detector(
         seconds["screen_fit"] = time.perf_counter() - start
         start = time.perf_counter()
         screen = Detector(
-            _deployed(screen_members), replace(recipe.score_config(recipe.screen_sigma), score_type="denoising")
+            _deployed(screen_members),
+            replace(recipe.score_config(recipe.screen_sigma), score_type="denoising", sigma_scales=(1.0,)),
         )
         screen_scores, _ = screen.score_fitted(x, v, tiles, keys)
         share = choose_trim_share(screen_scores, recipe.max_share) if recipe.trim_share is None else recipe.trim_share

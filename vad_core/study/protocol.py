@@ -29,6 +29,7 @@ import pandas as pd
 from vad_core.diffusion.config import TrainConfig
 from vad_core.diffusion.folds import memorization_auc_at
 from vad_core.diffusion.recipes import DetectorRecipe, choose_detector_sigma, fit_detector
+from vad_core.diffusion.reconstruction import ScoreConfig
 from vad_core.errors import VADInputError
 from vad_core.evaluation.formatting import markdown_table
 from vad_core.evaluation.metrics import clips_to_frames, frame_labels, roc_auc
@@ -63,6 +64,7 @@ def run_recipe(
     seed: int,
     groups: Mapping[str, Sequence[str]],
     extra_sigma_rules: Sequence[str] = (),
+    extra_sigma_scales: Sequence[Sequence[float]] = (),
 ) -> list[dict[str, Any]]:
     """Fit `recipe` (training and fold seeds offset by `seed`) on the data's fitted rows, score them, evaluate.
 
@@ -70,6 +72,8 @@ def run_recipe(
     unlabelled too); a row is scored as the pipeline scores it (`Detector.score_fitted`).
     `extra_sigma_rules` (e.g. "videos"): the same fitted detector scored again at the sigma that
     label-free rule picks, recorded as recipe `"<name> [sigma rule <rule>]"` (scoring only, no refit).
+    `extra_sigma_scales` (e.g. `[(0.5, 1.0)]`): the same fitted detector scored with that
+    `ScoreConfig.sigma_scales` around its chosen sigma, recorded as `"<name> [sigma x0.5+1]"`.
     """
     videos = data.rows["video_id"].astype(str).to_numpy()
     keys = row_keys_for(data.rows)
@@ -82,25 +86,35 @@ def run_recipe(
     scores, _ = fitted.detector.score_fitted(data.features, videos, data.tiles, keys)
     score_s = time.perf_counter() - start
     det = fitted.detector
+    base_config = det.score_config  # the recipe's own scoring; the extras below score around it
     out = _records(
         data, scores, groups, recipe=recipe.name, seed=seed, memorization_auc=det.memorization_auc,
         trim_share=det.trim_share, sigma=det.score_config.sigma, n_models=det.n_models, fit_s=fit_s,
         score_s=score_s, source="vad_core.study.protocol.run_recipe",
     )  # fmt: skip
+
+    def rescored(label: str, config: ScoreConfig) -> list[dict[str, Any]]:
+        """The same fitted detector scored again with `config` (scoring only, no refit)."""
+        det.score_config = config
+        start = time.perf_counter()
+        again, _ = det.score_fitted(data.features, videos, data.tiles, keys)
+        mems = [memorization_auc_at(m, data.features, config, data.tiles, keys) for m in fitted.members]
+        return _records(
+            data, again, groups, recipe=f"{recipe.name} [{label}]", seed=seed,
+            memorization_auc=float(np.mean([m for m in mems if m is not None])), trim_share=det.trim_share,
+            sigma=config.sigma, n_models=det.n_models, fit_s=fit_s, score_s=time.perf_counter() - start,
+            source="vad_core.study.protocol.run_recipe",
+        )  # fmt: skip
+
     for rule in extra_sigma_rules:
         sigma, _ = choose_detector_sigma(
             fitted.members, data.features, videos, data.tiles, fitted.keep, rule, recipe.target_neighbours
         )
-        det.score_config = replace(det.score_config, sigma=sigma)
-        start = time.perf_counter()
-        again, _ = det.score_fitted(data.features, videos, data.tiles, keys)
-        mems = [memorization_auc_at(m, data.features, det.score_config, data.tiles, keys) for m in fitted.members]
-        out += _records(
-            data, again, groups, recipe=f"{recipe.name} [sigma rule {rule}]", seed=seed,
-            memorization_auc=float(np.mean([m for m in mems if m is not None])), trim_share=det.trim_share,
-            sigma=sigma, n_models=det.n_models, fit_s=fit_s, score_s=time.perf_counter() - start,
-            source="vad_core.study.protocol.run_recipe",
-        )  # fmt: skip
+        out += rescored(f"sigma rule {rule}", replace(base_config, sigma=sigma))
+    for scales in extra_sigma_scales:
+        label = "sigma x" + "+".join(f"{float(s):g}" for s in scales)
+        out += rescored(label, replace(base_config, sigma_scales=tuple(float(s) for s in scales)))
+    det.score_config = base_config
     return out
 
 

@@ -166,3 +166,27 @@ def test_leave_video_out_neighbour_counts_exclude_the_rows_own_video():
         posterior_neighbours(x, [1.0], groups=np.array(["a"] * 4))
     with pytest.raises(VADInputError, match="sigma_rule"):
         DetectorRecipe(sigma_rule="frames")
+
+
+def test_a_blended_detector_keeps_its_sigma_scales_through_the_checkpoint(one_torch_thread):
+    data, videos, tiles, result = _fitted()
+    config = replace(result.detector.score_config, sigma_scales=(0.5, 1.0))
+    blended = Detector(result.detector.members, config, recipe={"name": "blend"})
+    back = load_detector(detector_bytes(blended), name="mem://blend.pt")
+    assert back.score_config.sigma_scales == (0.5, 1.0)
+    got = back.score_new(data.features[:25], tiles[:25])
+    np.testing.assert_array_equal(got, blended.score_new(data.features[:25], tiles[:25]))
+    # per member: the geometric mean of its single-level scores, then the members' mean
+    single = [replace(config, sigma=config.sigma * s, sigma_scales=(1.0,)) for s in (0.5, 1.0)]
+    each = [
+        np.sqrt(np.prod([Detector([m], c).score_new(data.features[:25], tiles[:25]) for c in single], axis=0))
+        for m in result.detector.members
+    ]
+    np.testing.assert_allclose(got, np.mean(each, axis=0), rtol=1e-9)
+
+
+def test_a_recipes_sigma_scales_reach_its_score_config_and_are_checked_when_built():
+    recipe = DetectorRecipe(sigma_scales=[0.5, 1])  # type: ignore[arg-type]
+    assert recipe.sigma_scales == (0.5, 1.0) and recipe.score_config(8.0).sigma_scales == (0.5, 1.0)
+    with pytest.raises(VADInputError, match="denoising score only"):
+        DetectorRecipe(score_type="reconstruction", sigma_scales=(0.5, 1.0))

@@ -125,3 +125,34 @@ def test_bad_scoring_input_is_named(model) -> None:
     for bad in ({"score_type": "mse"}, {"sampler": "ddim"}, {"start_step": 10}, {"n_draws": 0}, {"sigma": 0.0}):
         with pytest.raises(VADInputError, match="ScoreConfig"):
             ScoreConfig(**bad)
+
+
+def test_a_blended_denoising_score_is_the_geometric_mean_of_each_levels_error(model) -> None:
+    data, den = model
+    x, keys = data.features[:30], np.arange(500, 530, dtype=np.int64)
+    got = score_rows(den, x, ScoreConfig(sigma=4.0, n_draws=2, seed=3, sigma_scales=(0.5, 1.0)), row_keys=keys)
+    xs = torch.from_numpy((x - den.scaler.mean) / den.scaler.scale)
+    levels = []
+    for level in (2.0, 4.0):  # sigma * 0.5 and sigma * 1, in sigma_data units
+        sigma = level * den.sigma_data
+        draws = [
+            ((_direct_denoise(den, xs + sigma * torch.from_numpy(row_noise(3, keys, d, x.shape[1])), sigma) - xs) ** 2)
+            .mean(dim=1)
+            .double()
+            .numpy()
+            for d in range(2)
+        ]
+        levels.append(np.mean(draws, axis=0))
+    np.testing.assert_allclose(got, np.sqrt(levels[0] * levels[1]), rtol=1e-4)
+    # the blend is invariant to a level's scale: ranking by it is not ranking by the larger level alone
+    assert not np.allclose(np.argsort(got), np.argsort(levels[1]))
+
+
+def test_sigma_scales_are_checked_and_survive_a_list_round_trip() -> None:
+    assert ScoreConfig(sigma_scales=[0.5, 1]).sigma_scales == (0.5, 1.0)  # type: ignore[arg-type]
+    assert ScoreConfig(sigma_scales=[0.5, 1]) == ScoreConfig(sigma_scales=(0.5, 1.0))  # type: ignore[arg-type]
+    for bad in ((), (0.0, 1.0), (1.0, 1.0), (-1.0,)):
+        with pytest.raises(VADInputError, match="sigma_scales"):
+            ScoreConfig(sigma_scales=bad)
+    with pytest.raises(VADInputError, match="denoising score only"):
+        ScoreConfig(score_type="reconstruction", sigma_scales=(0.5, 1.0))
