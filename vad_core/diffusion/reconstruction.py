@@ -213,18 +213,15 @@ def score_rows(
                 f"tiles: indices must lie in [0, {denoiser.n_tiles}), got [{tiles_arr.min()}, {tiles_arr.max()}]"
             )
     keys = np.arange(n, dtype=np.int64) if row_keys is None else _check_index(row_keys, n, "row_keys")
-    if config.blended:
-        # (J, N) errors, one level at a time (each level's noise draws are the single-level ones)
-        levels = np.stack([
-            score_rows(denoiser, features, replace(config, sigma=config.sigma * s, sigma_scales=(1.0,)),
-                       tiles_arr, keys, name)
-            for s in config.sigma_scales
-        ])  # fmt: skip
-        # mean squared errors are > 0 unless the model is exact; the floor keeps log finite then
-        blended: np.ndarray = np.exp(np.log(np.maximum(levels, np.finfo(np.float64).tiny)).mean(axis=0))
-        return blended
-    scorer = _Scorer(denoiser, config)
-    out = np.empty(n, dtype=np.float64)
+    # One scorer per noise level (a single-level config is its own only level); each batch of rows
+    # is read and checked once and scored at every level, so a memmap is not read J times.
+    levels = (
+        [replace(config, sigma=config.sigma * f, sigma_scales=(1.0,)) for f in config.sigma_scales]
+        if config.blended
+        else [config]
+    )
+    scorers = [_Scorer(denoiser, c) for c in levels]
+    out = np.empty((len(scorers), n), dtype=np.float64)  # (J, N) errors
     for s in range(0, n, config.batch_rows):
         e = min(n, s + config.batch_rows)
         chunk = features[s:e]
@@ -237,8 +234,13 @@ def score_rows(
                     f"{name}: non-finite values in {bad.size} row(s) of rows {s}:{e} (first bad row: {s + bad[0]})"
                 ) from None
             raise
-        out[s:e] = scorer(x, None if tiles_arr is None else tiles_arr[s:e], keys[s:e])
-    return out
+        for j, scorer in enumerate(scorers):
+            out[j, s:e] = scorer(x, None if tiles_arr is None else tiles_arr[s:e], keys[s:e])
+    if not config.blended:
+        return out[0]
+    # mean squared errors are > 0 unless the model is exact; the floor keeps log finite then
+    blended: np.ndarray = np.exp(np.log(np.maximum(out, np.finfo(np.float64).tiny)).mean(axis=0))
+    return blended
 
 
 def score_stream(

@@ -113,7 +113,7 @@ def run_recipe(
         out += rescored(f"sigma rule {rule}", replace(base_config, sigma=sigma))
     for scales in extra_sigma_scales:
         label = "sigma x" + "+".join(f"{float(s):g}" for s in scales)
-        out += rescored(label, replace(base_config, sigma_scales=tuple(float(s) for s in scales)))
+        out += rescored(label, replace(base_config, sigma_scales=tuple(scales)))  # ScoreConfig makes them floats
     det.score_config = base_config
     return out
 

@@ -20,6 +20,7 @@ two files of a documented format (proc(5)).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,7 @@ def snapshot(groups: Mapping[str, int], proc: Path | str = "/proc") -> CpuSnapsh
     """The machine's ticks and the CPU ticks of each named process group (`name -> pgid`) now."""
     proc = Path(proc)
     by_pgid = {pgid: 0 for pgid in groups.values()}
-    for entry in proc.iterdir():
+    for entry in proc.iterdir() if groups else ():  # no groups (the quiet wait): the machine line only
         if not entry.name.isdigit():
             continue
         try:
@@ -102,8 +103,6 @@ def wait_until_quiet(
     checkpoint, a worker's imports) still run measures them too. Gives up after `timeout_s` and
     says so in the result rather than failing: the reading is still recorded, with how busy the
     machine was when it began (`busy_cores`), and `quiet` False."""
-    import time
-
     start = time.monotonic()
     while True:
         before = snapshot({}, proc)
