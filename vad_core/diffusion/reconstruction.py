@@ -237,7 +237,8 @@ def score_rows(
         for j, scorer in enumerate(scorers):
             out[j, s:e] = scorer(x, None if tiles_arr is None else tiles_arr[s:e], keys[s:e])
     if not config.blended:
-        return out[0]
+        single: np.ndarray = out[0]
+        return single
     # mean squared errors are > 0 unless the model is exact; the floor keeps log finite then
     blended: np.ndarray = np.exp(np.log(np.maximum(out, np.finfo(np.float64).tiny)).mean(axis=0))
     return blended
