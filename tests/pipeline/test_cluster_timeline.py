@@ -7,8 +7,10 @@ import pytest
 from vad_pipeline.cluster.timeline import (
     SEGMENTS,
     Mark,
+    ideal_makespan,
     idle_slots,
     mean_segments,
+    orchestration_overhead_per_partition,
     segments,
     slot_overhead_per_partition,
 )
@@ -116,6 +118,28 @@ def test_slot_overhead_counts_idle_slots() -> None:
         slot_overhead_per_partition(0, 1.0, [1.0])
     with pytest.raises(ValueError, match="partition"):
         slot_overhead_per_partition(2, 1.0, [])
+
+
+def test_ideal_makespan_is_greedy_list_scheduling_in_submission_order() -> None:
+    # 2 slots: A 0-5, B 0-4, then 3 -> B (4-7), 3 -> A (5-8), 1 -> B (7-8): both done at 8.
+    assert ideal_makespan([5.0, 4.0, 3.0, 3.0, 1.0], 2) == pytest.approx(8.0)
+    # the same partitions shortest first: A 0-1, B 0-3, A 1-4, B 3-7, A 4-9
+    assert ideal_makespan([1.0, 3.0, 3.0, 4.0, 5.0], 2) == pytest.approx(9.0)
+    assert ideal_makespan([5.0, 4.0, 3.0], 1) == pytest.approx(12.0)
+    assert ideal_makespan([5.0], 3) == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="slots"):
+        ideal_makespan([1.0], 0)
+    with pytest.raises(ValueError, match="partition"):
+        ideal_makespan([], 2)
+
+
+def test_orchestration_overhead_leaves_out_the_tail_no_scheduler_avoids() -> None:
+    # 6 s and 4 s on 2 slots: a zero-cost scheduler ends at 6 with one slot idle 2 s. A 7 s phase
+    # cost 2 slot-seconds beyond it (1 per partition); slot_overhead also counts the 2 s tail.
+    assert orchestration_overhead_per_partition(2, 7.0, [6.0, 4.0]) == pytest.approx(1.0)
+    assert slot_overhead_per_partition(2, 7.0, [6.0, 4.0]) == pytest.approx(2.0)
+    # equal partitions that fill both slots: no unavoidable tail, the two figures agree
+    assert orchestration_overhead_per_partition(2, 30.0, [12.0] * 4) == pytest.approx(3.0)
 
 
 def test_idle_slots_split_into_start_between_and_end() -> None:

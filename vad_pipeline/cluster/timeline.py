@@ -19,6 +19,7 @@ beyond its extraction, idle slots included. Pure functions over `Mark`s; `run_ma
 
 from __future__ import annotations
 
+import heapq
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -160,6 +161,31 @@ def slot_overhead_per_partition(slots: int, wall_s: float, work_s: Sequence[floa
     return (slots * wall_s - sum(work_s)) / len(work_s)
 
 
+def ideal_makespan(work_s: Sequence[float], slots: int) -> float:
+    """The phase wall of a scheduler with no cost at all: the partitions' extraction seconds `work_s`,
+    in submission order, each started the instant a slot is free on the slot free first (greedy list
+    scheduling, what the run queue and Celery's one-task prefetch do with zero latency).
+
+    `slots x ideal_makespan - sum(work_s)` are the idle slot-seconds that no orchestrator could avoid
+    with these partitions in this order: when the last partitions start, the slots finish at different
+    times (partitions are whole videos). Seconds beyond it are what Dagster and Celery cost."""
+    if slots < 1 or not work_s:
+        raise ValueError(f"need slots >= 1 and at least one partition, got slots={slots}, {len(work_s)} partitions")
+    free = [0.0] * slots  # when each slot is next free; a heap, the earliest on top
+    for seconds in work_s:
+        heapq.heappush(free, heapq.heappop(free) + seconds)
+    return max(free)
+
+
+def orchestration_overhead_per_partition(slots: int, wall_s: float, work_s: Sequence[float]) -> float:
+    """slots x (phase wall - `ideal_makespan`) / partitions: the worker-slot seconds per partition the
+    phase took beyond a zero-cost scheduler's with the same extraction seconds in the same order
+    (dispatch, step setup and teardown, the gaps between steps, the run's finish), without the idle
+    tail that the partitions' unequal lengths leave any scheduler. `slot_overhead_per_partition`
+    minus that tail per partition."""
+    return slots * (wall_s - ideal_makespan(work_s, slots)) / len(work_s)
+
+
 def idle_slots(runs: Sequence[RunSegments], slots: int, start: float, end: float) -> dict[str, float]:
     """Where a phase's worker slots sat idle (seconds summed over slots), from when each held a step.
 
@@ -211,8 +237,10 @@ __all__ = [
     "SEGMENT_HELP",
     "Mark",
     "RunSegments",
+    "ideal_makespan",
     "idle_slots",
     "mean_segments",
+    "orchestration_overhead_per_partition",
     "run_marks",
     "segments",
     "slot_overhead_per_partition",
