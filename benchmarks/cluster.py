@@ -32,7 +32,14 @@ Per phase: `wall_s`, `tile_clips_per_s` (= rows of the tables written / wall) an
 - `breakdown_s`: the mean of each consecutive part of a run (vad_pipeline.cluster.timeline).
 "Extraction seconds" are the `work_seconds` metadata of clip_features: the extraction call's own
 wall time (`extraction_cpu_per_wall`: its CPU seconds over them, whether the step had a core).
-`ratio_2_vs_1` = tile-clips/s of 2 slots over 1 slot (target >= 1.7 on 2 cores).
+`ratio_2_vs_1` = tile-clips/s of 2 slots over 1 slot (target >= 1.7 on 2 cores). `--rounds R`
+repeats the Celery phases in mirrored order (2 1 1 2 ...: a drift of the machine's speed during
+the benchmark then weighs on both slot counts alike); the first round stays `celery_2` /
+`celery_1`, the later phases go to `celery_repeats`, `celery_ratio_2_vs_1` is then over every
+round (rows and walls summed per slot count), with `celery_ratio_2_vs_1_by_round` and the mean
+2-slot overhead (`celery_overhead_per_partition_s_mean`) beside it. For a 1-slot phase the second
+step worker stays up but stops taking step tasks (Celery's `cancel_consumer`; until 2026-12-04 it
+was stopped), so its idle CPU shows in that phase's `cpu_s`.
 The load average before and after each phase is recorded: on a shared machine other processes
 take cores from the 2-slot phase and lower the ratio. Each Celery phase waits (at most 2 minutes)
 until the machine is quiet (under a quarter of a core busy over 5 s, `settle`) and records where
@@ -40,7 +47,8 @@ the machine's CPU went during it (`cpu_s`, `vad_pipeline.cluster.cpu_usage`): se
 component's process group, the benchmark process, everything else (`other_s`), idle and the
 hypervisor's steal time.
 
-    python benchmarks/cluster.py [--videos 0] [--backbone i3d] [--phases celery,multiprocess] [--out FILE]
+    python benchmarks/cluster.py [--videos 0] [--backbone i3d] [--phases celery,multiprocess] [--rounds 1]
+                                 [--out FILE]
 
 All 22 videos take about 25 minutes on a quiet 2-core machine with I3D (cluster start included; the
 multiprocess phases, a fresh step process per run, take the longer part); `--videos 8` about 10;
@@ -189,7 +197,46 @@ def stop_automation(cluster: Any) -> None:
             raise SystemExit(f"`dagster {kind} stop {name}` failed: {(done.stderr or done.stdout).strip()[-500:]}")
 
 
-def celery_phases(videos: list[str], spec: Path, backbone: str, root: Path, timeout_s: float) -> dict[str, Any]:
+def phase_order(rounds: int) -> list[int]:
+    """Slots of each Celery phase: 2 then 1, and for more rounds the mirror image, 2 1 1 2 2 1 ...
+
+    The phases run one after another, so a machine whose speed drifts (another tenant of the host)
+    moves the ratio of two phases; mirrored rounds put a linear drift equally on both slot counts."""
+    if rounds < 1:
+        raise SystemExit(f"--rounds {rounds}: give 1 or more")
+    return [s for r in range(rounds) for s in ((2, 1) if r % 2 == 0 else (1, 2))]
+
+
+def consume(node: str, on: bool) -> None:
+    """Make the Celery worker `node` take (or stop taking) tasks from the step queue."""
+    from vad_pipeline.cluster.celery_app import app
+    from vad_pipeline.cluster.profile import CPU_QUEUE
+
+    control = app.control.add_consumer if on else app.control.cancel_consumer
+    replies = control(CPU_QUEUE, destination=[node], reply=True, timeout=10.0)
+    if not replies:
+        raise SystemExit(f"Celery worker {node}: no reply to {'add' if on else 'cancel'}_consumer {CPU_QUEUE!r}")
+
+
+def pooled_ratio(result: dict[str, Any], kind: str) -> tuple[float, list[float]]:
+    """2-slot over 1-slot tile-clips/s over every round's phases (rows and walls summed), and per round."""
+    phases = [result[f"{kind}_2"], result[f"{kind}_1"], *result.get(f"{kind}_repeats", [])]
+
+    def rate(slots: int, chosen: list[dict[str, Any]]) -> float:
+        mine = [p for p in chosen if p["slots"] == slots]
+        return sum(p["tile_clips"] for p in mine) / sum(p["wall_s"] for p in mine)
+
+    rounds = sorted({p.get("round", 1) for p in phases})
+    by_round = [
+        rate(2, [p for p in phases if p.get("round", 1) == r]) / rate(1, [p for p in phases if p.get("round", 1) == r])
+        for r in rounds
+    ]
+    return rate(2, phases) / rate(1, phases), by_round
+
+
+def celery_phases(
+    videos: list[str], spec: Path, backbone: str, root: Path, timeout_s: float, rounds: int = 1
+) -> dict[str, Any]:
     from dagster import DagsterInstance, RunsFilter
 
     from vad_pipeline.cluster.lifecycle import Cluster, ClusterSpec
@@ -228,9 +275,11 @@ def celery_phases(videos: list[str], spec: Path, backbone: str, root: Path, time
                 log(f"celery warm-up {attempt + 1}: workers {sorted(map(str, workers))}")
                 if len(workers) >= 2:
                     break
-            for slots in (2, 1):
-                if slots == 1:
-                    cluster.stop("worker-cpu-1")
+            second = cluster.table.processes["worker-cpu-1"].extra["node"]
+            for index, slots in enumerate(phase_order(rounds)):
+                # The second worker stays up and only stops or resumes taking step tasks (Celery's
+                # remote control), so a later round can have it back; its idle CPU is in `cpu_s`.
+                consume(second, on=slots == 2)
                 for key in keys:
                     store.delete(key)
                 settle = wait_until_quiet()
@@ -253,8 +302,12 @@ def celery_phases(videos: list[str], spec: Path, backbone: str, root: Path, time
                 phase["retried_runs"] = sum(r.attempts > 1 for r in runs)
                 others = instance.get_runs(RunsFilter(created_after=_utc(since)))
                 phase["other_runs"] = len([r for r in others if r.run_id not in ours and not _retry_of(r, ours)])
-                out[f"celery_{slots}"] = phase
-                log(f"celery {slots}: {json.dumps(phase)}")
+                phase["round"] = index // 2 + 1
+                if index < 2:
+                    out[f"celery_{slots}"] = phase
+                else:
+                    out.setdefault("celery_repeats", []).append(phase)
+                log(f"celery {slots} (round {phase['round']}): {json.dumps(phase)}")
     finally:
         os.environ.clear()
         os.environ.update(before)
@@ -377,6 +430,9 @@ def main() -> None:
     parser.add_argument("--backbone", default="i3d")
     parser.add_argument("--phases", default="celery,multiprocess")
     parser.add_argument("--timeout", type=float, default=3600.0, help="bound of one phase's runs, seconds")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="Celery rounds of 2 and 1 workers, mirrored (2 1 1 2 ...)"
+    )
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args()
     videos, frames = choose_videos(args.videos)
@@ -401,13 +457,19 @@ def main() -> None:
         if unknown:
             raise SystemExit(f"--phases: unknown {unknown} (celery, multiprocess)")
         if "celery" in phases:
-            result.update(celery_phases(videos, spec, args.backbone, root, args.timeout))
+            result.update(celery_phases(videos, spec, args.backbone, root, args.timeout, args.rounds))
         if "multiprocess" in phases:
             result.update(multiprocess_phases(videos, spec, args.backbone, root, args.timeout))
     for kind in ("celery", "multiprocess"):
         if f"{kind}_1" in result:
-            one, two = result[f"{kind}_1"]["tile_clips_per_s"], result[f"{kind}_2"]["tile_clips_per_s"]
-            result[f"{kind}_ratio_2_vs_1"] = round(two / one, 3)
+            ratio, by_round = pooled_ratio(result, kind)
+            result[f"{kind}_ratio_2_vs_1"] = round(ratio, 3)
+            if len(by_round) > 1:
+                result[f"{kind}_ratio_2_vs_1_by_round"] = [round(r, 3) for r in by_round]
+                two = [p for p in [result[f"{kind}_2"], *result[f"{kind}_repeats"]] if p["slots"] == 2]
+                result[f"{kind}_overhead_per_partition_s_mean"] = round(
+                    sum(p["overhead_per_partition_s"] for p in two) / len(two), 3
+                )
     result["targets"] = {"ratio_2_vs_1": ">= 1.7", "overhead_per_partition_s": "< 1"}
     result["breakdown_help"] = SEGMENT_HELP
     result["load_after"] = load()
