@@ -75,6 +75,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _output import emit_json  # noqa: E402
+
 from vad_pipeline.automation.jobs import FEATURES_JOB, job_run_config  # noqa: E402
 from vad_pipeline.automation.partitions import VIDEO_PARTITIONS_NAME  # noqa: E402
 from vad_pipeline.cluster.cpu_usage import cpu_between, snapshot, wait_until_quiet  # noqa: E402
@@ -226,12 +228,11 @@ def pooled_ratio(result: dict[str, Any], kind: str) -> tuple[float, list[float]]
         mine = [p for p in chosen if p["slots"] == slots]
         return sum(p["tile_clips"] for p in mine) / sum(p["wall_s"] for p in mine)
 
-    rounds = sorted({p.get("round", 1) for p in phases})
-    by_round = [
-        rate(2, [p for p in phases if p.get("round", 1) == r]) / rate(1, [p for p in phases if p.get("round", 1) == r])
-        for r in rounds
-    ]
-    return rate(2, phases) / rate(1, phases), by_round
+    by_round: dict[int, list[dict[str, Any]]] = {}
+    for p in phases:
+        by_round.setdefault(p.get("round", 1), []).append(p)
+    ratios = [rate(2, chosen) / rate(1, chosen) for _, chosen in sorted(by_round.items())]
+    return rate(2, phases) / rate(1, phases), ratios
 
 
 def celery_phases(
@@ -473,10 +474,7 @@ def main() -> None:
     result["targets"] = {"ratio_2_vs_1": ">= 1.7", "overhead_per_partition_s": "< 1"}
     result["breakdown_help"] = SEGMENT_HELP
     result["load_after"] = load()
-    text = json.dumps(result, indent=1)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Kinetics-400 weights load from the backbone cache as in the pipeline.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _output import emit_json  # noqa: E402
 
 PHASES: dict[str, list[int | None]] = {"one": [None], "two_free": [None, None], "two_pinned": [0, 1]}
 
@@ -102,10 +103,7 @@ def main() -> None:
         "two_free_over_one": round(mean_cpu("two_free") / mean_cpu("one"), 3),
         "two_pinned_over_one": round(mean_cpu("two_pinned") / mean_cpu("one"), 3),
     }
-    text = json.dumps(result, indent=1)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from _output import emit_json
+
 REPO = Path(__file__).resolve().parents[1]
 PED2 = Path(os.environ.get("VAD_SHARED", REPO.parent / "shared")) / "data" / "ucsd_ped2"
 
@@ -97,10 +99,7 @@ def main() -> None:
         "load_before": load_before,
         "load_after": [round(x, 2) for x in os.getloadavg()],
     }
-    text = json.dumps(result, indent=1)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/features.py, for the host figures
 
+from _output import emit_json  # noqa: E402
 from features import environment, uptime  # noqa: E402
 
 from vad_core.diffusion.recipes import DetectorRecipe, fit_detector  # noqa: E402
@@ -229,9 +230,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             results[backbone_pass] = run_pass(backbone_pass, backbone, video, n_frames, args.ped2, args.no_ped2)
     results["targets"] = {"real_time_factor": ">= 1.5", "latency_p95_s": "<= 1.6", "outside_backbone_share": "< 0.10"}
     results["uptime_after"] = uptime()
-    text = json.dumps(results, indent=2)
-    print(text)
-    args.out.write_text(text + "\n")
+    emit_json(results, args.out, indent=2)
     return results
 
 
