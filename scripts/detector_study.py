@@ -63,6 +63,9 @@ VARIANTS: dict[str, tuple[str, dict[str, object], dict[str, object]]] = {
     # + training noise centred on the scoring sigma (P_mean = ln 8): the candidate with the lowest held-back-video
     # denoising error at sigma 8 in a label-free single-model screen on Ped2 (docs/results.md, issue 9)
     "robust_vstop_p8": ("robust", {"name": "robust_vstop_p8"}, {"stop_on": "videos", "P_mean": 2.0794415416798357}),
+    # features standardized per dimension (FeatureScaler "per_dim") instead of one global scale: a shift in a
+    # low-variance dimension then counts as much as one in a high-variance dimension (issue 9, the demo's gap)
+    "robust_perdim": ("robust", {"name": "robust_perdim"}, {"scaler": "per_dim"}),
 }
 BASELINE_KWARGS = {"knn": {"k": 5}, "pca": {"n_components": 16}, "iforest": {"n_estimators": 200}}  # pipeline's
 
