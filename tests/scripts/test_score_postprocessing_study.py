@@ -1,0 +1,73 @@
+"""The helpers of scripts/score_postprocessing_study.py (issue 9's post-processing measurements)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.core._synthetic import mixture
+from vad_core.study.data import StudyData
+from vad_core.study.protocol import group_auc
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "score_postprocessing_study.py"
+
+
+@pytest.fixture(scope="module")
+def study_script():
+    spec = importlib.util.spec_from_file_location("score_postprocessing_study", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _study() -> tuple[StudyData, np.ndarray]:
+    """Three videos of 50 clips with planted anomalous clips, and `(N,)` row labels of those clips."""
+    mix = mixture(n_clips=150)
+    clips = mix.rows.drop_duplicates(["video_id", "clip"]).reset_index(drop=True)
+    bad = clips[mix.clip_labels == 1]
+    truth = bad[["video_id", "start_frame", "end_frame"]].reset_index(drop=True)
+    videos = sorted(mix.rows["video_id"].unique())
+    data = StudyData("synthetic", mix.rows, mix.features, {v: 50 * 16 for v in videos}, truth, tuple(videos))
+    bad_keys = set(zip(bad["video_id"], bad["clip"], strict=True))
+    pairs = zip(data.rows["video_id"], data.rows["clip"], strict=True)
+    row_labels = np.array([(v, c) in bad_keys for v, c in pairs], dtype=float)
+    return data, row_labels
+
+
+def test_per_tile_median_iqr_by_hand(study_script) -> None:
+    scores = np.array([1.0, 10.0, 2.0, 20.0, 3.0, 30.0, 4.0, 40.0, 5.0, 50.0])
+    tiles = np.array([0, 1] * 5)
+    out = study_script.per_tile(scores, tiles, study_script._robust_z)
+    # tile 0: 1..5, median 3, quartiles 2 and 4 (numpy's linear rule) -> (v - 3) / 2; tile 1 is 10x: the same
+    expected = (np.array([1.0, 2.0, 3.0, 4.0, 5.0]) - 3.0) / 2.0
+    np.testing.assert_allclose(out[tiles == 0], expected)
+    np.testing.assert_allclose(out[tiles == 1], expected)
+
+
+def test_paired_bootstrap_of_a_scorer_against_itself_is_zero(study_script) -> None:
+    data, labels = _study()
+    scores = labels + np.random.default_rng(0).normal(0, 1.0, len(labels))
+    point, lo, hi, ahead = study_script.paired_bootstrap(data, scores, scores, data.evaluated, n=50)
+    assert (point, lo, hi, ahead) == (0.0, 0.0, 0.0, 0.0)
+
+
+def test_paired_bootstrap_of_a_perfect_scorer_against_its_reverse(study_script) -> None:
+    data, labels = _study()
+    assert group_auc(data, labels, data.evaluated) == pytest.approx(100.0)  # the labels rank every frame right
+    point, lo, hi, ahead = study_script.paired_bootstrap(data, labels, -labels, data.evaluated, n=50)
+    assert point == pytest.approx(100.0) and lo == pytest.approx(100.0) and hi == pytest.approx(100.0)
+    assert ahead == 1.0
+
+
+def test_smoothed_auc_without_smoothing_is_group_auc(study_script) -> None:
+    data, labels = _study()
+    scores = labels + np.random.default_rng(1).normal(0, 1.0, len(labels))
+    assert study_script.smoothed_auc(data, scores, data.evaluated, None) == group_auc(data, scores, data.evaluated)
+    # smoothing over frames pools the noisy clips of an anomalous run: here it must not rank worse than chance
+    assert study_script.smoothed_auc(data, scores, data.evaluated, 16.0) > 50.0
