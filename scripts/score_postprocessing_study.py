@@ -17,10 +17,9 @@ mean (min-max) over the seeds, per evaluation group:
    no labels), for the diffusion default with kNN and / or IsolationForest, and kNN + IsolationForest;
 3. **temporal smoothing** of the frame scores (`vad_core.evaluation.smooth_scores`, the report's second figure)
    at a few widths in frames;
-4. **how far apart the raw scorers really are**: a paired block bootstrap (`--bootstrap` resamples, blocks of
-   16 frames = one clip, drawn with replacement within the evaluation group) of the frame-AUC difference between
-   the diffusion default and each baseline, per seed: its 90% interval and the share of resamples where the
-   default is ahead. With 40 test clips on the demo, one clip's rank moves the AUC by points.
+4. **how far apart the raw scorers really are**: `vad_core.study.bootstrap.paired_auc_gap` (`--bootstrap`
+   resamples of 16-frame blocks) of the frame-AUC difference between the diffusion default and each baseline, per
+   seed: its 90% interval and the share of resamples where the default is ahead.
 
 Every transform is applied to the baselines too: a gain counts only where the diffusion default gains more.
 """
@@ -48,6 +47,7 @@ from vad_core.diffusion.recipes import fit_detector, preset  # noqa: E402
 from vad_core.evaluation.metrics import clips_to_frames, frame_labels, roc_auc, smooth_scores  # noqa: E402
 from vad_core.scoring.rows import clip_scores, row_keys_for  # noqa: E402
 from vad_core.scoring.scorers.registry import make_scorer  # noqa: E402
+from vad_core.study.bootstrap import paired_auc_gap  # noqa: E402
 from vad_core.study.data import StudyData  # noqa: E402
 from vad_core.study.protocol import group_auc  # noqa: E402
 
@@ -111,40 +111,6 @@ def smoothed_auc(data: StudyData, scores: np.ndarray, videos: Sequence[str], sig
     clips = clips[clips["video_id"].astype(str).isin(set(videos))]
     frames = smooth_scores(clips_to_frames(clips.assign(anomalous=False), data.n_frames), sigma)
     return 100.0 * roc_auc(frame_labels(frames, data.ground_truth), frames["score"].to_numpy())
-
-
-def frame_table(data: StudyData, scores: np.ndarray, videos: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(frame scores `(F,)`, frame labels `(F,)` bool) of `videos`, frames in video and frame order."""
-    clips = clip_scores(data.rows.assign(score=scores))
-    clips = clips[clips["video_id"].astype(str).isin(set(videos))]
-    frames = clips_to_frames(clips.assign(anomalous=False), data.n_frames)
-    frames = frames.sort_values(["video_id", "frame"], kind="stable")
-    return frames["score"].to_numpy(np.float64), frame_labels(frames, data.ground_truth)
-
-
-def paired_bootstrap(
-    data: StudyData, a: np.ndarray, b: np.ndarray, videos: Sequence[str], n: int, seed: int = 0, block: int = 16
-) -> tuple[float, float, float, float]:
-    """AUC(a) - AUC(b) (points) and its block-bootstrap (5%, 95%) interval and P(a ahead), same resamples for both."""
-    sa, labels = frame_table(data, a, videos)
-    sb, labels_b = frame_table(data, b, videos)
-    if not np.array_equal(labels, labels_b):
-        raise AssertionError("the two scorers' frame tables differ")
-    clips = data.rows[data.rows["video_id"].astype(str).isin(set(videos))]
-    frames = clips_to_frames(clip_scores(clips.assign(score=0.0)).assign(anomalous=False), data.n_frames)
-    frames = frames.sort_values(["video_id", "frame"], kind="stable")
-    block_id = pd.factorize(frames["video_id"].astype(str) + ":" + (frames["frame"] // block).astype(str))[0]
-    members = [np.flatnonzero(block_id == i) for i in range(block_id.max() + 1)]
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n):
-        take = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
-        if labels[take].all() or not labels[take].any():
-            continue  # a resample with one class has no AUC
-        diffs.append(100.0 * (roc_auc(labels[take], sa[take]) - roc_auc(labels[take], sb[take])))
-    d = np.asarray(diffs)
-    point = 100.0 * (roc_auc(labels, sa) - roc_auc(labels, sb))
-    return point, float(np.percentile(d, 5)), float(np.percentile(d, 95)), float((d > 0).mean())
 
 
 def per_tile(scores: np.ndarray, tiles: np.ndarray, f: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -231,9 +197,9 @@ def main(argv: list[str] | None = None) -> int:
             for seed, sc in runs.items():
                 for name in SCORERS[1:]:
                     for g, vids in groups.items():
-                        pt, lo, hi, ahead = paired_bootstrap(data, sc["robust"], sc[name], vids, args.bootstrap)
-                        lines.append({"baseline": name, "group": g, "seed": seed,
-                                      "cell": f"{pt:+.1f} [{lo:+.1f}, {hi:+.1f}] {100 * ahead:.0f}%"})  # fmt: skip
+                        gap = paired_auc_gap(data, sc["robust"], sc[name], vids, n_resamples=args.bootstrap)
+                        cell = f"{gap.difference:+.1f} [{gap.low:+.1f}, {gap.high:+.1f}] {100 * gap.share_ahead:.0f}%"
+                        lines.append({"baseline": name, "group": g, "seed": seed, "cell": cell})
             boot = pd.DataFrame(lines).pivot_table(index=["baseline", "seed"], columns="group", values="cell",
                                                    aggfunc="first", sort=False)  # fmt: skip
             print(boot.to_string())

@@ -50,21 +50,6 @@ def test_per_tile_median_iqr_by_hand(study_script) -> None:
     np.testing.assert_allclose(out[tiles == 1], expected)
 
 
-def test_paired_bootstrap_of_a_scorer_against_itself_is_zero(study_script) -> None:
-    data, labels = _study()
-    scores = labels + np.random.default_rng(0).normal(0, 1.0, len(labels))
-    point, lo, hi, ahead = study_script.paired_bootstrap(data, scores, scores, data.evaluated, n=50)
-    assert (point, lo, hi, ahead) == (0.0, 0.0, 0.0, 0.0)
-
-
-def test_paired_bootstrap_of_a_perfect_scorer_against_its_reverse(study_script) -> None:
-    data, labels = _study()
-    assert group_auc(data, labels, data.evaluated) == pytest.approx(100.0)  # the labels rank every frame right
-    point, lo, hi, ahead = study_script.paired_bootstrap(data, labels, -labels, data.evaluated, n=50)
-    assert point == pytest.approx(100.0) and lo == pytest.approx(100.0) and hi == pytest.approx(100.0)
-    assert ahead == 1.0
-
-
 def test_smoothed_auc_without_smoothing_is_group_auc(study_script) -> None:
     data, labels = _study()
     scores = labels + np.random.default_rng(1).normal(0, 1.0, len(labels))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from vad_core._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from vad_core.study.bootstrap import AucGap, paired_auc_gap
     from vad_core.study.data import ROW_COLUMNS, StudyData, load_study_data
     from vad_core.study.grid import (
         STUDY_TRAIN,
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ROW_COLUMNS",
     "STUDY_TRAIN",
+    "AucGap",
     "Evaluator",
     "StudyConfig",
     "StudyData",
@@ -54,6 +56,7 @@ __all__ = [
     "load_study_data",
     "otsu_k",
     "otsu_threshold",
+    "paired_auc_gap",
     "posterior_neighbours",
     "protocol_a",
     "reliability",
