@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.core._synthetic import mixture
-from vad_core.study.data import StudyData
+from tests.core.study.test_bootstrap import _study
 from vad_core.study.protocol import group_auc
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "score_postprocessing_study.py"
@@ -24,20 +23,6 @@ def study_script():
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def _study() -> tuple[StudyData, np.ndarray]:
-    """Three videos of 50 clips with planted anomalous clips, and `(N,)` row labels of those clips."""
-    mix = mixture(n_clips=150)
-    clips = mix.rows.drop_duplicates(["video_id", "clip"]).reset_index(drop=True)
-    bad = clips[mix.clip_labels == 1]
-    truth = bad[["video_id", "start_frame", "end_frame"]].reset_index(drop=True)
-    videos = sorted(mix.rows["video_id"].unique())
-    data = StudyData("synthetic", mix.rows, mix.features, {v: 50 * 16 for v in videos}, truth, tuple(videos))
-    bad_keys = set(zip(bad["video_id"], bad["clip"], strict=True))
-    pairs = zip(data.rows["video_id"], data.rows["clip"], strict=True)
-    row_labels = np.array([(v, c) in bad_keys for v, c in pairs], dtype=float)
-    return data, row_labels
 
 
 def test_per_tile_median_iqr_by_hand(study_script) -> None:
