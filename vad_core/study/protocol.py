@@ -19,6 +19,7 @@ such records (fresh ones or measured earlier, e.g. the research's JSON lines).
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -143,8 +144,27 @@ def records_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return df[list(RECORD_COLUMNS) + [c for c in df.columns if c not in RECORD_COLUMNS]]
 
 
+RECORD_KEY = ["scenario", "recipe", "seed", "group"]
+
+
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean, min, max and seed count of the AUC per (scenario, recipe, group), plus mean diagnostics."""
+    """Mean, min, max and seed count of the AUC per (scenario, recipe, group), plus mean diagnostics.
+
+    A (scenario, recipe, seed, group) recorded more than once (the same run re-measured, or two record
+    files that both hold it) counts as one seed: the last record. Re-measurements whose AUCs differ
+    are kept out of the silence: a `UserWarning` names each such key and both AUCs.
+    """
+    repeated = table[table.duplicated(RECORD_KEY, keep=False)]
+    for key, rows in repeated.groupby(RECORD_KEY, sort=False):
+        aucs = rows["auc"].astype(float).to_numpy()
+        if np.ptp(aucs) > 1e-9:
+            where = ", ".join(f"{k}={v}" for k, v in zip(RECORD_KEY, key, strict=True))
+            warnings.warn(
+                f"summarize: {where} was recorded {len(aucs)} times with different AUCs "
+                f"{[round(float(a), 4) for a in aucs]}; the last one counts",
+                stacklevel=2,
+            )
+    table = table.drop_duplicates(RECORD_KEY, keep="last")
     g = table.groupby(["scenario", "recipe", "group"], sort=False)
     out = g["auc"].agg(["mean", "min", "max", "count"]).rename(columns={"count": "seeds"})
     extra = g[["memorization_auc", "fit_s", "score_s", "trim_share", "n_models"]].mean()
@@ -218,6 +238,7 @@ def markdown_summary(
 
 __all__ = [
     "RECORD_COLUMNS",
+    "RECORD_KEY",
     "cell",
     "group_auc",
     "markdown_summary",
