@@ -6,7 +6,8 @@ The robust recipe (issue 9, docs/results.md), every step label-free:
    is scored at `screen_sigma` only by the model that never saw its video.
 2. Trim: drop the top `trim_share` of rows per tile position by that out-of-fold score (the rows
    most likely anomalous: a memorized anomaly cannot hide from a model that never saw it);
-   `trim_share` None = `choose_trim_share` (Otsu's cut of the log scores, capped at `max_share`).
+   `trim_share` None = `choose_trim_share` by `trim_rule` (Otsu's cut of the log scores, or a
+   BIC-checked two-Gaussian mixture of them), capped at `max_share`.
 3. Refit: `refit_seeds` x `refit_folds` denoisers on the kept rows (K = 1: every model sees
    every kept row and scores every fitted row; dropped rows were never trained on).
 4. Scoring sigma: `label_free_sigma` on the kept rows (None), or fixed (`sigma`); the members'
@@ -30,7 +31,7 @@ import numpy as np
 from vad_core.diffusion.config import TrainConfig
 from vad_core.diffusion.detector import Detector, DetectorMember
 from vad_core.diffusion.folds import FittedMember, fit_members, memorization_auc_at
-from vad_core.diffusion.label_free import choose_trim_share, label_free_sigma
+from vad_core.diffusion.label_free import TRIM_RULES, choose_trim_share, label_free_sigma
 from vad_core.diffusion.reconstruction import ScoreConfig
 from vad_core.errors import VADInputError, check_features
 
@@ -45,6 +46,7 @@ class DetectorRecipe:
     screen_folds: int = 5  # K of the out-of-fold screen; 0 = no screen and no trim
     trim_share: float | None = None  # share dropped per tile; None = label-free (Otsu of log OOF scores)
     max_share: float = 0.3  # cap of the label-free share
+    trim_rule: str = "otsu"  # label-free share: "otsu" or "mixture" (label_free.TRIM_RULES)
     screen_sigma: float = 8.0  # sigma (sigma_data units) of the screen's out-of-fold scores
     refit_folds: int = 1  # K of the deployed members; 1 = each trained on every kept row
     refit_seeds: int = 5  # seed replicates of the deployed members
@@ -63,6 +65,8 @@ class DetectorRecipe:
             raise VADInputError(f"DetectorRecipe.screen_folds must be 0 or >= 2, got {self.screen_folds}")
         if self.refit_folds < 1 or self.refit_seeds < 1 or self.n_draws < 1:
             raise VADInputError("DetectorRecipe: refit_folds, refit_seeds and n_draws must be >= 1")
+        if self.trim_rule not in TRIM_RULES:
+            raise VADInputError(f"DetectorRecipe.trim_rule must be one of {TRIM_RULES}, got {self.trim_rule!r}")
         if self.sigma_rule not in SIGMA_RULES:
             raise VADInputError(f"DetectorRecipe.sigma_rule must be one of {SIGMA_RULES}, got {self.sigma_rule!r}")
         if self.trim_share is not None and not 0.0 <= self.trim_share < 1.0:
@@ -194,7 +198,11 @@ def fit_detector(
             replace(recipe.score_config(recipe.screen_sigma), score_type="denoising", sigma_scales=(1.0,)),
         )
         screen_scores, _ = screen.score_fitted(x, v, tiles, keys)
-        share = choose_trim_share(screen_scores, recipe.max_share) if recipe.trim_share is None else recipe.trim_share
+        share = (
+            choose_trim_share(screen_scores, recipe.max_share, recipe.trim_rule)
+            if recipe.trim_share is None
+            else recipe.trim_share
+        )
         keep = trim_mask(screen_scores, share, tiles)
         seconds["screen_score"] = time.perf_counter() - start
         if callback is not None:

@@ -58,6 +58,22 @@ def test_otsu_trim_share_on_a_bimodal_sample():
         choose_trim_share(np.array([1.0, -1.0]))
 
 
+def test_mixture_trim_share_finds_a_planted_upper_mode_and_none_in_a_unimodal_sample():
+    rng = np.random.default_rng(1)
+    # 900 rows near e^0, 100 near e^3 (log scale, sd 0.3): the upper component holds exactly the planted 10%
+    bimodal = np.exp(np.r_[rng.normal(0.0, 0.3, 900), rng.normal(3.0, 0.3, 100)])
+    assert choose_trim_share(bimodal, max_share=0.5, rule="mixture") == pytest.approx(0.10)
+    assert choose_trim_share(bimodal, max_share=0.5, rule="otsu") == pytest.approx(0.10)
+    # one log-normal: BIC keeps one Gaussian, so nothing is dropped, where Otsu still cuts off a large share
+    unimodal = np.exp(rng.normal(0.0, 1.0, 1000))
+    assert choose_trim_share(unimodal, max_share=0.9, rule="mixture") == 0.0
+    assert choose_trim_share(unimodal, max_share=0.9, rule="otsu") > 0.2
+    with pytest.raises(VADInputError, match="rule must be one of"):
+        choose_trim_share(bimodal, rule="gmm")
+    with pytest.raises(VADInputError, match="trim_rule must be one of"):
+        DetectorRecipe(trim_rule="gmm")
+
+
 def test_trim_mask_drops_the_top_share_within_each_tile():
     scores = np.array([1.0, 9.0, 2.0, 3.0, 8.0, 0.5])
     tiles = np.array([0, 0, 0, 1, 1, 1])
