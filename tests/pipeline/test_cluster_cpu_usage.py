@@ -77,7 +77,19 @@ def test_machine_ticks_come_from_the_aggregate_line(tmp_path: Path) -> None:
     assert used["busy_s"] == pytest.approx(300 / tick)
     assert used["idle_s"] == pytest.approx(600 / tick)
     assert used["steal_s"] == pytest.approx(100 / tick)
-    assert used["cores_busy"] == pytest.approx(300 / 1000 * (os.cpu_count() or 1))
+    # busy share of all ticks x the CPUs the file lists (one cpu0 line), whatever this machine's os.cpu_count()
+    assert used["cores_busy"] == pytest.approx(300 / 1000 * 1)
+
+
+def test_busy_cores_count_the_cpus_proc_stat_lists_not_the_configured_ones(tmp_path: Path) -> None:
+    # three per-CPU lines (e.g. 3 of 4 configured CPUs online): 1200 busy of 4000 ticks = 0.9 of 3 cores
+    cpus = "".join(f"cpu{i} 0 0 0 0 0 0 0 0 0 0\n" for i in (0, 1, 3))
+    (tmp_path / "stat").write_text(f"cpu  100 0 0 900 0 0 0 0 0 0\n{cpus}intr 0\n")
+    before = snapshot({}, tmp_path)
+    (tmp_path / "stat").write_text(f"cpu  1300 0 0 3700 0 0 0 0 0 0\n{cpus}intr 0\n")
+    after = snapshot({}, tmp_path)
+    assert after.n_cpus == 3
+    assert cpu_between(before, after)["cores_busy"] == pytest.approx(1200 / 4000 * 3)
 
 
 def test_waiting_for_quiet_gives_up_after_its_timeout_and_says_so(tmp_path: Path) -> None:

@@ -39,13 +39,19 @@ class CpuSnapshot:
 
     machine: Mapping[str, int]
     groups: Mapping[str, int]
+    # the per-CPU lines of the same /proc/stat: the CPUs whose ticks the aggregate line sums (online ones),
+    # which os.cpu_count() (configured CPUs) overstates on a machine with CPUs offline; 0 = none listed
+    n_cpus: int = 0
 
 
-def _machine_ticks(proc: Path) -> dict[str, int]:
-    first = (proc / "stat").read_text().splitlines()[0].split()
+def _machine_ticks(proc: Path) -> tuple[dict[str, int], int]:
+    """The aggregate line's ticks by kind, and how many per-CPU (`cpuN`) lines follow it."""
+    lines = (proc / "stat").read_text().splitlines()
+    first = lines[0].split()
     if first[0] != "cpu":
         raise ValueError(f"{proc / 'stat'}: first line is not the aggregate 'cpu' line: {first[:3]}")
-    return {name: int(value) for name, value in zip(_FIELDS, first[1:], strict=False)}
+    n_cpus = sum(1 for line in lines[1:] if line.startswith("cpu") and line[3:4].isdigit())
+    return {name: int(value) for name, value in zip(_FIELDS, first[1:], strict=False)}, n_cpus
 
 
 def _process_ticks(stat_text: str) -> tuple[int, int]:
@@ -71,18 +77,21 @@ def snapshot(groups: Mapping[str, int], proc: Path | str = "/proc") -> CpuSnapsh
             continue
         if pgrp in by_pgid:
             by_pgid[pgrp] += ticks
-    return CpuSnapshot(_machine_ticks(proc), {name: by_pgid[pgid] for name, pgid in groups.items()})
+    machine, n_cpus = _machine_ticks(proc)
+    return CpuSnapshot(machine, {name: by_pgid[pgid] for name, pgid in groups.items()}, n_cpus)
 
 
 def cpu_between(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, object]:
     """CPU seconds spent between two snapshots: per group, the rest (`other`), idle and steal.
 
-    `cores_busy` is the mean number of busy cores (2 on a 2-core machine = both busy throughout);
+    `cores_busy` is the mean number of busy cores (2 on a 2-core machine = both busy throughout), out of
+    the CPUs /proc/stat lists (`os.cpu_count()` where it lists none);
     `other_s` = busy seconds not in any watched group (this process, the kernel, anything else
     on the machine); `steal_s` = time the hypervisor gave this machine's cores to someone else."""
     delta = {k: after.machine[k] - before.machine[k] for k in _FIELDS}
     total = sum(delta.values())
     busy = total - delta["idle"] - delta["iowait"] - delta["steal"]
+    n_cpus = after.n_cpus or os.cpu_count() or 1
     groups = {name: max(0, after.groups.get(name, 0) - ticks) / _TICK for name, ticks in before.groups.items()}
     return {
         "groups_s": {name: round(s, 2) for name, s in sorted(groups.items(), key=lambda kv: -kv[1])},
@@ -90,7 +99,7 @@ def cpu_between(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, object]:
         "busy_s": round(busy / _TICK, 2),
         "idle_s": round((delta["idle"] + delta["iowait"]) / _TICK, 2),
         "steal_s": round(delta["steal"] / _TICK, 2),
-        "cores_busy": round(busy / total * (os.cpu_count() or 1), 3) if total else None,
+        "cores_busy": round(busy / total * n_cpus, 3) if total else None,
     }
 
 
