@@ -107,6 +107,29 @@ def test_a_fitted_row_is_scored_only_by_models_that_never_saw_its_video(one_torc
         np.testing.assert_allclose(scores[rows], alone, rtol=1e-6)
 
 
+def test_repeated_screens_average_the_models_that_never_saw_each_row(one_torch_thread):
+    data, videos, tiles, single = _fitted()
+    twice = fit_detector(data.features, videos, TRAIN, replace(RECIPE, screen_repeats=2), tiles=tiles)
+    # repeat 0 is the single screen, bit for bit; repeat 1 has its own seeds (and fold assignment)
+    assert len(twice.screen_members) == 4
+    for a, b in zip(single.screen_members, twice.screen_members[:2], strict=True):
+        assert a.trained_videos == b.trained_videos and a.seed == b.seed
+    assert {m.seed for m in twice.screen_members[2:]}.isdisjoint({m.seed for m in single.screen_members})
+    screen = Detector([_as_member(s) for s in twice.screen_members], twice.detector.score_config)
+    scores, n_unseen = screen.score_fitted(data.features, videos, tiles)
+    assert np.all(n_unseen == 2)  # one model per repeat never saw each video
+    # the fit's screen scores are the mean of the two repeats' out-of-fold scores
+    config = replace(twice.detector.score_config, sigma=RECIPE.screen_sigma)
+    halves = [
+        Detector([_as_member(s) for s in part], config).score_fitted(data.features, videos, tiles)[0]
+        for part in (twice.screen_members[:2], twice.screen_members[2:])
+    ]
+    np.testing.assert_allclose(twice.screen_scores, np.mean(halves, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(halves[0], single.screen_scores, rtol=1e-12)
+    with pytest.raises(VADInputError, match="screen_repeats must be >= 1"):
+        DetectorRecipe(screen_repeats=0)
+
+
 def _as_member(fitted):
     from vad_core.diffusion.detector import DetectorMember
 
