@@ -179,11 +179,11 @@ def label_free_sigma(
 
 __all__ = [
     "SIGMA_CANDIDATES",
-    "choose_sigma",
     "TRIM_RULES",
+    "choose_sigma",
     "choose_trim_share",
-    "mixture_upper_share",
     "label_free_sigma",
+    "mixture_upper_share",
     "otsu_threshold",
     "posterior_neighbours",
 ]

@@ -47,7 +47,7 @@ class DetectorRecipe:
 
     name: str = "robust"
     screen_folds: int = 5  # K of the out-of-fold screen; 0 = no screen and no trim
-    trim_share: float | None = None  # share dropped per tile; None = label-free (Otsu of log OOF scores)
+    trim_share: float | None = None  # share dropped per tile; None = label-free (`trim_rule` on log OOF scores)
     max_share: float = 0.3  # cap of the label-free share
     trim_rule: str = "otsu"  # label-free share: "otsu" or "mixture" (label_free.TRIM_RULES)
     screen_sigma: float = 8.0  # sigma (sigma_data units) of the screen's out-of-fold scores
