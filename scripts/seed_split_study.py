@@ -5,7 +5,8 @@
 
 The screen (fold assignment, screen models, trimmed rows) is fitted with seed a (`--screen-seed`), then the
 refit members, the sigma rule and the scoring draws with each seed b of `--refit-seeds`, exactly as
-`fit_detector` does for one seed (a == b is `robust`'s own fit and reproduces `detector_study.py`'s records).
+`fit_detector` does for one seed (`screen_rows` with seed a, then `refit_detector` with seed b; a == b is
+`robust`'s own fit and reproduces `detector_study.py`'s records).
 One JSON line per (a, b): frame AUC on Ped2 01-03, 04-06, 01-06, the chosen sigma and the rows dropped.
 """
 
@@ -25,9 +26,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from detector_study import PED2_GROUPS, PED2_GT, load_ped2  # noqa: E402
 
-from vad_core.diffusion.detector import Detector  # noqa: E402
-from vad_core.diffusion.folds import fit_members  # noqa: E402
-from vad_core.diffusion.recipes import _deployed, choose_detector_sigma, fit_detector, preset  # noqa: E402
+from vad_core.diffusion.recipes import preset, refit_detector, screen_rows  # noqa: E402
 from vad_core.scoring.rows import row_keys_for  # noqa: E402
 from vad_core.study.protocol import group_auc  # noqa: E402
 
@@ -48,17 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     keys = row_keys_for(data.rows)
     n_tiles = int(tiles.max()) + 1
     a = args.screen_seed
-    screen_recipe = replace(recipe, fold_seed=recipe.fold_seed + a, score_seed=recipe.score_seed + a, refit_seeds=1)
+    screen_recipe = replace(recipe, fold_seed=recipe.fold_seed + a, score_seed=recipe.score_seed + a)
     screen_train = replace(train, seed=train.seed + a, n_tiles=n_tiles)
-    keep = fit_detector(x, videos, screen_train, screen_recipe, tiles=tiles, row_keys=keys).keep  # refit discarded
+    screen = screen_rows(x, videos, screen_train, screen_recipe, tiles=tiles, row_keys=keys)
     for b in (int(s) for s in args.refit_seeds.split(",")):
         tc = replace(train, seed=train.seed + b, n_tiles=n_tiles)
         rc = replace(recipe, fold_seed=recipe.fold_seed + b, score_seed=recipe.score_seed + b)
-        members, _ = fit_members(
-            x, videos, tc, rc.refit_folds, rc.refit_seeds, tiles, keep=keep, fold_seed=rc.fold_seed + 500
-        )  # fit_detector's refit stage
-        sigma, _ = choose_detector_sigma(members, x, videos, tiles, keep, rc.sigma_rule, rc.target_neighbours)
-        scores, _ = Detector(_deployed(members), rc.score_config(sigma)).score_fitted(x, videos, tiles, keys)
+        fit = refit_detector(x, videos, tc, rc, screen, tiles=tiles, row_keys=keys)
+        scores, sigma, keep = fit.fitted_scores, fit.detector.score_config.sigma, fit.keep
         record = {"screen_seed": a, "refit_seed": b, "sigma": sigma, "dropped": int((~keep).sum())}
         record |= {g: group_auc(data, scores, v) for g, v in PED2_GROUPS.items()}
         print(json.dumps(record), flush=True)

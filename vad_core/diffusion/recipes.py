@@ -13,6 +13,9 @@ The robust recipe (issue 9, docs/results.md), every step label-free:
 4. Scoring sigma: `label_free_sigma` on the kept rows (None), or fixed (`sigma`); the members'
    memorization diagnostic is measured at that scoring config.
 
+Stages 1-2 are `screen_rows` (with `width_scales`, it also picks the network width by the
+screen's median out-of-fold error), stages 3-4 `refit_detector`; `fit_detector` runs both.
+
 Presets: "robust" (the pipeline's default), "single" (the pipeline's default before issue 9:
 one model, no screen, 16 draws), "paper" (vad_core's paper recipe: the paper-size network and
 noise distribution, partial-diffusion reconstruction score). `preset(name)` returns a recipe and
@@ -54,6 +57,9 @@ class DetectorRecipe:
     # screens with their own fold assignment and seeds, averaged: a row's screen score is the mean of the R models
     # that never saw its video (the screen's seed, not the members', drove 69-85% of the default's seed spread)
     screen_repeats: int = 1
+    # candidate multiples of train_config.hidden: the screen fits each width and keeps the one whose out-of-fold
+    # errors have the lowest median (a label-free network size, issue 9 item 4); () = train_config.hidden as given
+    width_scales: tuple[float, ...] = ()
     refit_folds: int = 1  # K of the deployed members; 1 = each trained on every kept row
     refit_seeds: int = 5  # seed replicates of the deployed members
     score_type: str = "denoising"  # or "reconstruction" (the paper's partial diffusion)
@@ -78,6 +84,11 @@ class DetectorRecipe:
         if self.trim_share is not None and not 0.0 <= self.trim_share < 1.0:
             raise VADInputError(f"DetectorRecipe.trim_share must lie in [0, 1), got {self.trim_share}")
         object.__setattr__(self, "sigma_scales", tuple(float(v) for v in self.sigma_scales))
+        object.__setattr__(self, "width_scales", tuple(float(v) for v in self.width_scales))
+        if any(not w > 0 for w in self.width_scales) or len(set(self.width_scales)) != len(self.width_scales):
+            raise VADInputError(f"DetectorRecipe.width_scales must be distinct and > 0, got {self.width_scales}")
+        if self.width_scales and self.screen_folds == 0:
+            raise VADInputError("DetectorRecipe.width_scales needs a screen (screen_folds >= 2) to compare widths")
         self.score_config(self.sigma or 1.0)  # ScoreConfig's own checks (e.g. sigma_scales), at construction
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,7 +175,52 @@ def _deployed(members: list[FittedMember]) -> list[DetectorMember]:
     return [DetectorMember(m.denoiser, m.fold, m.seed, m.trained_videos) for m in members]
 
 
-def fit_detector(
+@dataclass
+class Screen:
+    """The out-of-fold screen of a fit (stage 1-2) and the rows it keeps for the refit."""
+
+    scores: np.ndarray | None  # (N,) out-of-fold screen scores (None without a screen)
+    keep: np.ndarray  # (N,) bool rows the refit may train on
+    share: float  # share of rows dropped per tile position
+    members: list[FittedMember]  # the screen's fold models (every repeat), of the chosen width
+    folds: int  # K the screen used (0 = no screen)
+    hidden: tuple[int, ...]  # the network the refit trains (the chosen width when `width_scales` is set)
+    width_errors: dict[str, float]  # median out-of-fold error per candidate width scale (empty without candidates)
+    seconds: dict[str, float]
+
+
+def scaled_hidden(hidden: tuple[int, ...], scale: float) -> tuple[int, ...]:
+    """`hidden` with every layer width multiplied by `scale` (at least 1 unit per layer)."""
+    return tuple(max(1, int(round(h * scale))) for h in hidden)
+
+
+def _screen_fit(
+    x: np.ndarray,
+    v: np.ndarray,
+    train_config: TrainConfig,
+    recipe: DetectorRecipe,
+    folds: int,
+    tiles: np.ndarray | None,
+    keys: np.ndarray,
+    callback: Callable[[dict[str, Any]], Any] | None,
+) -> tuple[list[FittedMember], np.ndarray]:
+    """The screen's fold models (`screen_repeats` x `folds`) and their out-of-fold scores `(N,)`."""
+    members: list[FittedMember] = []
+    for r in range(recipe.screen_repeats):  # repeat 0 is the single screen, bit for bit
+        repeat, _ = fit_members(
+            x, v, replace(train_config, seed=train_config.seed + r * SCREEN_REPEAT_STRIDE), folds, 1, tiles,
+            fold_seed=recipe.fold_seed + r * SCREEN_REPEAT_STRIDE, callback=callback,
+        )  # fmt: skip
+        members += repeat
+    screen = Detector(
+        _deployed(members),
+        replace(recipe.score_config(recipe.screen_sigma), score_type="denoising", sigma_scales=(1.0,)),
+    )
+    scores, _ = screen.score_fitted(x, v, tiles, keys)
+    return members, scores
+
+
+def screen_rows(
     x: np.ndarray,
     videos: np.ndarray,
     train_config: TrainConfig,
@@ -172,54 +228,81 @@ def fit_detector(
     tiles: np.ndarray | None = None,
     row_keys: np.ndarray | None = None,
     callback: Callable[[dict[str, Any]], Any] | None = None,
-) -> DetectorFit:
-    """Fit `recipe` on unlabelled rows `x (N, D)` of `videos (N,)` (tiles `(N,)`, row keys `(N,)` int64).
+) -> Screen:
+    """Stages 1-2 of `fit_detector` on rows `x (N, D)` of `videos (N,)`: the screen, its width, the trim.
 
-    `callback` gets the members' `member_done` events (with `stage` "screen" or "refit") and a
-    `{"event": "stage", ...}` per finished stage.
+    With `recipe.width_scales`, one screen per candidate width; the one whose out-of-fold errors
+    have the lowest median wins (a median, because up to half the rows may be anomalous and score
+    high under every width), and its scores drive the trim. No labels are read.
     """
     x = check_features(x)
     n = x.shape[0]
     v = np.asarray(videos).astype(str)
     keys = np.arange(n, dtype=np.int64) if row_keys is None else np.asarray(row_keys, dtype=np.int64)
-    seconds: dict[str, float] = {}
-
-    def tagged(stage: str) -> Callable[[dict[str, Any]], Any] | None:
-        return None if callback is None else (lambda e: callback({**e, "stage": stage}))
-
-    screen_scores: np.ndarray | None = None
-    screen_members: list[FittedMember] = []
-    share, keep = 0.0, np.ones(n, dtype=bool)
+    hidden = tuple(train_config.hidden)
     # fewer videos than folds: one video per fold; a single video cannot be screened out-of-fold
-    screen_folds = min(recipe.screen_folds, int(np.unique(v).size))
-    if screen_folds >= 2:
-        start = time.perf_counter()
-        for r in range(recipe.screen_repeats):  # repeat 0 is the single screen, bit for bit
-            repeat, _ = fit_members(
-                x, v, replace(train_config, seed=train_config.seed + r * SCREEN_REPEAT_STRIDE), screen_folds, 1,
-                tiles, fold_seed=recipe.fold_seed + r * SCREEN_REPEAT_STRIDE, callback=tagged("screen"),
-            )  # fmt: skip
-            screen_members += repeat
-        seconds["screen_fit"] = time.perf_counter() - start
-        start = time.perf_counter()
-        screen = Detector(
-            _deployed(screen_members),
-            replace(recipe.score_config(recipe.screen_sigma), score_type="denoising", sigma_scales=(1.0,)),
-        )
-        screen_scores, _ = screen.score_fitted(x, v, tiles, keys)
-        share = (
-            choose_trim_share(screen_scores, recipe.max_share, recipe.trim_rule)
-            if recipe.trim_share is None
-            else recipe.trim_share
-        )
-        keep = trim_mask(screen_scores, share, tiles)
-        seconds["screen_score"] = time.perf_counter() - start
-        if callback is not None:
-            callback({"event": "stage", "stage": "screen", "trim_share": share, "dropped": int((~keep).sum())})
+    folds = min(recipe.screen_folds, int(np.unique(v).size))
+    if folds < 2:
+        return Screen(None, np.ones(n, dtype=bool), 0.0, [], 0, hidden, {}, {})
+    tagged = None if callback is None else (lambda e: callback({**e, "stage": "screen"}))
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    candidates = recipe.width_scales or (1.0,)
+    best: tuple[float, list[FittedMember], np.ndarray, tuple[int, ...]] | None = None
+    width_errors: dict[str, float] = {}
+    for scale in candidates:
+        config = replace(train_config, hidden=scaled_hidden(hidden, scale)) if recipe.width_scales else train_config
+        members, scores = _screen_fit(x, v, config, recipe, folds, tiles, keys, tagged)
+        error = float(np.median(scores))
+        width_errors[f"{scale:g}"] = error
+        if best is None or error < best[0]:  # ties: the earlier (listed) candidate
+            best = (error, members, scores, tuple(config.hidden))
+    assert best is not None
+    _, members, scores, hidden = best
+    seconds["screen_fit"] = time.perf_counter() - start
+    start = time.perf_counter()
+    share = (
+        choose_trim_share(scores, recipe.max_share, recipe.trim_rule)
+        if recipe.trim_share is None
+        else recipe.trim_share
+    )
+    keep = trim_mask(scores, share, tiles)
+    seconds["screen_score"] = time.perf_counter() - start
+    if callback is not None:
+        event = {"event": "stage", "stage": "screen", "trim_share": share, "dropped": int((~keep).sum())}
+        callback(event | ({"hidden": list(hidden), "width_errors": width_errors} if recipe.width_scales else {}))
+    errors = width_errors if recipe.width_scales else {}
+    return Screen(scores, keep, float(share), members, folds, hidden, errors, seconds)
+
+
+def refit_detector(
+    x: np.ndarray,
+    videos: np.ndarray,
+    train_config: TrainConfig,
+    recipe: DetectorRecipe,
+    screen: Screen,
+    tiles: np.ndarray | None = None,
+    row_keys: np.ndarray | None = None,
+    callback: Callable[[dict[str, Any]], Any] | None = None,
+) -> DetectorFit:
+    """Stages 3-4 of `fit_detector`: the members on `screen.keep`, the scoring sigma, the diagnostics.
+
+    The members use `screen.hidden` (train_config's own unless the screen chose a width); the
+    screen may come from another seed than `train_config`'s (scripts/seed_split_study.py).
+    """
+    x = check_features(x)
+    n = x.shape[0]
+    v = np.asarray(videos).astype(str)
+    keys = np.arange(n, dtype=np.int64) if row_keys is None else np.asarray(row_keys, dtype=np.int64)
+    keep = screen.keep
+    seconds = dict(screen.seconds)
+    if tuple(train_config.hidden) != screen.hidden:
+        train_config = replace(train_config, hidden=screen.hidden)
+    tagged = None if callback is None else (lambda e: callback({**e, "stage": "refit"}))
     start = time.perf_counter()
     members, _ = fit_members(
         x, v, train_config, recipe.refit_folds, recipe.refit_seeds, tiles, keep=keep,
-        fold_seed=recipe.fold_seed + 500, callback=tagged("refit"),
+        fold_seed=recipe.fold_seed + 500, callback=tagged,
     )  # fmt: skip
     seconds["refit"] = time.perf_counter() - start
     start = time.perf_counter()
@@ -232,14 +315,17 @@ def fit_detector(
     deployed = _deployed(members)
     for d, m in zip(deployed, members, strict=True):
         d.memorization_auc = memorization_auc_at(m, x, score_config, tiles, keys)
+    provenance: dict[str, Any] = {"screen_folds_used": screen.folds}
+    if screen.width_errors:
+        provenance |= {"hidden_used": list(screen.hidden), "width_errors": dict(screen.width_errors)}
     detector = Detector(
         deployed,
         score_config,
-        recipe=recipe.to_dict() | {"screen_folds_used": screen_folds if screen_folds >= 2 else 0},
+        recipe=recipe.to_dict() | provenance,
         fitted_videos=tuple(sorted(set(v.tolist()))),
-        trim_share=float(share),
+        trim_share=screen.share,
         sigma_choice=sigma_choice,
-        screen=_deployed(screen_members),
+        screen=_deployed(screen.members),
     )
     fitted, _ = detector.score_fitted(x, v, tiles, keys)
     detector.score_stats = {
@@ -250,7 +336,25 @@ def fit_detector(
     }
     seconds["sigma_and_diagnostics"] = time.perf_counter() - start
     detector.fit_seconds = seconds
-    return DetectorFit(detector, screen_scores, keep, screen_members, members, seconds, fitted_scores=fitted)
+    return DetectorFit(detector, screen.scores, keep, screen.members, members, seconds, fitted_scores=fitted)
+
+
+def fit_detector(
+    x: np.ndarray,
+    videos: np.ndarray,
+    train_config: TrainConfig,
+    recipe: DetectorRecipe = DetectorRecipe(),
+    tiles: np.ndarray | None = None,
+    row_keys: np.ndarray | None = None,
+    callback: Callable[[dict[str, Any]], Any] | None = None,
+) -> DetectorFit:
+    """Fit `recipe` on unlabelled rows `x (N, D)` of `videos (N,)` (tiles `(N,)`, row keys `(N,)` int64).
+
+    `screen_rows`, then `refit_detector`. `callback` gets the members' `member_done` events (with
+    `stage` "screen" or "refit") and a `{"event": "stage", ...}` per finished screen.
+    """
+    screen = screen_rows(x, videos, train_config, recipe, tiles, row_keys, callback)
+    return refit_detector(x, videos, train_config, recipe, screen, tiles, row_keys, callback)
 
 
 __all__ = [
@@ -259,8 +363,12 @@ __all__ = [
     "DetectorFit",
     "DetectorRecipe",
     "SIGMA_RULES",
+    "Screen",
     "choose_detector_sigma",
     "fit_detector",
     "preset",
+    "refit_detector",
+    "scaled_hidden",
+    "screen_rows",
     "trim_mask",
 ]
