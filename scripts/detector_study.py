@@ -74,6 +74,11 @@ VARIANTS: dict[str, tuple[str, dict[str, object], dict[str, object]]] = {
     # three screens (own fold assignments and seeds) averaged: the screen's seed drove 69-85% of robust's seed
     # spread on Ped2 (docs/data/issue9_seed_split.jsonl); does a steadier trim narrow it, and at what mean?
     "robust_screen3": ("robust", {"name": "robust_screen3", "screen_repeats": 3}, {}),
+    # the network width chosen label-free: the screen fits 32-16-8, 64-32-16 and 128-64-32 and keeps the width whose
+    # out-of-fold errors have the lowest median (issue 9, item 4: network size by out-of-fold loss)
+    "robust_width": ("robust", {"name": "robust_width", "width_scales": (0.5, 1.0, 2.0)}, {}),
+    # the same rule over a wider grid (up to 256-128-64): robust_width chose the grid's widest net on every demo seed
+    "robust_width4": ("robust", {"name": "robust_width4", "width_scales": (0.5, 1.0, 2.0, 4.0)}, {}),
 }
 BASELINE_KWARGS = {"knn": {"k": 5}, "pca": {"n_components": 16}, "iforest": {"n_estimators": 200}}  # pipeline's
 

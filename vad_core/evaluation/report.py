@@ -194,7 +194,13 @@ def render_markdown(report: Mapping[str, Any], plot_src: Callable[[str], str | N
             lines += [
                 f"Detector: recipe {recipe.get('name')!r} ({d.get('n_models')} model(s); out-of-fold screen with "
                 f"{recipe.get('screen_folds_used', 0)} video folds, {fmt(d.get('trim_share'), 3)} of the fitted rows "
-                f"dropped before the refit), scoring sigma {fmt(d.get('scoring_sigma'))} sigma_data (label-free).",
+                f"dropped before the refit), scoring sigma {fmt(d.get('scoring_sigma'))} sigma_data (label-free)"
+                + (
+                    f"; network {'-'.join(str(h) for h in recipe['hidden_used'])}, chosen label-free by the screen's "
+                    "median out-of-fold error."
+                    if recipe.get("hidden_used")
+                    else "."
+                ),
                 "",
             ]
         lines += [

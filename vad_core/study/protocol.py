@@ -88,10 +88,12 @@ def run_recipe(
     score_s = time.perf_counter() - start
     det = fitted.detector
     base_config = det.score_config  # the recipe's own scoring; the extras below score around it
+    # the screen's label-free width, when the recipe lets it choose (`width_scales`)
+    width = {k: det.recipe[k] for k in ("hidden_used", "width_errors") if k in det.recipe}
     out = _records(
         data, scores, groups, recipe=recipe.name, seed=seed, memorization_auc=det.memorization_auc,
         trim_share=det.trim_share, sigma=det.score_config.sigma, n_models=det.n_models, fit_s=fit_s,
-        score_s=score_s, source="vad_core.study.protocol.run_recipe",
+        score_s=score_s, source="vad_core.study.protocol.run_recipe", **width,
     )  # fmt: skip
 
     def rescored(label: str, config: ScoreConfig) -> list[dict[str, Any]]:

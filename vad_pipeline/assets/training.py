@@ -62,7 +62,9 @@ class TrainingConfig(Config):
     Every training field left None takes the preset's value (for "robust" and "single" the
     Ped2 study's small pooled FiLM network 64-32-16, P_mean 0 / P_std 0.6, lr 1e-3, 30 epochs
     with early stopping); the recipe fields left None likewise (`trim_share` None = label-free;
-    `sigma_rule` "rows" or "videos": the label-free sigma rule leaves out the row or its video).
+    `sigma_rule` "rows" or "videos": the label-free sigma rule leaves out the row or its video;
+    `width_scales`, e.g. [0.5, 1, 2]: the screen fits each multiple of `hidden` and keeps the width
+    with the lowest median out-of-fold error, a label-free network size at about 3x the screen's cost).
 
     `tile_embedding` gives the denoisers a learned tile-position embedding (n_tiles from the
     data); `device` None uses the backbone resource's device (CUDA, then MPS, then CPU). `force`
@@ -77,6 +79,7 @@ class TrainingConfig(Config):
     refit_seeds: int | None = None
     n_draws: int | None = None
     sigma_rule: str | None = None
+    width_scales: list[float] | None = None
     epochs: int | None = None
     batch_size: int | None = None
     min_steps_per_epoch: int | None = None
@@ -197,6 +200,9 @@ def denoiser(
             )
         elif event.get("event") == "stage":
             context.log.info(f"screen: dropping {event['dropped']} rows (share {event['trim_share']:.3f}, label-free)")
+            if "hidden" in event:
+                errors = ", ".join(f"x{k} {v:.4f}" for k, v in event["width_errors"].items())
+                context.log.info(f"screen: network {event['hidden']} chosen by median out-of-fold error ({errors})")
 
     note = run_note(context, f"Denoiser training on {x.shape[0]} feature rows of {len(train_ids)} videos.")
     with tracker.start_run(run_name=f"{spec.name}/denoiser", tags=run_tags(context, spec), description=note) as run:

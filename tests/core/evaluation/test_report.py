@@ -156,3 +156,18 @@ def test_every_plot_is_png_bytes() -> None:
     assert heatmap_png(grid, "P_std", "P_mean", "grid", mark=(0.6, 1.0)).startswith(PNG)
     with pytest.raises(VADInputError, match="no rows"):
         heatmap_png(grid.iloc[:0], "P_std", "P_mean", "empty")
+
+
+def test_the_report_names_the_recipe_and_a_network_the_screen_chose() -> None:
+    import dataclasses
+
+    def markdown(recipe: dict) -> str:
+        info = {"recipe": recipe, "n_models": 5, "trim_share": 0.3, "scoring_sigma": 8.0}
+        tables = dataclasses.replace(_tables(), denoiser_info=info)
+        return build_report(tables, ReportSettings(smoothing_sigma=None), "toy", spec={"name": "toy"}).markdown
+
+    fixed = markdown({"name": "robust", "screen_folds_used": 5})
+    assert "recipe 'robust' (5 model(s); out-of-fold screen with 5 video folds, 0.300 of the fitted rows" in fixed
+    assert "(label-free)." in fixed and "network" not in fixed.split("Detector:")[1].split("\n")[0]
+    chosen = markdown({"name": "robust", "screen_folds_used": 5, "hidden_used": [128, 64, 32]})
+    assert "network 128-64-32, chosen label-free by the screen's median out-of-fold error." in chosen
