@@ -203,8 +203,8 @@ def _screen_fit(
     tiles: np.ndarray | None,
     keys: np.ndarray,
     callback: Callable[[dict[str, Any]], Any] | None,
-) -> tuple[list[FittedMember], np.ndarray]:
-    """The screen's fold models (`screen_repeats` x `folds`) and their out-of-fold scores `(N,)`."""
+) -> tuple[list[FittedMember], np.ndarray, float]:
+    """The screen's fold models (`screen_repeats` x `folds`), their out-of-fold scores `(N,)`, scoring seconds."""
     members: list[FittedMember] = []
     for r in range(recipe.screen_repeats):  # repeat 0 is the single screen, bit for bit
         repeat, _ = fit_members(
@@ -212,12 +212,13 @@ def _screen_fit(
             fold_seed=recipe.fold_seed + r * SCREEN_REPEAT_STRIDE, callback=callback,
         )  # fmt: skip
         members += repeat
+    start = time.perf_counter()
     screen = Detector(
         _deployed(members),
         replace(recipe.score_config(recipe.screen_sigma), score_type="denoising", sigma_scales=(1.0,)),
     )
     scores, _ = screen.score_fitted(x, v, tiles, keys)
-    return members, scores
+    return members, scores, time.perf_counter() - start
 
 
 def screen_rows(
@@ -245,21 +246,21 @@ def screen_rows(
     if folds < 2:
         return Screen(None, np.ones(n, dtype=bool), 0.0, [], 0, hidden, {}, {})
     tagged = None if callback is None else (lambda e: callback({**e, "stage": "screen"}))
-    seconds: dict[str, float] = {}
-    start = time.perf_counter()
+    start, scoring = time.perf_counter(), 0.0
     candidates = recipe.width_scales or (1.0,)
     best: tuple[float, list[FittedMember], np.ndarray, tuple[int, ...]] | None = None
     width_errors: dict[str, float] = {}
     for scale in candidates:
         config = replace(train_config, hidden=scaled_hidden(hidden, scale)) if recipe.width_scales else train_config
-        members, scores = _screen_fit(x, v, config, recipe, folds, tiles, keys, tagged)
+        members, scores, score_seconds = _screen_fit(x, v, config, recipe, folds, tiles, keys, tagged)
+        scoring += score_seconds
         error = float(np.median(scores))
         width_errors[f"{scale:g}"] = error
         if best is None or error < best[0]:  # ties: the earlier (listed) candidate
             best = (error, members, scores, tuple(config.hidden))
     assert best is not None
     _, members, scores, hidden = best
-    seconds["screen_fit"] = time.perf_counter() - start
+    seconds = {"screen_fit": time.perf_counter() - start - scoring}
     start = time.perf_counter()
     share = (
         choose_trim_share(scores, recipe.max_share, recipe.trim_rule)
@@ -267,7 +268,7 @@ def screen_rows(
         else recipe.trim_share
     )
     keep = trim_mask(scores, share, tiles)
-    seconds["screen_score"] = time.perf_counter() - start
+    seconds["screen_score"] = scoring + time.perf_counter() - start  # the screen's scoring and the trim
     if callback is not None:
         event = {"event": "stage", "stage": "screen", "trim_share": share, "dropped": int((~keep).sum())}
         callback(event | ({"hidden": list(hidden), "width_errors": width_errors} if recipe.width_scales else {}))
