@@ -74,7 +74,7 @@ class FittedMember:
     @property
     def fit_rows(self) -> np.ndarray:
         """`(n_k - n_val - n_stop,)` fitted-row indices the optimiser saw."""
-        return np.delete(self.train_rows, np.concatenate([self.result.val_indices, self.result.stop_indices]))
+        return np.asarray(self.train_rows[self.result.fit_indices], dtype=np.int64)
 
 
 def fit_members(

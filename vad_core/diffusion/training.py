@@ -88,6 +88,13 @@ class TrainResult:
     def denoiser(self) -> TrainedDenoiser:
         return trained_denoiser(self)
 
+    @property
+    def fit_indices(self) -> np.ndarray:
+        """`(n_train,)` sorted indices of `fit`'s rows the optimiser saw: neither held back at random nor in a
+        video held back for stopping (the memorization diagnostic's training side)."""
+        n = self.n_train + self.n_val + self.stop_indices.size
+        return np.delete(np.arange(n, dtype=np.int64), np.concatenate([self.val_indices, self.stop_indices]))
+
 
 def trained_denoiser(result: TrainResult) -> TrainedDenoiser:
     """The scoring view of a `TrainResult` (shares the EMA model, no copy)."""

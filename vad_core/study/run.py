@@ -142,7 +142,7 @@ def train_and_score(
     )
     # rows the optimiser saw: neither the random held-back rows nor whole videos held back for stopping
     val_rows = train_idx[result.val_indices]
-    fit_rows = np.delete(train_idx, np.concatenate([result.val_indices, result.stop_indices]))
+    fit_rows = train_idx[result.fit_indices]
     held_out = float(sub_score(val_rows, ref).mean()) if val_rows.size else float("nan")
     n_cmp = max(1, min(fit_rows.size, max(val_rows.size, 256)))
     fit_err = float(sub_score(fit_rows[np.linspace(0, fit_rows.size - 1, n_cmp).astype(int)], ref).mean())

@@ -152,6 +152,9 @@ def test_early_stopping_on_held_back_videos() -> None:
     assert res.n_val == 10 and res.n_train == 95
     assert np.intersect1d(res.stop_indices, res.val_indices).size == 0
     assert not np.isin(groups[res.val_indices], groups[res.stop_indices]).any()
+    # the rows the optimiser saw: the 95 left once the held-back video and the random rows are out
+    expected = sorted(set(range(120)) - set(res.stop_indices.tolist()) - set(res.val_indices.tolist()))
+    assert res.fit_indices.tolist() == expected and res.fit_indices.size == res.n_train
     # the stopping loss is the held-back video's, and the best epoch is its arg-min
     stops = [h["stop_loss"] for h in res.history]
     assert res.best_epoch == int(np.argmin(stops)) + 1
