@@ -47,7 +47,7 @@ from vad_pipeline.resources.storage import DatasetKeys  # noqa: E402
 from vad_pipeline.specs import load_spec  # noqa: E402
 
 SETS = ("crop", "frame")
-SUBSETS = {
+SUBSETS: dict[str, dict[str, list[str] | None]] = {
     "ucsd_ped2": {
         "01-03": [f"testing/frames/{i:02d}" for i in (1, 2, 3)],
         "04-06": [f"testing/frames/{i:02d}" for i in (4, 5, 6)],

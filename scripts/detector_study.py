@@ -212,13 +212,13 @@ def trim_curve(paths: list[str], png: str) -> str:
     fig = plt.figure(figsize=(6.4, 3.8))
     ax = fig.add_subplot(111)
     for scenario, group in CURVE_GROUPS:
-        pts = [(0.0, base[(base["scenario"] == scenario) & (base["group"] == group)]["mean"])]
+        found = [(0.0, base[(base["scenario"] == scenario) & (base["group"] == group)]["mean"])]
         for recipe in summary["recipe"].unique():
             m = TRIM_RECIPE.match(recipe)
             if m:
                 own = summary[(summary["recipe"] == recipe) & (summary["scenario"] == scenario)]
-                pts.append((float(m.group(1)), own[own["group"] == group]["mean"]))
-        pts = sorted((q, float(v.iloc[0])) for q, v in pts if len(v))
+                found.append((float(m.group(1)), own[own["group"] == group]["mean"]))
+        pts = sorted((q, float(v.iloc[0])) for q, v in found if len(v))
         if pts:
             ax.plot([q for q, _ in pts], [a for _, a in pts], marker="o", label=f"{scenario} {group}")
             rows.append((f"{scenario} {group}", dict(pts)))

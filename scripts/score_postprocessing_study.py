@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             if not path.exists():
                 print(f"{data.name} seed {seed}: fitting robust and the baselines", flush=True)
                 tmp = path.with_suffix(".tmp.npz")
-                np.savez(tmp, **fit_scores(data, seed))
+                np.savez(tmp, allow_pickle=False, **fit_scores(data, seed))
                 tmp.replace(path)  # atomic: an interrupted fit leaves no half-written scores behind
             with np.load(path) as z:
                 runs[seed] = {k: z[k] for k in SCORERS}

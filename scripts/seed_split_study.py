@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         tc = replace(train, seed=train.seed + b, n_tiles=n_tiles)
         rc = replace(recipe, fold_seed=recipe.fold_seed + b, score_seed=recipe.score_seed + b)
         fit = refit_detector(x, videos, tc, rc, screen, tiles=tiles, row_keys=keys)
+        assert fit.fitted_scores is not None  # refit_detector always scores the fitted rows
         scores, sigma, keep = fit.fitted_scores, fit.detector.score_config.sigma, fit.keep
         record = {"screen_seed": a, "refit_seed": b, "sigma": sigma, "dropped": int((~keep).sum())}
         record |= {g: group_auc(data, scores, v) for g, v in PED2_GROUPS.items()}
