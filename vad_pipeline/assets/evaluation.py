@@ -216,6 +216,7 @@ def evaluation_report(
                 if name == "diffusion":  # the anomaly maps are the diffusion model's: beside its frame figures
                     child.log_metrics({k: loc.get(k) for k in ("pixel_auc", "hit_rate")})
             scorer_urls[name] = child.url
+        assert run.run_id is not None  # a started run always has its id
         comparison = tracker.save_comparison(
             f"{spec.name}-scorers",
             f"{spec.name}: scorers side by side (latest evaluation)",

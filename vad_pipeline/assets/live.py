@@ -261,9 +261,9 @@ def alerts_markdown(alerts: pd.DataFrame, limit: int = SHOWN_ALERTS) -> str:
         return "none"
     head = ["first_frame", "last_frame", "peak_score", "peak_clip", "peak_tile", "box (x, y, w, h)"]
     rows = [
-        [int(a.first_frame), int(a.last_frame), f"{a.peak_score:.6g}", int(a.peak_clip), int(a.peak_tile)]
-        + [f"({a.box_x}, {a.box_y}, {a.box_w}, {a.box_h})"]
-        for a in alerts.head(limit).itertuples()
+        [int(a["first_frame"]), int(a["last_frame"]), f"{a['peak_score']:.6g}", int(a["peak_clip"])]
+        + [int(a["peak_tile"]), f"({a['box_x']}, {a['box_y']}, {a['box_w']}, {a['box_h']})"]
+        for a in alerts.head(limit).to_dict("records")
     ]
     more = f"\n\n... and {len(alerts) - limit} more" if len(alerts) > limit else ""
     return markdown_table(head, rows) + more

@@ -82,7 +82,8 @@ def _config_error(where: str, exc: DagsterInvalidConfigError, job: JobDefinition
     if err.reason.name in ("FIELD_NOT_DEFINED", "FIELDS_NOT_DEFINED"):  # a typo'd field name
         known: list[str] = []
         if asset is not None:
-            config_type = job.graph.node_named(asset).definition.config_schema.config_type
+            schema = job.graph.node_named(asset).definition.config_schema
+            config_type = None if schema is None else schema.config_type
             known = list(getattr(config_type, "fields", {}) or [])
         return unknown_key_message(at, names[0], known) + more
     return f"{at}: {err.message.split(' Expected:')[0]}{more}"

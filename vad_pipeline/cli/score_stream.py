@@ -94,7 +94,8 @@ class _StopOnInterrupt:
     """The first Ctrl-C sets `stop` (a clean stop); a second one interrupts at once."""
 
     def __init__(self, stop: threading.Event) -> None:
-        self.stop, self.previous = stop, None
+        self.stop = stop
+        self.previous: Any = None  # the SIGINT handler to restore (a callable, SIG_DFL / SIG_IGN, or None)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.stop.is_set():

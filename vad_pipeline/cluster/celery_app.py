@@ -74,8 +74,9 @@ execute_plan = create_task(app)
 # worker serves them under their own names, wrapped (see the module doc).
 _dagster_tasks = Celery("vad-dagster-run-tasks", set_as_current=False)
 # (shared=False: Celery would otherwise register a task on every app, ours included.)
-_execute_job = create_execute_job_task(_dagster_tasks, shared=False)
-_resume_job = create_resume_job_task(_dagster_tasks, shared=False)
+# (dagster_celery annotates **task_kwargs as dicts; they are Celery's task options, booleans included.)
+_execute_job = create_execute_job_task(_dagster_tasks, shared=False)  # type: ignore[arg-type]
+_resume_job = create_resume_job_task(_dagster_tasks, shared=False)  # type: ignore[arg-type]
 
 
 @app.task(bind=True, name=TASK_EXECUTE_JOB_NAME, track_started=True, shared=False)

@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 __all__ = ["CpuSnapshot", "cpu_between", "snapshot", "wait_until_quiet"]
 
@@ -116,7 +117,7 @@ def wait_until_quiet(
     while True:
         before = snapshot({}, proc)
         time.sleep(window_s)
-        busy = cpu_between(before, snapshot({}, proc))["cores_busy"]
+        busy = cast("float | None", cpu_between(before, snapshot({}, proc))["cores_busy"])
         waited = time.monotonic() - start
         quiet = busy is not None and float(busy) <= max_busy_cores
         if quiet or waited >= timeout_s:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy
 from dagster import Field, IntSource
@@ -96,7 +96,7 @@ class PooledPostgresStorage(DagsterPostgresStorage):
         from dagster._core.storage.config import pg_config
 
         return {
-            **pg_config(),
+            **cast("dict[str, Any]", pg_config()),
             "pool_size": Field(IntSource, is_required=False, default_value=POOL_SIZE),
             "max_overflow": Field(IntSource, is_required=False, default_value=MAX_OVERFLOW),
             "pool_recycle": Field(IntSource, is_required=False, default_value=POOL_RECYCLE_S),
@@ -108,9 +108,9 @@ class PooledPostgresStorage(DagsterPostgresStorage):
     ) -> PooledPostgresStorage:
         return cls(
             inst_data=inst_data,
-            postgres_url=pg_url_from_config(config_value),  # type: ignore[arg-type]
+            postgres_url=pg_url_from_config(config_value),
             should_autocreate_tables=config_value.get("should_autocreate_tables", True),
-            token_provider=get_token_provider_from_config(config_value),  # type: ignore[arg-type]
+            token_provider=get_token_provider_from_config(config_value),
             pool_size=int(config_value.get("pool_size", POOL_SIZE)),
             max_overflow=int(config_value.get("max_overflow", MAX_OVERFLOW)),
             pool_recycle=int(config_value.get("pool_recycle", POOL_RECYCLE_S)),

@@ -152,10 +152,11 @@ def wait_workers(cluster: ClusterContext, records: list[Process], timeout: float
     app = Celery(broker=cluster.env()["VAD_CELERY_BROKER"])
     try:
         for record in records:
-            node = record.extra["node"]
-            cluster.table.wait_until(
-                record.name, lambda n=node: bool(app.control.ping(destination=[n], timeout=1.0)), timeout, "answering"
-            )
+
+            def answers(node: str = record.extra["node"]) -> bool:
+                return bool(app.control.ping(destination=[node], timeout=1.0))
+
+            cluster.table.wait_until(record.name, answers, timeout, "answering")
     finally:
         app.close()
 

@@ -31,8 +31,8 @@ def _unreachable(exc: BaseException) -> bool:
     try:
         import requests
     except ImportError:  # pragma: no cover - mlflow depends on requests
-        requests = None
-    if requests is not None and isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+        return bool(_UNREACHABLE.search(str(exc)))
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
         return True
     return bool(_UNREACHABLE.search(str(exc)))
 

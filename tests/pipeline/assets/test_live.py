@@ -23,7 +23,14 @@ from vad_core.evaluation.metrics import clips_to_frames
 from vad_core.footage.clips import ClipConfig, tile_boxes
 from vad_core.live import DecisionRule, LiveDetector, feature_spec_from_metadata, live_model_files
 from vad_pipeline.assets.common import load_feature_rows
-from vad_pipeline.assets.live import NO_CHAMPION, check_compatible, live_alerts, live_scores, read_champion
+from vad_pipeline.assets.live import (
+    NO_CHAMPION,
+    alerts_markdown,
+    check_compatible,
+    live_alerts,
+    live_scores,
+    read_champion,
+)
 from vad_pipeline.automation.jobs import FEATURES_JOB
 from vad_pipeline.automation.sensors import new_footage_sensor
 from vad_pipeline.definitions import make_definitions
@@ -297,3 +304,16 @@ def test_a_user_error_in_live_scoring_is_one_line(world: World) -> None:
     (failure,) = _events(result, DagsterEventType.STEP_FAILURE)
     message = failure.event_specific_data.error.message
     assert "ghost: no feature table at " in message and message.strip().endswith("materialize clip_features")
+
+
+def test_alerts_markdown_lists_the_first_alerts_and_counts_the_rest() -> None:
+    alerts = pd.DataFrame(
+        {"first_frame": [16, 80], "last_frame": [47, 95], "peak_score": [1.23456789, 2.0], "peak_clip": [1, 5],
+         "peak_tile": [2, 0], "box_x": [10, 0], "box_y": [20, 0], "box_w": [30, 5], "box_h": [40, 5]}
+    )  # fmt: skip
+    assert alerts_markdown(alerts, limit=1) == (
+        "| first_frame | last_frame | peak_score | peak_clip | peak_tile | box (x, y, w, h) |\n"
+        "|---|---|---|---|---|---|\n"
+        "| 16 | 47 | 1.23457 | 1 | 2 | (10, 20, 30, 40) |\n\n... and 1 more"
+    )
+    assert alerts_markdown(alerts.iloc[:0]) == "none"
