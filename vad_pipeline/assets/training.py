@@ -64,7 +64,8 @@ class TrainingConfig(Config):
     with early stopping); the recipe fields left None likewise (`trim_share` None = label-free;
     `sigma_rule` "rows" or "videos": the label-free sigma rule leaves out the row or its video;
     `width_scales`, e.g. [0.5, 1, 2]: the screen fits each multiple of `hidden` and keeps the width
-    with the lowest median out-of-fold error, a label-free network size at about 3x the screen's cost).
+    with the lowest median out-of-fold error: a label-free network size, at one screen per candidate;
+    1.6-1.9x the default's fit time on Ped2 for [0.5, 1, 2], docs/results.md).
 
     `tile_embedding` gives the denoisers a learned tile-position embedding (n_tiles from the
     data); `device` None uses the backbone resource's device (CUDA, then MPS, then CPU). `force`
