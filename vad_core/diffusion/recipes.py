@@ -189,6 +189,21 @@ class Screen:
     seconds: dict[str, float]
 
 
+def _fit_inputs(
+    x: np.ndarray, videos: np.ndarray, row_keys: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked rows `(N, D)`, video ids `(N,)` str and row keys `(N,)` int64 (0..N-1 when None) of both stages."""
+    x = check_features(x)
+    n = x.shape[0]
+    keys = np.arange(n, dtype=np.int64) if row_keys is None else np.asarray(row_keys, dtype=np.int64)
+    return x, np.asarray(videos).astype(str), keys
+
+
+def _tagged(callback: Callable[[dict[str, Any]], Any] | None, stage: str) -> Callable[[dict[str, Any]], Any] | None:
+    """`callback` with `stage` added to every event (None stays None)."""
+    return None if callback is None else (lambda e: callback({**e, "stage": stage}))
+
+
 def scaled_hidden(hidden: tuple[int, ...], scale: float) -> tuple[int, ...]:
     """`hidden` with every layer width multiplied by `scale` (at least 1 unit per layer)."""
     return tuple(max(1, int(round(h * scale))) for h in hidden)
@@ -236,30 +251,23 @@ def screen_rows(
     have the lowest median wins (a median, because up to half the rows may be anomalous and score
     high under every width), and its scores drive the trim. No labels are read.
     """
-    x = check_features(x)
-    n = x.shape[0]
-    v = np.asarray(videos).astype(str)
-    keys = np.arange(n, dtype=np.int64) if row_keys is None else np.asarray(row_keys, dtype=np.int64)
-    hidden = tuple(train_config.hidden)
+    x, v, keys = _fit_inputs(x, videos, row_keys)
     # fewer videos than folds: one video per fold; a single video cannot be screened out-of-fold
     folds = min(recipe.screen_folds, int(np.unique(v).size))
     if folds < 2:
-        return Screen(None, np.ones(n, dtype=bool), 0.0, [], 0, hidden, {}, {})
-    tagged = None if callback is None else (lambda e: callback({**e, "stage": "screen"}))
+        return Screen(None, np.ones(x.shape[0], dtype=bool), 0.0, [], 0, tuple(train_config.hidden), {}, {})
     start, scoring = time.perf_counter(), 0.0
-    candidates = recipe.width_scales or (1.0,)
-    best: tuple[float, list[FittedMember], np.ndarray, tuple[int, ...]] | None = None
-    width_errors: dict[str, float] = {}
-    for scale in candidates:
-        config = replace(train_config, hidden=scaled_hidden(hidden, scale)) if recipe.width_scales else train_config
-        members, scores, score_seconds = _screen_fit(x, v, config, recipe, folds, tiles, keys, tagged)
+    tried: list[tuple[float, float, list[FittedMember], np.ndarray]] = []  # (median error, scale, members, scores)
+    for scale in recipe.width_scales or (1.0,):  # scale 1 leaves hidden as it is
+        config = replace(train_config, hidden=scaled_hidden(train_config.hidden, scale))
+        members, scores, score_seconds = _screen_fit(
+            x, v, config, recipe, folds, tiles, keys, _tagged(callback, "screen")
+        )
         scoring += score_seconds
-        error = float(np.median(scores))
-        width_errors[f"{scale:g}"] = error
-        if best is None or error < best[0]:  # ties: the earlier (listed) candidate
-            best = (error, members, scores, tuple(config.hidden))
-    assert best is not None
-    _, members, scores, hidden = best
+        tried.append((float(np.median(scores)), scale, members, scores))
+    _, scale, members, scores = min(tried, key=lambda t: t[0])  # ties: the earlier (listed) candidate
+    hidden = scaled_hidden(train_config.hidden, scale)
+    errors = {f"{s:g}": e for e, s, _, _ in tried} if recipe.width_scales else {}
     seconds = {"screen_fit": time.perf_counter() - start - scoring}
     start = time.perf_counter()
     share = (
@@ -271,8 +279,7 @@ def screen_rows(
     seconds["screen_score"] = scoring + time.perf_counter() - start  # the screen's scoring and the trim
     if callback is not None:
         event = {"event": "stage", "stage": "screen", "trim_share": share, "dropped": int((~keep).sum())}
-        callback(event | ({"hidden": list(hidden), "width_errors": width_errors} if recipe.width_scales else {}))
-    errors = width_errors if recipe.width_scales else {}
+        callback(event | ({"hidden": list(hidden), "width_errors": errors} if errors else {}))
     return Screen(scores, keep, float(share), members, folds, hidden, errors, seconds)
 
 
@@ -291,19 +298,15 @@ def refit_detector(
     The members use `screen.hidden` (train_config's own unless the screen chose a width); the
     screen may come from another seed than `train_config`'s (scripts/seed_split_study.py).
     """
-    x = check_features(x)
+    x, v, keys = _fit_inputs(x, videos, row_keys)
     n = x.shape[0]
-    v = np.asarray(videos).astype(str)
-    keys = np.arange(n, dtype=np.int64) if row_keys is None else np.asarray(row_keys, dtype=np.int64)
     keep = screen.keep
     seconds = dict(screen.seconds)
-    if tuple(train_config.hidden) != screen.hidden:
-        train_config = replace(train_config, hidden=screen.hidden)
-    tagged = None if callback is None else (lambda e: callback({**e, "stage": "refit"}))
+    train_config = replace(train_config, hidden=screen.hidden)  # the same config unless the screen chose a width
     start = time.perf_counter()
     members, _ = fit_members(
         x, v, train_config, recipe.refit_folds, recipe.refit_seeds, tiles, keep=keep,
-        fold_seed=recipe.fold_seed + 500, callback=tagged,
+        fold_seed=recipe.fold_seed + 500, callback=_tagged(callback, "refit"),
     )  # fmt: skip
     seconds["refit"] = time.perf_counter() - start
     start = time.perf_counter()
