@@ -31,9 +31,10 @@ def _unreachable(exc: BaseException) -> bool:
     try:
         import requests
     except ImportError:  # pragma: no cover - mlflow depends on requests
-        return bool(_UNREACHABLE.search(str(exc)))
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-        return True
+        pass
+    else:
+        if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+            return True
     return bool(_UNREACHABLE.search(str(exc)))
 
 
