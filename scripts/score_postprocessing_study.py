@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +48,7 @@ from vad_core.scoring.rows import clip_scores, row_keys_for  # noqa: E402
 from vad_core.scoring.scorers.registry import make_scorer  # noqa: E402
 from vad_core.study.bootstrap import paired_auc_gap  # noqa: E402
 from vad_core.study.data import StudyData  # noqa: E402
-from vad_core.study.protocol import group_auc  # noqa: E402
+from vad_core.study.protocol import group_auc, seeded  # noqa: E402
 
 SCORERS = ("robust", "knn", "pca", "iforest", "gcl_ae", "gcl")
 
@@ -59,8 +58,7 @@ def fit_scores(data: StudyData, seed: int) -> dict[str, np.ndarray]:
     videos = data.rows["video_id"].astype(str).to_numpy()
     keys = row_keys_for(data.rows)
     recipe, train = preset("robust")
-    tc = replace(train, seed=train.seed + seed, n_tiles=int(data.tiles.max()) + 1)
-    rc = replace(recipe, fold_seed=recipe.fold_seed + seed, score_seed=recipe.score_seed + seed)
+    rc, tc = seeded(recipe, train, seed, int(data.tiles.max()) + 1)
     fitted = fit_detector(data.features, videos, tc, rc, tiles=data.tiles, row_keys=keys)
     out = {"robust": fitted.detector.score_fitted(data.features, videos, data.tiles, keys)[0]}
     for name in SCORERS[1:]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -28,7 +27,7 @@ from detector_study import PED2_GROUPS, PED2_GT, load_ped2  # noqa: E402
 
 from vad_core.diffusion.recipes import preset, refit_detector, screen_rows  # noqa: E402
 from vad_core.scoring.rows import row_keys_for  # noqa: E402
-from vad_core.study.protocol import group_auc  # noqa: E402
+from vad_core.study.protocol import group_auc, seeded  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,12 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     keys = row_keys_for(data.rows)
     n_tiles = int(tiles.max()) + 1
     a = args.screen_seed
-    screen_recipe = replace(recipe, fold_seed=recipe.fold_seed + a, score_seed=recipe.score_seed + a)
-    screen_train = replace(train, seed=train.seed + a, n_tiles=n_tiles)
+    screen_recipe, screen_train = seeded(recipe, train, a, n_tiles)  # the offsets of run_recipe's seed a
     screen = screen_rows(x, videos, screen_train, screen_recipe, tiles=tiles, row_keys=keys)
     for b in (int(s) for s in args.refit_seeds.split(",")):
-        tc = replace(train, seed=train.seed + b, n_tiles=n_tiles)
-        rc = replace(recipe, fold_seed=recipe.fold_seed + b, score_seed=recipe.score_seed + b)
+        rc, tc = seeded(recipe, train, b, n_tiles)
         fit = refit_detector(x, videos, tc, rc, screen, tiles=tiles, row_keys=keys)
         assert fit.fitted_scores is not None  # refit_detector always scores the fitted rows
         scores, sigma, keep = fit.fitted_scores, fit.detector.score_config.sigma, fit.keep

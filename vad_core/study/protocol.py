@@ -58,6 +58,14 @@ def _records(data: StudyData, scores: np.ndarray, groups: Mapping[str, Sequence[
     return [{"scenario": data.name, "group": g, "auc": group_auc(data, scores, v), **fields} for g, v in groups.items()]
 
 
+def seeded(
+    recipe: DetectorRecipe, train_config: TrainConfig, seed: int, n_tiles: int
+) -> tuple[DetectorRecipe, TrainConfig]:
+    """The recipe and training config of study seed `seed`: training, fold and scoring seeds offset by it."""
+    rc = replace(recipe, fold_seed=recipe.fold_seed + seed, score_seed=recipe.score_seed + seed)
+    return rc, replace(train_config, seed=train_config.seed + seed, n_tiles=n_tiles)
+
+
 def run_recipe(
     data: StudyData,
     recipe: DetectorRecipe,
@@ -78,8 +86,7 @@ def run_recipe(
     """
     videos = data.rows["video_id"].astype(str).to_numpy()
     keys = row_keys_for(data.rows)
-    tc = replace(train_config, seed=train_config.seed + seed, n_tiles=int(data.tiles.max()) + 1)
-    rc = replace(recipe, fold_seed=recipe.fold_seed + seed, score_seed=recipe.score_seed + seed)
+    rc, tc = seeded(recipe, train_config, seed, int(data.tiles.max()) + 1)
     start = time.perf_counter()
     fitted = fit_detector(data.features, videos, tc, rc, tiles=data.tiles, row_keys=keys)
     fit_s = time.perf_counter() - start
@@ -248,5 +255,6 @@ __all__ = [
     "records_frame",
     "run_baseline",
     "run_recipe",
+    "seeded",
     "summarize",
 ]

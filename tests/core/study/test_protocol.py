@@ -12,7 +12,7 @@ from vad_core.diffusion.recipes import DetectorRecipe, fit_detector
 from vad_core.diffusion.reconstruction import ScoreConfig
 from vad_core.scoring.rows import row_keys_for
 from vad_core.study.data import StudyData
-from vad_core.study.protocol import group_auc, run_recipe
+from vad_core.study.protocol import group_auc, run_recipe, seeded
 
 RECIPE = DetectorRecipe(name="test", screen_folds=2, refit_seeds=1, n_draws=2, sigma=4.0)
 
@@ -43,3 +43,10 @@ def test_a_blend_variant_is_the_same_fit_scored_with_sigma_scales(one_torch_thre
     blended, _ = det.score_fitted(data.features, videos, data.tiles, keys)
     assert records[1]["auc"] == pytest.approx(group_auc(data, blended, groups["all"]))
     assert records[1]["sigma"] == 4.0 and 0 <= records[1]["memorization_auc"] <= 1
+
+
+def test_seeded_offsets_the_training_fold_and_scoring_seeds_by_the_study_seed() -> None:
+    recipe, train = DetectorRecipe(fold_seed=3, score_seed=5), replace(TINY, seed=7)
+    rc, tc = seeded(recipe, train, 2, n_tiles=4)
+    assert (rc.fold_seed, rc.score_seed, tc.seed, tc.n_tiles) == (5, 7, 9, 4)
+    assert rc == replace(recipe, fold_seed=5, score_seed=7) and tc == replace(train, seed=9, n_tiles=4)
