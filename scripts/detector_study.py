@@ -79,6 +79,10 @@ VARIANTS: dict[str, tuple[str, dict[str, object], dict[str, object]]] = {
     "robust_width": ("robust", {"name": "robust_width", "width_scales": (0.5, 1.0, 2.0)}, {}),
     # the same rule over a wider grid (up to 256-128-64): robust_width chose the grid's widest net on every demo seed
     "robust_width4": ("robust", {"name": "robust_width4", "width_scales": (0.5, 1.0, 2.0, 4.0)}, {}),
+    # coarse to fine (issue 9, item 2: iterate fit -> score -> refit without the top q%): a second screen on the rows
+    # the first kept re-scores every row out-of-fold before the trim, so that anomalies a screen model restored
+    # because similar anomalies sat in its training folds stand out
+    "robust_rounds2": ("robust", {"name": "robust_rounds2", "screen_rounds": 2}, {}),
 }
 BASELINE_KWARGS = {"knn": {"k": 5}, "pca": {"n_components": 16}, "iforest": {"n_estimators": 200}}  # pipeline's
 

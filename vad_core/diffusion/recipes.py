@@ -60,6 +60,10 @@ class DetectorRecipe:
     # candidate multiples of train_config.hidden: the screen fits each width and keeps the one whose out-of-fold
     # errors have the lowest median (a label-free network size, issue 9 item 4); () = train_config.hidden as given
     width_scales: tuple[float, ...] = ()
+    # coarse to fine: round r > 1 refits the screen (same folds and seeds) on the rows round r - 1 kept and re-scores
+    # every row out-of-fold, so that anomalies a model restored because similar ones sat in its training folds stand
+    # out; 1 = one screen
+    screen_rounds: int = 1
     refit_folds: int = 1  # K of the deployed members; 1 = each trained on every kept row
     refit_seeds: int = 5  # seed replicates of the deployed members
     score_type: str = "denoising"  # or "reconstruction" (the paper's partial diffusion)
@@ -75,8 +79,9 @@ class DetectorRecipe:
     def __post_init__(self) -> None:
         if self.screen_folds == 1 or self.screen_folds < 0:
             raise VADInputError(f"DetectorRecipe.screen_folds must be 0 or >= 2, got {self.screen_folds}")
-        if self.refit_folds < 1 or self.refit_seeds < 1 or self.n_draws < 1 or self.screen_repeats < 1:
-            raise VADInputError("DetectorRecipe: refit_folds, refit_seeds, n_draws and screen_repeats must be >= 1")
+        for field in ("refit_folds", "refit_seeds", "n_draws", "screen_repeats", "screen_rounds"):
+            if getattr(self, field) < 1:
+                raise VADInputError(f"DetectorRecipe.{field} must be >= 1, got {getattr(self, field)}")
         if self.trim_rule not in TRIM_RULES:
             raise VADInputError(f"DetectorRecipe.trim_rule must be one of {TRIM_RULES}, got {self.trim_rule!r}")
         if self.sigma_rule not in SIGMA_RULES:
@@ -218,13 +223,15 @@ def _screen_fit(
     tiles: np.ndarray | None,
     keys: np.ndarray,
     callback: Callable[[dict[str, Any]], Any] | None,
+    keep: np.ndarray | None = None,
 ) -> tuple[list[FittedMember], np.ndarray, float]:
-    """The screen's fold models (`screen_repeats` x `folds`), their out-of-fold scores `(N,)`, scoring seconds."""
+    """The screen's fold models (`screen_repeats` x `folds`) trained on the `keep (N,)` rows (None = all), their
+    out-of-fold scores of every row `(N,)`, and the scoring seconds."""
     members: list[FittedMember] = []
     for r in range(recipe.screen_repeats):  # repeat 0 is the single screen, bit for bit
         repeat, _ = fit_members(
             x, v, replace(train_config, seed=train_config.seed + r * SCREEN_REPEAT_STRIDE), folds, 1, tiles,
-            fold_seed=recipe.fold_seed + r * SCREEN_REPEAT_STRIDE, callback=callback,
+            keep=keep, fold_seed=recipe.fold_seed + r * SCREEN_REPEAT_STRIDE, callback=callback,
         )  # fmt: skip
         members += repeat
     start = time.perf_counter()
@@ -268,18 +275,33 @@ def screen_rows(
     _, scale, members, scores = min(tried, key=lambda t: t[0])  # ties: the earlier (listed) candidate
     hidden = scaled_hidden(train_config.hidden, scale)
     errors = {f"{s:g}": e for e, s, _, _ in tried} if recipe.width_scales else {}
-    seconds = {"screen_fit": time.perf_counter() - start - scoring}
-    start = time.perf_counter()
-    share = (
-        choose_trim_share(scores, recipe.max_share, recipe.trim_rule)
-        if recipe.trim_share is None
-        else recipe.trim_share
-    )
-    keep = trim_mask(scores, share, tiles)
-    seconds["screen_score"] = scoring + time.perf_counter() - start  # the screen's scoring and the trim
-    if callback is not None:
-        event = {"event": "stage", "stage": "screen", "trim_share": share, "dropped": int((~keep).sum())}
-        callback(event | ({"hidden": list(hidden), "width_errors": errors} if errors else {}))
+    trimming = 0.0
+
+    def trim(scores: np.ndarray, round_: int) -> tuple[float, np.ndarray]:
+        nonlocal trimming
+        trim_start = time.perf_counter()
+        share = (
+            choose_trim_share(scores, recipe.max_share, recipe.trim_rule)
+            if recipe.trim_share is None
+            else recipe.trim_share
+        )
+        keep = trim_mask(scores, share, tiles)
+        trimming += time.perf_counter() - trim_start
+        if callback is not None:
+            event = {"event": "stage", "stage": "screen", "trim_share": share, "dropped": int((~keep).sum())}
+            event |= {"round": round_} if recipe.screen_rounds > 1 else {}
+            callback(event | ({"hidden": list(hidden), "width_errors": errors} if errors else {}))
+        return share, keep
+
+    share, keep = trim(scores, 1)
+    for round_ in range(2, recipe.screen_rounds + 1):  # the same folds and seeds, on the rows the last round kept
+        members, scores, score_seconds = _screen_fit(
+            x, v, replace(train_config, hidden=hidden), recipe, folds, tiles, keys, _tagged(callback, "screen"), keep
+        )
+        scoring += score_seconds
+        share, keep = trim(scores, round_)
+    # screen_fit: every screen model's training; screen_score: the screens' scoring and the trims
+    seconds = {"screen_fit": time.perf_counter() - start - scoring - trimming, "screen_score": scoring + trimming}
     return Screen(scores, keep, float(share), members, folds, hidden, errors, seconds)
 
 

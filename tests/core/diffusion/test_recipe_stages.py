@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 
 from tests.core._synthetic import TINY, mixture
-from vad_core.diffusion.detector import detector_bytes, load_detector
+from vad_core.diffusion.detector import Detector, DetectorMember, detector_bytes, load_detector
+from vad_core.diffusion.folds import fit_members
+from vad_core.diffusion.label_free import choose_trim_share
 from vad_core.diffusion.recipes import (
     DetectorRecipe,
     fit_detector,
     refit_detector,
     scaled_hidden,
     screen_rows,
+    trim_mask,
 )
 from vad_core.errors import VADInputError
 
@@ -85,3 +88,37 @@ def test_width_scales_are_checked_when_the_recipe_is_built():
         DetectorRecipe(width_scales=(2.0, 2.0))
     with pytest.raises(VADInputError, match="needs a screen"):
         DetectorRecipe(screen_folds=0, width_scales=(1.0, 2.0))
+
+
+def test_a_second_screen_round_refits_the_screen_on_the_rows_the_first_kept(one_torch_thread):
+    data, videos, tiles = _data()
+    first = screen_rows(data.features, videos, TRAIN, RECIPE, tiles)
+    events: list[dict] = []
+    second = screen_rows(data.features, videos, TRAIN, replace(RECIPE, screen_rounds=2), tiles, callback=events.append)
+    # independently: the same folds and seeds fitted on round 1's kept rows, every row scored by the model that
+    # never saw its video, then the same label-free trim of those scores
+    members, _ = fit_members(data.features, videos, TRAIN, 2, 1, tiles, keep=first.keep, fold_seed=RECIPE.fold_seed)
+    for m in members:
+        assert first.keep[m.train_rows].all()
+    screen = Detector(
+        [DetectorMember(m.denoiser, m.fold, m.seed, m.trained_videos) for m in members],
+        replace(RECIPE.score_config(RECIPE.screen_sigma), sigma_scales=(1.0,)),
+    )
+    scores, n_unseen = screen.score_fitted(data.features, videos, tiles)
+    assert np.all(n_unseen == 1)
+    np.testing.assert_allclose(second.scores, scores, rtol=1e-12)
+    share = choose_trim_share(scores, RECIPE.max_share, RECIPE.trim_rule)
+    assert second.share == pytest.approx(share)
+    np.testing.assert_array_equal(second.keep, trim_mask(scores, share, tiles))
+    assert not np.array_equal(second.scores, first.scores)
+    assert [m.trained_videos for m in second.members] == [m.trained_videos for m in first.members]
+    stages = [e for e in events if e["event"] == "stage"]
+    assert [e["round"] for e in stages] == [1, 2]
+    assert stages[0]["dropped"] == int((~first.keep).sum()) and stages[1]["dropped"] == int((~second.keep).sum())
+    assert set(second.seconds) == {"screen_fit", "screen_score"}
+    # the refit trains on round 2's kept rows
+    fit = refit_detector(data.features, videos, TRAIN, replace(RECIPE, screen_rounds=2), second, tiles)
+    for m in fit.members:
+        assert second.keep[m.train_rows].all()
+    with pytest.raises(VADInputError, match="screen_rounds must be >= 1, got 0"):
+        DetectorRecipe(screen_rounds=0)
