@@ -91,6 +91,7 @@ def test_dagster_configs_map_to_vad_core_configs() -> None:
     assert (cfg.hidden, cfg.n_tiles, cfg.epochs, cfg.device) == ((32, 16), 3, 2, "cpu")
     assert (recipe.refit_seeds, recipe.trim_share, recipe.name) == (2, 0.1, "robust")
     assert TrainingConfig(width_scales=[0.5, 1, 2]).to_core()[0].width_scales == (0.5, 1.0, 2.0)
+    assert TrainingConfig(screen_rounds=2).to_core()[0].screen_rounds == 2
     with pytest.raises(VADInputError, match="unknown detector preset"):
         TrainingConfig(recipe="nope").to_core()
     # Scoring: fields left None keep the detector's config; a label-free sigma applies unless one is set.

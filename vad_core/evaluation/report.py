@@ -193,7 +193,9 @@ def render_markdown(report: Mapping[str, Any], plot_src: Callable[[str], str | N
         if recipe:
             lines += [
                 f"Detector: recipe {recipe.get('name')!r} ({d.get('n_models')} model(s); out-of-fold screen with "
-                f"{recipe.get('screen_folds_used', 0)} video folds, {fmt(d.get('trim_share'), 3)} of the fitted rows "
+                f"{recipe.get('screen_folds_used', 0)} video folds"
+                + (f" in {recipe['screen_rounds']} rounds" if recipe.get("screen_rounds", 1) > 1 else "")
+                + f", {fmt(d.get('trim_share'), 3)} of the fitted rows "
                 f"dropped before the refit), scoring sigma {fmt(d.get('scoring_sigma'))} sigma_data (label-free)"
                 + (
                     f"; network {'-'.join(str(h) for h in recipe['hidden_used'])}, chosen label-free by the screen's "

@@ -65,7 +65,9 @@ class TrainingConfig(Config):
     `sigma_rule` "rows" or "videos": the label-free sigma rule leaves out the row or its video;
     `width_scales`, e.g. [0.5, 1, 2]: the screen fits each multiple of `hidden` and keeps the width
     with the lowest median out-of-fold error: a label-free network size, at one screen per candidate;
-    1.6-1.9x the default's fit time on Ped2 for [0.5, 1, 2], docs/results.md).
+    1.6-1.9x the default's fit time on Ped2 for [0.5, 1, 2], docs/results.md; `screen_rounds` 2 or
+    more: the screen is refitted on the rows the previous round kept, and re-scores every row
+    out-of-fold before the trim, at one screen per round).
 
     `tile_embedding` gives the denoisers a learned tile-position embedding (n_tiles from the
     data); `device` None uses the backbone resource's device (CUDA, then MPS, then CPU). `force`
@@ -81,6 +83,7 @@ class TrainingConfig(Config):
     n_draws: int | None = None
     sigma_rule: str | None = None
     width_scales: list[float] | None = None
+    screen_rounds: int | None = None
     epochs: int | None = None
     batch_size: int | None = None
     min_steps_per_epoch: int | None = None

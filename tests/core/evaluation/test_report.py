@@ -158,7 +158,7 @@ def test_every_plot_is_png_bytes() -> None:
         heatmap_png(grid.iloc[:0], "P_std", "P_mean", "empty")
 
 
-def test_the_report_names_the_recipe_and_a_network_the_screen_chose() -> None:
+def test_the_report_names_the_recipe_its_screen_rounds_and_a_network_the_screen_chose() -> None:
     import dataclasses
 
     def markdown(recipe: dict) -> str:
@@ -171,3 +171,6 @@ def test_the_report_names_the_recipe_and_a_network_the_screen_chose() -> None:
     assert "(label-free)." in fixed and "network" not in fixed.split("Detector:")[1].split("\n")[0]
     chosen = markdown({"name": "robust", "screen_folds_used": 5, "hidden_used": [128, 64, 32]})
     assert "network 128-64-32, chosen label-free by the screen's median out-of-fold error." in chosen
+    rounds = markdown({"name": "robust_rounds2", "screen_folds_used": 5, "screen_rounds": 2})
+    assert "out-of-fold screen with 5 video folds in 2 rounds, 0.300 of the fitted rows dropped" in rounds
+    assert "rounds" not in markdown({"name": "robust", "screen_folds_used": 5, "screen_rounds": 1})
