@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ped2", help="folder of the 22 Ped2 videos' clip-features tables")
     p.add_argument("--ped2-ground-truth", default=str(ds.PED2_GT))
+    p.add_argument("--ped2-heavy", help="folder of the Ped2 tables: fit training 01-08 + test 01-06 only")
     p.add_argument("--demo", help="folder of the demo dataset's clip-features tables")
     p.add_argument("--demo-ground-truth")
     p.add_argument("--seeds", default="0,1,2")
@@ -165,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     datasets = []
     if args.ped2:
         datasets.append((ds.load_ped2(args.ped2, args.ped2_ground_truth), ds.PED2_GROUPS))
+    if args.ped2_heavy:
+        datasets.append((ds.load_ped2_heavy(args.ped2_heavy, args.ped2_ground_truth), ds.PED2_GROUPS))
     if args.demo:
         if not args.demo_ground_truth:
             p.error("--demo needs --demo-ground-truth")
