@@ -14,101 +14,36 @@ The robust recipe (issue 9, docs/results.md), every step label-free:
    memorization diagnostic is measured at that scoring config.
 
 Stages 1-2 are `screen_rows` (with `width_scales`, it also picks the network width by the
-screen's median out-of-fold error), stages 3-4 `refit_detector`; `fit_detector` runs both.
+screen's median out-of-fold error; with `screen_rounds` > 1, it refits the screen on the rows the
+last round kept and trims again from the new out-of-fold scores), stages 3-4 `refit_detector`;
+`fit_detector` runs both.
 
 Presets: "robust" (the pipeline's default), "single" (the pipeline's default before issue 9:
 one model, no screen, 16 draws), "paper" (vad_core's paper recipe: the paper-size network and
 noise distribution, partial-diffusion reconstruction score). `preset(name)` returns a recipe and
-its `TrainConfig`.
+its `TrainConfig`. `DetectorRecipe` itself is defined in `vad_core.diffusion.detector_recipe`
+and exported here too.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from vad_core.diffusion.config import TrainConfig
 from vad_core.diffusion.detector import Detector, DetectorMember
+from vad_core.diffusion.detector_recipe import SIGMA_RULES, DetectorRecipe
 from vad_core.diffusion.folds import FittedMember, fit_members, memorization_auc_at
-from vad_core.diffusion.label_free import TRIM_RULES, choose_trim_share, label_free_sigma
-from vad_core.diffusion.reconstruction import ScoreConfig
+from vad_core.diffusion.label_free import choose_trim_share, label_free_sigma
 from vad_core.errors import VADInputError, check_features
 
-SIGMA_RULES = ("rows", "videos")
 # seed and fold-seed offset of screen repeat r: far from the refit's (+ s * SEED_STRIDE, fold seed + 500) and
 # from the few units a study adds per seed
 SCREEN_REPEAT_STRIDE = 100_000
-
-
-@dataclass(frozen=True)
-class DetectorRecipe:
-    """How a detector is fitted and scored (see the module docstring)."""
-
-    name: str = "robust"
-    screen_folds: int = 5  # K of the out-of-fold screen; 0 = no screen and no trim
-    trim_share: float | None = None  # share dropped per tile; None = label-free (`trim_rule` on log OOF scores)
-    max_share: float = 0.3  # cap of the label-free share
-    trim_rule: str = "otsu"  # label-free share: "otsu" or "mixture" (label_free.TRIM_RULES)
-    screen_sigma: float = 8.0  # sigma (sigma_data units) of the screen's out-of-fold scores
-    # screens with their own fold assignment and seeds, averaged: a row's screen score is the mean of the R models
-    # that never saw its video (the screen's seed, not the members', drove 69-85% of the default's seed spread)
-    screen_repeats: int = 1
-    # candidate multiples of train_config.hidden: the screen fits each width and keeps the one whose out-of-fold
-    # errors have the lowest median (a label-free network size, issue 9 item 4); () = train_config.hidden as given
-    width_scales: tuple[float, ...] = ()
-    # coarse to fine: round r > 1 refits the screen (same folds and seeds) on the rows round r - 1 kept and re-scores
-    # every row out-of-fold, so that anomalies a model restored because similar ones sat in its training folds stand
-    # out; 1 = one screen
-    screen_rounds: int = 1
-    refit_folds: int = 1  # K of the deployed members; 1 = each trained on every kept row
-    refit_seeds: int = 5  # seed replicates of the deployed members
-    score_type: str = "denoising"  # or "reconstruction" (the paper's partial diffusion)
-    sigma: float | None = None  # denoising sigma (sigma_data units); None = label_free_sigma
-    sigma_rule: str = "rows"  # label_free_sigma leaves out the row ("rows") or its whole video ("videos")
-    start_step: int = 9  # reconstruction only
-    target_neighbours: float = 5.0  # label_free_sigma's target
-    n_draws: int = 64  # noise draws per row and member (16 left ~2.5 AUC points of draw noise on Ped2)
-    sigma_scales: tuple[float, ...] = (1.0,)  # denoising: geometric mean of errors at sigma * each (ScoreConfig)
-    score_seed: int = 0
-    fold_seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.screen_folds == 1 or self.screen_folds < 0:
-            raise VADInputError(f"DetectorRecipe.screen_folds must be 0 or >= 2, got {self.screen_folds}")
-        for field in ("refit_folds", "refit_seeds", "n_draws", "screen_repeats", "screen_rounds"):
-            if getattr(self, field) < 1:
-                raise VADInputError(f"DetectorRecipe.{field} must be >= 1, got {getattr(self, field)}")
-        if self.trim_rule not in TRIM_RULES:
-            raise VADInputError(f"DetectorRecipe.trim_rule must be one of {TRIM_RULES}, got {self.trim_rule!r}")
-        if self.sigma_rule not in SIGMA_RULES:
-            raise VADInputError(f"DetectorRecipe.sigma_rule must be one of {SIGMA_RULES}, got {self.sigma_rule!r}")
-        if self.trim_share is not None and not 0.0 <= self.trim_share < 1.0:
-            raise VADInputError(f"DetectorRecipe.trim_share must lie in [0, 1), got {self.trim_share}")
-        object.__setattr__(self, "sigma_scales", tuple(float(v) for v in self.sigma_scales))
-        object.__setattr__(self, "width_scales", tuple(float(v) for v in self.width_scales))
-        if any(not w > 0 for w in self.width_scales) or len(set(self.width_scales)) != len(self.width_scales):
-            raise VADInputError(f"DetectorRecipe.width_scales must be distinct and > 0, got {self.width_scales}")
-        if self.width_scales and self.screen_folds == 0:
-            raise VADInputError("DetectorRecipe.width_scales needs a screen (screen_folds >= 2) to compare widths")
-        self.score_config(self.sigma or 1.0)  # ScoreConfig's own checks (e.g. sigma_scales), at construction
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def score_config(self, sigma: float) -> ScoreConfig:
-        return ScoreConfig(
-            score_type=self.score_type,
-            sigma=float(sigma),
-            start_step=self.start_step,
-            n_draws=self.n_draws,
-            seed=self.score_seed,
-            sigma_scales=self.sigma_scales,
-        )
-
 
 # The pipeline's training recipe (the Ped2 study: small pooled FiLM net, P_mean 0 / P_std 0.6).
 PIPELINE_TRAIN = TrainConfig(
@@ -184,10 +119,10 @@ def _deployed(members: list[FittedMember]) -> list[DetectorMember]:
 class Screen:
     """The out-of-fold screen of a fit (stage 1-2) and the rows it keeps for the refit."""
 
-    scores: np.ndarray | None  # (N,) out-of-fold screen scores (None without a screen)
+    scores: np.ndarray | None  # (N,) the last round's out-of-fold screen scores (None without a screen)
     keep: np.ndarray  # (N,) bool rows the refit may train on
     share: float  # share of rows dropped per tile position
-    members: list[FittedMember]  # the screen's fold models (every repeat), of the chosen width
+    members: list[FittedMember]  # the last round's screen fold models (every repeat), of the chosen width
     folds: int  # K the screen used (0 = no screen)
     hidden: tuple[int, ...]  # the network the refit trains (the chosen width when `width_scales` is set)
     width_errors: dict[str, float]  # median out-of-fold error per candidate width scale (empty without candidates)
