@@ -121,6 +121,23 @@ class TrainingConfig(Config):
         return recipe, train
 
 
+def fit_event_lines(event: dict[str, Any]) -> list[str]:
+    """The training log's lines for one `fit_detector` callback event (none for events it does not report)."""
+    if event.get("event") == "member_done":
+        return [
+            f"{event['stage']} model {event['done']}/{event['total']} (fold {event['fold']}, seed "
+            f"{event['seed']}): {event['rows']} rows, best epoch {event['best_epoch']}, {event['seconds']:.1f}s"
+        ]
+    if event.get("event") != "stage":
+        return []
+    screen = f"screen round {event['round']}" if "round" in event else "screen"
+    lines = [f"{screen}: dropping {event['dropped']} rows (share {event['trim_share']:.3f}, label-free)"]
+    if "hidden" in event and event.get("round", 1) == 1:  # the width is chosen once, before any later round
+        errors = ", ".join(f"x{k} {v:.4f}" for k, v in event["width_errors"].items())
+        lines.append(f"screen: network {event['hidden']} chosen by median out-of-fold error ({errors})")
+    return lines
+
+
 def model_name(dataset: str) -> str:
     """The MLflow registered-model name of a dataset's denoiser."""
     return f"vad-denoiser-{dataset}"
@@ -197,16 +214,8 @@ def denoiser(
     )
 
     def progress(event: dict) -> None:
-        if event.get("event") == "member_done":
-            context.log.info(
-                f"{event['stage']} model {event['done']}/{event['total']} (fold {event['fold']}, seed "
-                f"{event['seed']}): {event['rows']} rows, best epoch {event['best_epoch']}, {event['seconds']:.1f}s"
-            )
-        elif event.get("event") == "stage":
-            context.log.info(f"screen: dropping {event['dropped']} rows (share {event['trim_share']:.3f}, label-free)")
-            if "hidden" in event:
-                errors = ", ".join(f"x{k} {v:.4f}" for k, v in event["width_errors"].items())
-                context.log.info(f"screen: network {event['hidden']} chosen by median out-of-fold error ({errors})")
+        for line in fit_event_lines(event):
+            context.log.info(line)
 
     note = run_note(context, f"Denoiser training on {x.shape[0]} feature rows of {len(train_ids)} videos.")
     with tracker.start_run(run_name=f"{spec.name}/denoiser", tags=run_tags(context, spec), description=note) as run:
@@ -321,4 +330,12 @@ def denoiser(
     )
 
 
-__all__ = ["CHALLENGER", "LIVE_RULE_K", "MODEL_ARTIFACT_PATH", "TrainingConfig", "denoiser", "model_name"]
+__all__ = [
+    "CHALLENGER",
+    "LIVE_RULE_K",
+    "MODEL_ARTIFACT_PATH",
+    "TrainingConfig",
+    "denoiser",
+    "fit_event_lines",
+    "model_name",
+]
