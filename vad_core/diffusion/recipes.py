@@ -210,10 +210,14 @@ def screen_rows(
     _, scale, members, scores = min(tried, key=lambda t: t[0])  # ties: the earlier (listed) candidate
     hidden = scaled_hidden(train_config.hidden, scale)
     errors = {f"{s:g}": e for e, s, _, _ in tried} if recipe.width_scales else {}
-    trimming = 0.0
-
-    def trim(scores: np.ndarray, round_: int) -> tuple[float, np.ndarray]:
-        nonlocal trimming
+    keep = np.ones(x.shape[0], dtype=bool)  # round 1's screen trained on every row
+    for round_ in range(1, recipe.screen_rounds + 1):
+        if round_ > 1:  # the same folds and seeds, on the rows the last round kept
+            members, scores, score_seconds = _screen_fit(
+                x, v, replace(train_config, hidden=hidden), recipe, folds, tiles, keys, _tagged(callback, "screen"),
+                keep,
+            )  # fmt: skip
+            scoring += score_seconds
         trim_start = time.perf_counter()
         share = (
             choose_trim_share(scores, recipe.max_share, recipe.trim_rule)
@@ -221,22 +225,13 @@ def screen_rows(
             else recipe.trim_share
         )
         keep = trim_mask(scores, share, tiles)
-        trimming += time.perf_counter() - trim_start
+        scoring += time.perf_counter() - trim_start  # the trims count with the screens' scoring
         if callback is not None:
             event = {"event": "stage", "stage": "screen", "trim_share": share, "dropped": int((~keep).sum())}
             event |= {"round": round_} if recipe.screen_rounds > 1 else {}
             callback(event | ({"hidden": list(hidden), "width_errors": errors} if errors else {}))
-        return share, keep
-
-    share, keep = trim(scores, 1)
-    for round_ in range(2, recipe.screen_rounds + 1):  # the same folds and seeds, on the rows the last round kept
-        members, scores, score_seconds = _screen_fit(
-            x, v, replace(train_config, hidden=hidden), recipe, folds, tiles, keys, _tagged(callback, "screen"), keep
-        )
-        scoring += score_seconds
-        share, keep = trim(scores, round_)
     # screen_fit: every screen model's training; screen_score: the screens' scoring and the trims
-    seconds = {"screen_fit": time.perf_counter() - start - scoring - trimming, "screen_score": scoring + trimming}
+    seconds = {"screen_fit": time.perf_counter() - start - scoring, "screen_score": scoring}
     return Screen(scores, keep, float(share), members, folds, hidden, errors, seconds)
 
 
