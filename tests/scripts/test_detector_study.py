@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.core.study.test_bootstrap import _study
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "detector_study.py"
+from tests.scripts._scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def study_script():
-    spec = importlib.util.spec_from_file_location("detector_study", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("detector_study")
 
 
 def test_the_heavy_proxy_fits_training_01_08_and_test_01_06(study_script) -> None:

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from tests.core.study.test_bootstrap import _study
+from tests.scripts._scripts import load_script
 from vad_core.study.protocol import group_auc
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "score_postprocessing_study.py"
 
 
 @pytest.fixture(scope="module")
 def study_script():
-    spec = importlib.util.spec_from_file_location("score_postprocessing_study", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("score_postprocessing_study")
 
 
 def test_per_tile_median_iqr_by_hand(study_script) -> None:
